@@ -1,0 +1,8 @@
+"""Sub-commands of `atelier` that belong to the `db` package."""
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add this package's sub-commands to the root `atelier` app."""

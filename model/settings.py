@@ -1,0 +1,45 @@
+"""Where Atelier keeps its files, and which database and model it uses.
+
+Everything is overridable by environment variables so tests, CI and teams can point Atelier elsewhere:
+- ``ATELIER_HOME``          folder for the local SQLite file, caches and uploads (default ``~/.atelier``)
+- ``ATELIER_DATABASE_URL``  SQLAlchemy URL; PostgreSQL for teams (default: SQLite file inside ATELIER_HOME)
+- ``ATELIER_MODEL``         default generator file (default: the built-in demo model)
+- ``ATELIER_RUNS``          training run folders (default ``~/.cache/atelier/runs``)
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+DEMO_MODEL_PATH = PACKAGE_DIR / "assets" / "demo.safetensors"
+
+
+def atelier_home() -> Path:
+    home = Path(os.environ.get("ATELIER_HOME", Path.home() / ".atelier")).expanduser()
+    home.mkdir(parents=True, exist_ok=True)
+    return home
+
+
+def cache_dir() -> Path:
+    path = atelier_home() / "cache"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def runs_dir() -> Path:
+    path = Path(os.environ.get("ATELIER_RUNS", Path.home() / ".cache" / "atelier" / "runs")).expanduser()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def database_url() -> str:
+    url = os.environ.get("ATELIER_DATABASE_URL", "").strip()
+    if url:
+        return url
+    return f"sqlite:///{atelier_home() / 'atelier.db'}"
+
+
+def default_model_path() -> Path:
+    override = os.environ.get("ATELIER_MODEL", "").strip()
+    return Path(override).expanduser() if override else DEMO_MODEL_PATH
