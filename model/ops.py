@@ -1,0 +1,141 @@
+"""Low-level operations of StyleGAN2: FIR resampling, bias + activation, modulated convolution.
+
+Plain PyTorch, no custom kernels, so the same code runs on CPU and CUDA and its gradients come from autograd.
+Padding and filter conventions follow stylegan2-ada-pytorch exactly so that its weights reproduce its images.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+# Activation name -> (function, default gain). The sqrt(2) gain keeps the signal variance of leaky ReLU at 1.
+ACTIVATIONS = {
+    "linear": (lambda x: x, 1.0),
+    "relu": (F.relu, math.sqrt(2)),
+    "lrelu": (lambda x: F.leaky_relu(x, 0.2), math.sqrt(2)),
+}
+
+
+def activation_gain(name: str) -> float:
+    return ACTIVATIONS[name][1]
+
+
+def setup_filter(taps: list[float] | tuple[float, ...]) -> torch.Tensor:
+    """1-D taps -> normalised 2-D FIR filter [k, k] (outer product, sums to 1)."""
+    f = torch.as_tensor(taps, dtype=torch.float32)
+    f = torch.outer(f, f)
+    return f / f.sum()
+
+
+def bias_act(x: torch.Tensor, b: torch.Tensor | None = None, act: str = "linear", gain: float | None = None,
+             clamp: float | None = None, dim: int = 1) -> torch.Tensor:
+    """Add bias along `dim`, apply the activation, scale by gain, clamp to [-clamp, clamp]."""
+    fn, default_gain = ACTIVATIONS[act]
+    if b is not None:
+        shape = [1] * x.ndim
+        shape[dim] = -1
+        x = x + b.reshape(shape)
+    x = fn(x)
+    gain = default_gain if gain is None else gain
+    if gain != 1:
+        x = x * gain
+    if clamp is not None and clamp >= 0:
+        x = x.clamp(-clamp, clamp)
+    return x
+
+
+def upfirdn2d(x: torch.Tensor, f: torch.Tensor, up: int = 1, down: int = 1,
+              padding: tuple[int, int, int, int] = (0, 0, 0, 0), gain: float = 1.0) -> torch.Tensor:
+    """Upsample by zero insertion, pad (x0, x1, y0, y1; negative crops), filter with f, keep every `down`-th pixel.
+
+    The filter is applied as a true convolution (flipped); all filters Atelier uses are symmetric anyway.
+    """
+    batch, channels, height, width = x.shape
+    if up > 1:
+        x = x.reshape(batch, channels, height, 1, width, 1)
+        x = F.pad(x, [0, up - 1, 0, 0, 0, up - 1])
+        x = x.reshape(batch, channels, height * up, width * up)
+    px0, px1, py0, py1 = padding
+    x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
+    x = x[:, :, max(-py0, 0): x.shape[2] - max(-py1, 0), max(-px0, 0): x.shape[3] - max(-px1, 0)]
+    f = (f * (gain ** (f.ndim / 2))).to(x.dtype).flip([0, 1])
+    # Depthwise convolution: every channel filtered independently with the same kernel.
+    weight = f[None, None].expand(channels, 1, *f.shape)
+    x = F.conv2d(x, weight, groups=channels)
+    if down > 1:
+        x = x[:, :, ::down, ::down]
+    return x
+
+
+def upsample2d(x: torch.Tensor, f: torch.Tensor, up: int = 2) -> torch.Tensor:
+    taps = f.shape[-1]
+    pad = ((taps + up - 1) // 2, (taps - up) // 2)
+    return upfirdn2d(x, f, up=up, padding=(pad[0], pad[1], pad[0], pad[1]), gain=up * up)
+
+
+def downsample2d(x: torch.Tensor, f: torch.Tensor, down: int = 2) -> torch.Tensor:
+    taps = f.shape[-1]
+    pad = ((taps - down + 1) // 2, (taps - down) // 2)
+    return upfirdn2d(x, f, down=down, padding=(pad[0], pad[1], pad[0], pad[1]))
+
+
+def conv2d_resample(x: torch.Tensor, w: torch.Tensor, f: torch.Tensor | None = None, up: int = 1, down: int = 1,
+                    padding: int = 0) -> torch.Tensor:
+    """Convolution (cross-correlation, as torch does) fused with 2x FIR up- or downsampling.
+
+    Upsampling: transposed convolution with stride 2, then the FIR filter (gain 4) smooths the result.
+    Downsampling: FIR filter first, then a strided convolution. Mixed up/down is not needed by StyleGAN2.
+    """
+    if up > 1 and down > 1:
+        raise ValueError("conv2d_resample: combined up- and downsampling is not supported")
+    kernel = w.shape[-1]
+    if up > 1:
+        assert f is not None
+        taps = f.shape[-1]
+        p0 = padding + (taps + up - 1) // 2 - (kernel - 1)
+        p1 = padding + (taps - up) // 2 - (kernel - up)
+        trim = max(min(-p0, -p1), 0)
+        # conv_transpose2d expects [in, out, k, k]; the weight is used unflipped (that is the original's choice).
+        x = F.conv_transpose2d(x, w.transpose(0, 1), stride=up, padding=trim)
+        return upfirdn2d(x, f, padding=(p0 + trim, p1 + trim, p0 + trim, p1 + trim), gain=up * up)
+    if down > 1:
+        assert f is not None
+        taps = f.shape[-1]
+        p0 = padding + (taps - down + 1) // 2
+        p1 = padding + (taps - down) // 2
+        x = upfirdn2d(x, f, padding=(p0, p1, p0, p1))
+        return F.conv2d(x, w, stride=down)
+    return F.conv2d(x, w, padding=padding)
+
+
+def normalize_2nd_moment(x: torch.Tensor, dim: int = 1, eps: float = 1e-8) -> torch.Tensor:
+    return x * (x.square().mean(dim=dim, keepdim=True) + eps).rsqrt()
+
+
+def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, noise: torch.Tensor | None = None,
+                     up: int = 1, padding: int = 0, resample_filter: torch.Tensor | None = None,
+                     demodulate: bool = True) -> torch.Tensor:
+    """StyleGAN2 modulated convolution, computed as scale-input -> shared conv -> scale-output.
+
+    Scaling the activations instead of building one weight per sample lets the whole batch share a single dense
+    convolution, which is what makes large batches fast on a CPU (a grouped per-sample convolution gets slower
+    per image as the batch grows). Mathematically identical to modulating the weights.
+    x: [N, I, H, W], weight: [O, I, k, k], styles: [N, I], noise: broadcastable to [N, O, H', W'].
+    """
+    batch = x.shape[0]
+    if x.dtype == torch.float16 and demodulate:
+        # Pre-normalise so float16 intermediates stay in range (the demodulation undoes the scale).
+        weight = weight * (1 / math.sqrt(weight[0].numel()) / weight.norm(float("inf"), dim=[1, 2, 3], keepdim=True))
+        styles = styles / styles.norm(float("inf"), dim=1, keepdim=True)
+    x = x * styles.to(x.dtype).reshape(batch, -1, 1, 1)
+    x = conv2d_resample(x, weight.to(x.dtype), f=resample_filter, up=up, padding=padding)
+    if demodulate:
+        # sum_{i,k} (w[o,i,k] * s[n,i])^2 = sum_i s[n,i]^2 * sum_k w[o,i,k]^2
+        wsq = weight.square().sum(dim=[2, 3])  # [O, I]
+        dcoefs = (styles.square() @ wsq.t() + 1e-8).rsqrt()  # [N, O]
+        x = x * dcoefs.to(x.dtype).reshape(batch, -1, 1, 1)
+    if noise is not None:
+        x = x + noise.to(x.dtype)
+    return x
