@@ -563,8 +563,8 @@ def _check_destination(out: Path, overwrite: bool) -> None:
     if not out.exists() or _is_empty(out):
         return
     if not overwrite:
-        raise AtelierError(f"{out} already exists and is not empty; choose another --out or pass --force to "
-                           "replace it.")
+        what = "is a folder that is not empty" if out.is_dir() else "already exists"
+        raise AtelierError(f"{out} {what}; choose another --out, or pass --force to replace it.")
     if out.is_dir() and not (out / "dataset.json").exists():
         # --force replaces a dataset, never an arbitrary folder that happens to be named as the output.
         raise AtelierError(f"{out} is a folder that holds files but no dataset.json, so it is not a dataset; "
