@@ -1,8 +1,150 @@
-"""Sub-commands of `atelier` that belong to the `model` package."""
+"""Sub-commands of `atelier` that belong to the `model` package: generate, convert, info, train, bench render."""
 from __future__ import annotations
 
+import json
+import time
+from pathlib import Path
+from typing import Optional
+
 import typer
+
+from model.errors import AtelierError, exit_on_user_error
+
+# Other packages add their benchmarks here (`atelier bench discovery`, `atelier bench app`).
+bench_app = typer.Typer(help="Speed and quality benchmarks (figures for the README).", no_args_is_help=True)
+
+
+def _network_option() -> Optional[Path]:
+    return typer.Option(None, "--network", "-n", help="Generator .pkl or .safetensors (default: the demo model).")
+
+
+@exit_on_user_error
+def generate(
+    network: Optional[Path] = _network_option(),
+    seeds: str = typer.Option("0-7", help="Seeds, e.g. '0-7' or '3,14,15' (integers 0 … 2**32-1)."),
+    trunc: float = typer.Option(1.0, "--trunc", help="Truncation ψ (1 = none; 0.7 is a common choice)."),
+    cutoff: Optional[int] = typer.Option(None, help="Apply truncation to the first N ws rows only."),
+    class_index: Optional[int] = typer.Option(None, "--class", help="Class for conditional models."),
+    noise_mode: str = typer.Option("const", help="const | random | none"),
+    outdir: Path = typer.Option(Path("out"), help="Folder for seedNNNN.png files."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+) -> None:
+    """Render one PNG per seed (named seedNNNN.png, as stylegan2-ada does)."""
+    from model.render import Renderer, configure_threads, parse_seeds, save_png
+
+    configure_threads()
+    seed_list = parse_seeds(seeds)
+    renderer = Renderer(network, device=device)
+    if noise_mode not in ("const", "random", "none"):
+        raise AtelierError(f"--noise-mode must be const, random or none, not {noise_mode!r}")
+    for start in range(0, len(seed_list), 32):
+        chunk = seed_list[start:start + 32]
+        images = renderer.render_seeds(chunk, psi=trunc, cutoff=cutoff, class_index=class_index,
+                                       noise_mode=noise_mode)
+        for seed, image in zip(chunk, images):
+            save_png(image, outdir / f"seed{seed:04d}.png")
+    typer.echo(f"wrote {len(seed_list)} images to {outdir}")
+
+
+@exit_on_user_error
+def convert(src: Path = typer.Argument(..., help="stylegan2-ada-pytorch network pickle"),
+            dst: Path = typer.Argument(..., help="output .safetensors")) -> None:
+    """Convert a stylegan2-ada-pytorch pickle to Atelier's .safetensors (no code can hide in it)."""
+    from model.checkpoint import convert as convert_file
+
+    if dst.suffix != ".safetensors":
+        raise AtelierError(f"the output must end in .safetensors, got {dst.name}")
+    out = convert_file(src, dst)
+    typer.echo(f"wrote {out}")
+
+
+@exit_on_user_error
+def info(network: Optional[Path] = typer.Argument(None, help="Network file (default: the demo model).")) -> None:
+    """Print a network's architecture and fingerprint."""
+    from model.checkpoint import load_network
+    from model.settings import default_model_path
+
+    loaded = load_network(network or default_model_path())
+    G = loaded.module
+    typer.echo(json.dumps({"source": loaded.source, "fingerprint": loaded.fingerprint, "z_dim": G.z_dim,
+                           "w_dim": G.w_dim, "c_dim": G.c_dim, "num_ws": G.num_ws, "resolution": G.img_resolution,
+                           "kimg": loaded.kimg, "architecture": loaded.kwargs}, indent=2))
+
+
+@exit_on_user_error
+def train(
+    data: str = typer.Option("synthetic", help="Dataset zip/folder (stylegan2-ada layout), or 'synthetic'."),
+    outdir: Optional[Path] = typer.Option(None, help="Run folder (default: a new folder under ~/.cache/atelier/runs)."),
+    resume: Optional[str] = typer.Option(None, help="'auto' (newest snapshot of any run), a run folder, or a "
+                                                    "network-snapshot file."),
+    finetune: Optional[Path] = typer.Option(None, help="Start from these weights (stylegan2-ada .pkl or Atelier)."),
+    kimg: float = typer.Option(1000, help="Train until this many thousand real images have been shown."),
+    batch: int = typer.Option(16),
+    resolution: int = typer.Option(64, help="Image size for the synthetic stream."),
+    cond: bool = typer.Option(False, "--cond", help="Class-conditional on dataset labels."),
+    cbase: int = typer.Option(4096, help="Channel base (channels at resolution r = min(cbase / r, cmax))."),
+    cmax: int = typer.Option(64, help="Channel maximum."),
+    map_layers: int = typer.Option(2, "--map", help="Mapping network layers."),
+    gamma: float = typer.Option(0.05, help="R1 regularisation weight."),
+    pl_weight: float = typer.Option(0.0, help="Path-length regularisation weight (0 = off)."),
+    aug: str = typer.Option("ada", help="ada | fixed | none"),
+    p: float = typer.Option(0.0, help="Initial (ada) or fixed augmentation probability."),
+    target: float = typer.Option(0.6, help="ADA overfitting target."),
+    mixing: float = typer.Option(0.9, help="Style mixing probability."),
+    fp16_res: int = typer.Option(0, help="Number of highest resolutions in float16 (GPU only)."),
+    snap_kimg: float = typer.Option(4.0), snap_minutes: float = typer.Option(5.0),
+    seed: int = typer.Option(0), threads: int = typer.Option(0, help="CPU threads (0 = all)."),
+    device: str = typer.Option("auto"),
+    progress: bool = typer.Option(True, help="Show a progress bar."),
+) -> None:
+    """Train StyleGAN2-ADA (resumable; run several processes with torchrun for multi-GPU)."""
+    from model.settings import runs_dir
+    from model.train import TrainConfig, find_resume, train as run_training
+
+    if aug not in ("ada", "fixed", "none"):
+        raise AtelierError(f"--aug must be ada, fixed or none, not {aug!r}")
+    if batch < 1 or kimg <= 0:
+        raise AtelierError("--batch must be at least 1 and --kimg above 0")
+    cfg = TrainConfig(data=data, resolution=resolution, conditional=cond, batch=batch, channel_base=cbase,
+                      channel_max=cmax, map_layers=map_layers, gamma=gamma, pl_weight=pl_weight, augment=aug,
+                      augment_p=p, ada_target=target, style_mixing=mixing, num_fp16_res=fp16_res, kimg=kimg,
+                      snap_kimg=snap_kimg, snap_minutes=snap_minutes, seed=seed, device=device, threads=threads)
+    if data != "synthetic":
+        from scrape.dataset import validate_dataset
+        validate_dataset(data)  # every dataset problem is reported before any training starts
+    resume_path = find_resume(runs_dir(), resume)
+    if resume == "auto" and resume_path is None:
+        typer.echo("no earlier snapshot found; starting a new run")
+    run_dir = outdir or (resume_path.parent if resume_path else runs_dir() / time.strftime("run-%Y%m%d-%H%M%S"))
+    if resume_path:
+        typer.echo(f"resuming from {resume_path}")
+    newest = run_training(cfg, run_dir, resume=resume_path, finetune=finetune, progress=progress)
+    typer.echo(f"newest snapshot: {newest}")
+
+
+@exit_on_user_error
+def bench_render(
+    network: Optional[Path] = _network_option(),
+    batches: str = typer.Option("1,8,32", help="Batch sizes to time."),
+    repeats: int = typer.Option(3, help="Timed repetitions per row (after one warm-up)."),
+    device: str = typer.Option("cpu"),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Images/s at full and preview resolution, peak memory, and the latency of one 6 × 7 review strip."""
+    from model.bench import bench_render as run_bench, format_render_table
+    from model.render import configure_threads
+
+    configure_threads()
+    sizes = [int(b) for b in batches.split(",") if b.strip()]
+    result = run_bench(network, sizes, repeats=repeats, device=device)
+    typer.echo(json.dumps(result) if as_json else format_render_table(result))
 
 
 def register(app: typer.Typer) -> None:
     """Add this package's sub-commands to the root `atelier` app."""
+    app.command("generate")(generate)
+    app.command("convert")(convert)
+    app.command("info")(info)
+    app.command("train")(train)
+    bench_app.command("render")(bench_render)
+    app.add_typer(bench_app, name="bench")

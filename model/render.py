@@ -1,0 +1,274 @@
+"""Rendering: seeds -> z -> w -> (per-layer edits) -> images, batched, on CPU or CUDA.
+
+Seeds follow the original tooling exactly (``numpy.random.RandomState(seed).randn(z_dim)``), so a seed a team
+used in its old notebooks shows the same look here.
+"""
+from __future__ import annotations
+
+import os
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+
+from model.checkpoint import LoadedNetwork, load_network
+from model.errors import AtelierError
+from model.settings import default_model_path
+
+MAX_SEED = 2 ** 32 - 1
+DEFAULT_CHUNK = 32
+
+
+def check_seed(seed: object) -> int:
+    """A seed is an integer 0 … 2**32-1 (what numpy's RandomState accepts); anything else is a clear error."""
+    if isinstance(seed, bool) or seed is None:
+        raise AtelierError(f"seed must be a whole number from 0 to {MAX_SEED}, got {seed!r}")
+    if isinstance(seed, str):
+        text = seed.strip()
+        if not re.fullmatch(r"\d+", text):
+            raise AtelierError(f"seed must be a whole number from 0 to {MAX_SEED}, got {seed!r}")
+        seed = int(text)
+    if isinstance(seed, (np.integer,)):
+        seed = int(seed)
+    if not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise AtelierError(f"seed must be a whole number from 0 to {MAX_SEED}, got {seed!r}")
+    return seed
+
+
+def parse_seeds(text: str) -> list[int]:
+    """'0-7,12,20-22' -> [0..7, 12, 20, 21, 22] (inclusive ranges, like stylegan2-ada's --seeds)."""
+    seeds: list[int] = []
+    for part in str(text).split(","):
+        part = part.strip()
+        if not part:
+            continue
+        match = re.fullmatch(r"(\d+)\s*-\s*(\d+)", part)
+        if match:
+            lo, hi = check_seed(match.group(1)), check_seed(match.group(2))
+            if hi < lo:
+                raise AtelierError(f"seed range '{part}' runs backwards; write it as {hi}-{lo}")
+            if hi - lo > 100_000:
+                raise AtelierError(f"seed range '{part}' has more than 100,000 seeds; use a smaller range")
+            seeds.extend(range(lo, hi + 1))
+        else:
+            seeds.append(check_seed(part))
+    if not seeds:
+        raise AtelierError("no seeds given; write them like '0-7' or '3,14,15'")
+    return seeds
+
+
+def seed_to_z(seed: int, z_dim: int) -> np.ndarray:
+    return np.random.RandomState(check_seed(seed)).randn(z_dim)
+
+
+def seeds_to_z(seeds: Sequence[int], z_dim: int) -> np.ndarray:
+    return np.stack([seed_to_z(s, z_dim) for s in seeds]) if len(seeds) else np.zeros((0, z_dim))
+
+
+@dataclass(frozen=True)
+class Edit:
+    """Move ws rows [layer_start, layer_stop) along `direction` (a w_dim vector) by `strength` units.
+
+    Strength is in the direction's own units: pass ``value_in_sigma * sigma`` with a unit vector for σ steps.
+    `layer_stop=None` means through the last row.
+    """
+    direction: np.ndarray
+    strength: float
+    layer_start: int = 0
+    layer_stop: int | None = None
+
+
+def apply_edits(ws: torch.Tensor, edits: Iterable[Edit]) -> torch.Tensor:
+    """Return ws [N, L, w_dim] with every edit added to its rows (the input is not modified)."""
+    edits = list(edits)
+    if not edits:
+        return ws
+    ws = ws.clone()
+    num_ws = ws.shape[1]
+    for edit in edits:
+        stop = num_ws if edit.layer_stop is None else edit.layer_stop
+        if not 0 <= edit.layer_start < stop <= num_ws:
+            raise AtelierError(f"layer range {edit.layer_start}–{stop} is outside this model's {num_ws} ws rows "
+                               f"(valid: start 0…{num_ws - 1}, stop up to {num_ws})")
+        direction = torch.as_tensor(np.asarray(edit.direction), dtype=ws.dtype, device=ws.device).reshape(-1)
+        if direction.shape[0] != ws.shape[2]:
+            raise AtelierError(f"direction has {direction.shape[0]} values but this model's w has {ws.shape[2]}")
+        ws[:, edit.layer_start:stop] += float(edit.strength) * direction
+    return ws
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """[N, C, H, W] in about [-1, 1] -> uint8 [N, H, W, C], rounding exactly like the original tooling."""
+    return (images * 127.5 + 128).clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise AtelierError("CUDA was requested but no GPU is available; use --device cpu")
+    return torch.device(device)
+
+
+class Renderer:
+    """A generator loaded once, with batched mapping and synthesis helpers. Thread-safe for rendering."""
+
+    def __init__(self, network: LoadedNetwork | str | Path | None = None, device: str = "auto"):
+        if network is None:
+            network = default_model_path()
+        if not isinstance(network, LoadedNetwork):
+            path = Path(network)
+            if not path.exists() and path == default_model_path():
+                raise AtelierError(f"the default model {path} is missing. Reinstall Atelier, or pass --network "
+                                   f"with a .pkl or .safetensors generator.")
+            network = load_network(path)
+        if network.kind == "D":
+            raise AtelierError("that is a discriminator; rendering needs a generator (G_ema or G)")
+        self.network = network
+        self.device = pick_device(device)
+        self.G = network.module.to(self.device).eval()
+        self._lock = threading.Lock()
+        self.fingerprint = network.fingerprint
+
+    # Architecture facts pages and commands need.
+    @property
+    def z_dim(self) -> int:
+        return self.G.z_dim
+
+    @property
+    def w_dim(self) -> int:
+        return self.G.w_dim
+
+    @property
+    def c_dim(self) -> int:
+        return self.G.c_dim
+
+    @property
+    def num_ws(self) -> int:
+        return self.G.num_ws
+
+    @property
+    def resolution(self) -> int:
+        return self.G.img_resolution
+
+    @property
+    def w_avg(self) -> np.ndarray:
+        return self.G.mapping.w_avg.detach().cpu().numpy()
+
+    def stage_resolutions(self) -> list[int]:
+        return list(self.G.synthesis.block_resolutions)
+
+    def ws_rows_per_resolution(self) -> dict[int, list[int]]:
+        """Which ws rows each resolution's convolutions read (for coarse / middle / fine layer presets)."""
+        rows, start = {}, 0
+        for block in self.G.synthesis.blocks():
+            rows[block.resolution] = list(range(start, start + block.num_conv))
+            start += block.num_conv
+        rows[self.resolution].append(start)  # the final toRGB row
+        return rows
+
+    def class_vector(self, class_index: int | None, count: int) -> torch.Tensor:
+        if self.c_dim == 0:
+            if class_index is not None:
+                raise AtelierError("this model is not class-conditional; leave the class empty")
+            return torch.zeros([count, 0], device=self.device)
+        if class_index is None:
+            raise AtelierError(f"this model is class-conditional: choose a class from 0 to {self.c_dim - 1}")
+        if not 0 <= int(class_index) < self.c_dim:
+            raise AtelierError(f"class {class_index} is out of range: choose 0 to {self.c_dim - 1}")
+        c = torch.zeros([count, self.c_dim], device=self.device)
+        c[:, int(class_index)] = 1
+        return c
+
+    @torch.inference_mode()
+    def ws_from_z(self, z: np.ndarray | torch.Tensor, psi: float = 1.0, cutoff: int | None = None,
+                  class_index: int | None = None) -> torch.Tensor:
+        z = torch.as_tensor(np.asarray(z), dtype=torch.float32, device=self.device).reshape(-1, self.z_dim)
+        c = self.class_vector(class_index, z.shape[0])
+        out = [self.G.mapping(z[i:i + 256], c[i:i + 256], truncation_psi=psi, truncation_cutoff=cutoff,
+                              update_w_avg=False) for i in range(0, z.shape[0], 256)]
+        return torch.cat(out) if out else torch.zeros([0, self.num_ws, self.w_dim], device=self.device)
+
+    def ws_from_seeds(self, seeds: Sequence[int], psi: float = 1.0, cutoff: int | None = None,
+                      class_index: int | None = None) -> torch.Tensor:
+        return self.ws_from_z(seeds_to_z([check_seed(s) for s in seeds], self.z_dim), psi, cutoff, class_index)
+
+    @torch.inference_mode()
+    def synthesize(self, ws: torch.Tensor, edits: Iterable[Edit] = (), noise_mode: str = "const",
+                   resolution: int | None = None, chunk: int = DEFAULT_CHUNK) -> np.ndarray:
+        """ws [N, L, w_dim] (+ edits) -> uint8 [N, H, W, 3]. `resolution` below the model's gives a cheap preview."""
+        if resolution is not None and resolution not in self.stage_resolutions():
+            raise AtelierError(f"preview resolution {resolution} is not one of this model's stages "
+                               f"{self.stage_resolutions()}")
+        ws = apply_edits(torch.as_tensor(ws, device=self.device, dtype=torch.float32), edits)
+        images = []
+        with self._lock:  # one render at a time per model: threads would only fight over the same cores
+            for start in range(0, ws.shape[0], chunk):
+                img = self.G.synthesis(ws[start:start + chunk], noise_mode=noise_mode, force_fp32=True,
+                                       max_resolution=resolution)
+                images.append(to_uint8(img))
+        if not images:
+            res = resolution or self.resolution
+            return np.zeros((0, res, res, 3), dtype=np.uint8)
+        return np.concatenate(images)
+
+    def render_seeds(self, seeds: Sequence[int], psi: float = 1.0, cutoff: int | None = None,
+                     class_index: int | None = None, edits: Iterable[Edit] = (), noise_mode: str = "const",
+                     resolution: int | None = None) -> np.ndarray:
+        ws = self.ws_from_seeds(seeds, psi, cutoff, class_index)
+        return self.synthesize(ws, edits, noise_mode=noise_mode, resolution=resolution)
+
+
+def image_grid(images: np.ndarray, columns: int, pad: int = 0, background: int = 255) -> np.ndarray:
+    """uint8 [N, H, W, C] -> one grid image, row-major."""
+    n, h, w, c = images.shape
+    rows = max(1, -(-n // columns))
+    grid = np.full((rows * h + (rows - 1) * pad, columns * w + (columns - 1) * pad, c), background, np.uint8)
+    for idx in range(n):
+        r, col = divmod(idx, columns)
+        grid[r * (h + pad): r * (h + pad) + h, col * (w + pad): col * (w + pad) + w] = images[idx]
+    return grid
+
+
+def save_png(array: np.ndarray, path: str | Path) -> Path:
+    from PIL import Image
+
+    from model.checkpoint import atomic_write_bytes
+    import io
+
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    atomic_write_bytes(Path(path), buffer.getvalue())
+    return Path(path)
+
+
+def configure_threads() -> None:
+    """Use every core for intra-op parallelism unless the user already chose (OMP_NUM_THREADS)."""
+    if "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(max(1, os.cpu_count() or 1))
+
+
+def strip_ws(ws: torch.Tensor, direction: np.ndarray, offsets: Sequence[float], layer_start: int = 0,
+             layer_stop: int | None = None, centred: bool = False) -> torch.Tensor:
+    """Review-strip latents: for each seed's ws [S, L, D] and each offset t, ws + t * direction on the given rows.
+
+    Returns [S * T, L, D] in seed-major order (row s holds its T steps side by side). `centred` first removes
+    each seed's own projection on the direction, so step 0 is the same "neutral" point for every seed.
+    """
+    d = torch.as_tensor(np.asarray(direction), dtype=ws.dtype, device=ws.device).reshape(-1)
+    d_unit = d / d.norm().clamp_min(1e-12)
+    stop = ws.shape[1] if layer_stop is None else layer_stop
+    if not 0 <= layer_start < stop <= ws.shape[1]:
+        raise AtelierError(f"layer range {layer_start}–{stop} is outside this model's {ws.shape[1]} ws rows")
+    base = ws.clone()
+    if centred:
+        proj = (base[:, layer_start:stop] @ d_unit).unsqueeze(-1)  # [S, rows, 1]
+        base[:, layer_start:stop] -= proj * d_unit
+    t = torch.as_tensor(list(offsets), dtype=ws.dtype, device=ws.device)
+    out = base.unsqueeze(1).repeat(1, len(t), 1, 1)  # [S, T, L, D]
+    out[:, :, layer_start:stop] += t.reshape(1, -1, 1, 1) * d
+    return out.reshape(-1, ws.shape[1], ws.shape[2])
