@@ -232,13 +232,21 @@ def _leg_x(y: float, xs: Sequence[float]) -> float:
     return float(np.interp(y, LEG_Y, xs))
 
 
-def _limb(start: Point, end: Point, w0: float, w1: float) -> list[Point]:
-    """Quadrilateral from ``start`` (width w0) to ``end`` (width w1), in head units."""
+def _limb(start: Point, end: Point, w0: float, w1: float, round_start: bool = False) -> list[Point]:
+    """Quadrilateral from ``start`` (width w0) to ``end`` (width w1), in head units; ``round_start`` caps the start
+    with a half circle (a shoulder rather than a cut-off tube)."""
     dx, dy = end[0] - start[0], end[1] - start[1]
     norm = math.hypot(dx, dy) or 1.0
     nx, ny = -dy / norm, dx / norm
-    return [(start[0] + nx * w0 / 2, start[1] + ny * w0 / 2), (end[0] + nx * w1 / 2, end[1] + ny * w1 / 2),
+    body = [(start[0] + nx * w0 / 2, start[1] + ny * w0 / 2), (end[0] + nx * w1 / 2, end[1] + ny * w1 / 2),
             (end[0] - nx * w1 / 2, end[1] - ny * w1 / 2), (start[0] - nx * w0 / 2, start[1] - ny * w0 / 2)]
+    if not round_start:
+        return body
+    # Half circle from the -n side round the back of the start point (away from ``end``) to the +n side.
+    back = math.atan2(-dy, -dx)
+    cap = [(start[0] + math.cos(back + a) * w0 / 2, start[1] + math.sin(back + a) * w0 / 2)
+           for a in np.linspace(-math.pi / 2, math.pi / 2, 7)[1:-1]]
+    return body + cap
 
 
 def _along_arm(t: float) -> Point:
@@ -247,8 +255,8 @@ def _along_arm(t: float) -> Point:
 
 def _bodice(bottom_y: float, bottom_x: float, sleeveless: bool) -> list[Point]:
     """Right half of a fitted upper body with a scoop neck, from the centre front neckline round to centre hem."""
-    shoulder_x = 0.62 if sleeveless else 0.92  # sleeveless cuts in to show the shoulder
-    return [(0.0, 1.52), (0.22, 1.22), (shoulder_x, 1.33), (0.76, 1.95), (0.57, WAIST_Y),
+    shoulder_x = 0.62 if sleeveless else 0.86  # sleeveless cuts in to show the shoulder
+    return [(0.0, 1.52), (0.22, 1.22), (shoulder_x, 1.36), (0.76, 1.95), (0.57, WAIST_Y),
             (bottom_x, bottom_y), (0.0, bottom_y)]
 
 
@@ -387,8 +395,8 @@ def _sleeve(sleeve: float, extra: float) -> list[Point] | None:
     t = max(sleeve, 0.12)  # even the shortest sleeve covers the shoulder cap
     end = _along_arm(t)
     width_end = _lerp(ARM_WIDTH[0], ARM_WIDTH[1], t) + extra + 0.04
-    start = (SHOULDER_JOINT[0] - 0.02, SHOULDER_JOINT[1] - 0.16)
-    return _limb(start, end, ARM_WIDTH[0] + extra + 0.05, width_end)
+    start = (SHOULDER_JOINT[0] - 0.03, SHOULDER_JOINT[1] - 0.04)
+    return _limb(start, end, ARM_WIDTH[0] + extra + 0.06, width_end, round_start=True)
 
 
 def _draw_arms(c: _Canvas) -> None:
@@ -473,7 +481,8 @@ def render_runway(factors: RunwayFactors, resolution: int = 64, supersample: int
     _draw_figure(canvas)
     image = canvas.image
     if supersample > 1:
-        image = image.resize((resolution, resolution), Image.Resampling.LANCZOS)
+        # Box filter = exact area coverage: clean anti-aliased edges without the halos a sharpening filter leaves.
+        image = image.reduce(supersample)
     return np.array(image, dtype=np.uint8)  # a writable copy: torch.from_numpy and in-place edits need one
 
 

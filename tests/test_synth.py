@@ -5,6 +5,7 @@ import colorsys
 import dataclasses
 import io
 import json
+import pickle
 import zipfile
 from pathlib import Path
 
@@ -268,6 +269,9 @@ def test_stream_ranks_are_disjoint_and_endless():
     assert rank1[0] == np.ascontiguousarray(render_runway(sample_factors(1), 32).transpose(2, 0, 1)).tobytes()
     image, label = next(iter(SyntheticRunwayStream(resolution=32)))
     assert label == -1
+    # A resumed run skips what it consumed; the stream survives pickling (DataLoader workers started by spawn).
+    resumed = pickle.loads(pickle.dumps(SyntheticRunwayStream(resolution=32, rank=1, world_size=2, start=2)))
+    assert next(iter(resumed))[0].numpy().tobytes() == first(1, 3)[2]
     with pytest.raises(AtelierError, match="rank"):
         SyntheticRunwayStream(rank=2, world_size=2)
 
