@@ -40,7 +40,7 @@ class RunwayFactors:
     """Everything that decides one synthetic runway image. Continuous factors are in 0..1 unless noted."""
 
     garment: str  # one of GARMENTS
-    sleeve: float  # 0 sleeveless .. 1 long (to the wrist)
+    sleeve: float  # 0 sleeveless .. 1 long (to the wrist); an outer layer's sleeves follow it too
     length: float  # hem of the dress, skirt, trousers or coat: 0 mid-thigh .. 1 floor
     hue: float  # main garment colour, HSV
     saturation: float
@@ -161,8 +161,8 @@ class Palette:
     accent: Color  # pattern ink: contrasts with main so stripes and dots read at 64 px
     bottom: Color  # skirt or trousers of separates: a tonal shade of main, so main stays the dominant colour
     outer: Color  # jacket or long coat
-    outer_trim: Color  # lapels and front edges of the outer layer
-    detail: Color  # belt, buttons, seams on the main garment
+    outer_trim: Color  # lapels of the outer layer
+    detail: Color  # collar, belt and front edge of a coat
     skin: Color
     hair: Color
     background: Color
