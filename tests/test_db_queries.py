@@ -1,0 +1,392 @@
+"""The review rules and the reads/writes pages use, on SQLite and PostgreSQL."""
+from __future__ import annotations
+
+from datetime import timezone
+
+import numpy as np
+import pytest
+from sqlalchemy import func, select
+
+from db import queries as q
+from db.engine import read_session, write_session
+from db.schema import Look, PublishedDirection, Review
+from db_fixtures import NUM_WS, W_DIM, Seeded, backend, db_url, empty_url, seed, seeded  # noqa: F401
+
+
+def review(s: Seeded, who: str, index: int, decision: str, **kwargs) -> q.ReviewRecord:
+    if decision == "approve":
+        kwargs.setdefault("label", f"label {index}")
+    with write_session(s.url) as session:
+        return q.record_review(session, who, s.component_ids[index], decision, **kwargs)
+
+
+def statuses(s: Seeded, k: int | None = None) -> dict[int, q.ComponentStatus]:
+    with read_session(s.url) as session:
+        return {st.index: st for st in q.component_statuses(session, s.set_id, k)}
+
+
+def review_count(s: Seeded) -> int:
+    with read_session(s.url) as session:
+        return int(session.scalar(select(func.count()).select_from(Review)) or 0)
+
+
+# ---------------------------------------------------------------------------------------------------- status
+
+
+def test_status_follows_each_reviewers_latest_review(seeded: Seeded) -> None:
+    s = seeded
+    review(s, "ana", 0, "approve", label="longer sleeves", category="sleeve", consistency=4)
+    review(s, "ana", 1, "reject")
+    review(s, "ana", 2, "approve", label="red")
+    review(s, "ben", 2, "reject")  # conflict
+    review(s, "ana", 3, "unsure")
+    review(s, "ana", 4, "reject")
+    review(s, "ana", 4, "approve", label="changed my mind")  # edit: the newer row counts
+    review(s, "ana", 5, "skip")
+
+    st = statuses(s)
+    assert st[0].status == "approved" and st[0].latest_label == "longer sleeves"
+    assert st[0].latest_category == "sleeve" and st[0].mean_consistency == 4.0
+    assert st[1].status == "rejected"
+    assert st[2].status == "conflict" and st[2].approvals == 1 and st[2].rejections == 1
+    assert st[2].conflicts == ("decision: approved by ana; rejected by ben",)
+    assert st[2].decisions == {"ana": "approve", "ben": "reject"}
+    assert st[3].status == "unsure"
+    assert st[4].status == "approved" and st[4].latest_label == "changed my mind"
+    assert st[5].status == "unreviewed"  # a skip is not a vote
+
+
+def test_min_approvals_k(seeded: Seeded, monkeypatch: pytest.MonkeyPatch) -> None:
+    s = seeded
+    review(s, "ana", 0, "approve")
+    assert statuses(s, k=2)[0].status == "in_review"
+    monkeypatch.setenv("ATELIER_MIN_APPROVALS", "2")
+    assert statuses(s)[0].status == "in_review"
+    review(s, "ben", 0, "approve")
+    assert statuses(s)[0].status == "approved"
+    review(s, "cleo", 0, "reject")
+    assert statuses(s)[0].status == "conflict"
+    monkeypatch.setenv("ATELIER_MIN_APPROVALS", "zero")
+    with read_session(s.url) as session, pytest.raises(q.InvalidInput, match="ATELIER_MIN_APPROVALS"):
+        q.component_statuses(session, s.set_id)
+
+
+def test_category_disagreement_among_approvers_is_listed(seeded: Seeded) -> None:
+    review(seeded, "ana", 0, "approve", category="sleeve")
+    review(seeded, "ben", 0, "approve", category="length")
+    st = statuses(seeded)[0]
+    assert st.status == "approved"
+    assert st.conflicts == ("category: sleeve (ana); length (ben)",)
+
+
+# ---------------------------------------------------------------------------------------------------- undo / history
+
+
+def test_undo_walks_back_and_history_keeps_everything(seeded: Seeded) -> None:
+    s = seeded
+    first = review(s, "ana", 0, "reject", note="meh")
+    second = review(s, "ana", 0, "approve", label="wider skirt", category="silhouette", layer_range=(0, 4))
+    review(s, "ben", 0, "approve", label="skirt")
+
+    with write_session(s.url) as session:
+        restored = q.undo_last_review(session, "ana", s.component_ids[0])
+    assert restored.undoes_id == second.id
+    assert (restored.decision, restored.note) == ("reject", "meh")
+    assert statuses(s)[0].status == "conflict"
+
+    with write_session(s.url) as session:
+        withdrawn = q.undo_last_review(session, "ana", s.component_ids[0])
+    assert withdrawn.undoes_id == first.id and withdrawn.decision == "withdrawn"
+    assert statuses(s)[0].status == "approved"  # only ben's approval is left
+    with read_session(s.url) as session:
+        assert q.latest_review(session, "ana", s.component_ids[0]) is None
+        assert q.latest_review(session, "ben", s.component_ids[0]).label == "skirt"
+        # Withdrawn: the component is back in ana's queue at its normal place.
+        assert q.queue_for(session, "ana", s.set_id)[0].component_id == s.component_ids[0]
+
+    with write_session(s.url) as session, pytest.raises(q.InvalidInput, match="no review .* to undo"):
+        q.undo_last_review(session, "ana", s.component_ids[0])
+
+    with read_session(s.url) as session:
+        history = q.review_history(session, s.component_ids[0])
+    assert [(h.reviewer, h.decision) for h in history] == [
+        ("ana", "reject"), ("ana", "approve"), ("ben", "approve"), ("ana", "reject"), ("ana", "withdrawn"),
+    ]
+    assert history[1].layer_range == (0, 4) and history[1].category == "silhouette"
+    assert all(h.created_at.tzinfo == timezone.utc for h in history)
+
+    # Reviewing again after an undo works as usual.
+    review(s, "ana", 0, "approve", label="again")
+    assert statuses(s)[0].approvals == 2
+
+
+# ---------------------------------------------------------------------------------------------------- queue
+
+
+def test_queue_is_priority_order_with_skips_last(seeded: Seeded) -> None:
+    s = seeded
+    with write_session(s.url) as session:
+        q.update_scores(session, s.set_id, [
+            q.ComponentScores(index=0, priority=5.0),
+            q.ComponentScores(index=1, priority=1.0),
+            q.ComponentScores(index=2, priority=3.0),
+            {"index": 3, "priority": 2.0, "dead": True},
+            # 4 and 5 are unscored: after all scored ones, by index.
+        ])
+    with read_session(s.url) as session:
+        assert [i.index for i in q.queue_for(session, "ana", s.set_id)] == [1, 2, 0, 4, 5]
+        assert [i.index for i in q.queue_for(session, "ana", s.set_id, include_dead=True)] == [1, 3, 2, 0, 4, 5]
+    review(s, "ana", 1, "skip")
+    review(s, "ana", 2, "approve")
+    review(s, "ana", 0, "skip")
+    review(s, "ben", 4, "reject")  # someone else's review does not take it out of ana's queue
+    with read_session(s.url) as session:
+        queue = q.queue_for(session, "ana", s.set_id)
+        assert [(i.index, i.skipped) for i in queue] == [(4, False), (5, False), (1, True), (0, True)]
+        assert [i.index for i in q.queue_for(session, "ana", s.set_id, limit=2)] == [4, 5]
+        assert [i.index for i in q.queue_for(session, "ben", s.set_id)] == [1, 2, 0, 5]
+    review(s, "ana", 1, "skip")  # skipped again: goes behind 0
+    with read_session(s.url) as session:
+        assert [i.index for i in q.queue_for(session, "ana", s.set_id)][-2:] == [0, 1]
+        with pytest.raises(q.NotFound, match="Unknown reviewer 'zoe'"):
+            q.queue_for(session, "zoe", s.set_id)
+
+
+def test_progress_counts(seeded: Seeded) -> None:
+    s = seeded
+    review(s, "ana", 0, "approve")
+    review(s, "ana", 1, "reject")
+    review(s, "ana", 2, "skip")
+    review(s, "ben", 0, "approve")
+    with read_session(s.url) as session:
+        p = q.progress(session, s.set_id)
+    assert p.total == 6
+    assert p.by_status == {"approved": 1, "rejected": 1, "conflict": 0, "unsure": 0, "in_review": 0, "unreviewed": 4}
+    assert p.by_reviewer["ana"] == q.ReviewerProgress("ana", approved=1, rejected=1, unsure=0, skipped=1, remaining=4)
+    assert p.by_reviewer["ana"].reviewed == 2
+    assert p.by_reviewer["cleo"].remaining == 6
+
+
+def test_agreement_on_decisions_categories_and_consistency(seeded: Seeded) -> None:
+    s = seeded
+    # Two reviewers, four components: they agree on three decisions and disagree on one.
+    for who, decisions in {"ana": ["approve", "reject", "approve", "reject"],
+                           "ben": ["approve", "reject", "reject", "reject"]}.items():
+        for index, decision in enumerate(decisions):
+            extra = {"category": "colour", "consistency": 4 if who == "ana" else 2} if decision == "approve" else {}
+            review(s, who, index, decision, **extra)
+    review(s, "cleo", 5, "skip")  # a skip is a missing rating, not a value
+    with read_session(s.url) as session:
+        a = q.agreement(session, s.set_id)
+    # Coincidences: approve-approve 2, reject-reject 4, approve-reject 1 + 1 → n = 8, n_a = 3, n_r = 5.
+    # alpha = 1 - (n - 1) * 2 / (2 * n_a * n_r) = 1 - 7 * 2 / 30.
+    assert a.decision_alpha == pytest.approx(1 - 14 / 30)
+    assert a.decision_units == 4
+    assert a.category_alpha is None and a.category_units == 1  # one shared unit, no variation: undefined
+    assert a.mean_consistency == {s.component_ids[0]: 3.0, s.component_ids[2]: 4.0}
+
+
+# ---------------------------------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"reviewer": "zoe"}, "Unknown reviewer 'zoe'"),
+        ({"component_id": 10_000}, "Unknown component 10000"),
+        ({"decision": "maybe"}, "Unknown decision 'maybe'"),
+        ({"consistency": 0}, "consistency rating must be between 1 and 5"),
+        ({"consistency": 6}, "consistency rating must be between 1 and 5"),
+        ({"consistency": 2.5}, "consistency rating must be a whole number"),
+        ({"layer_range": (0, NUM_WS + 1)}, f"outside this model's {NUM_WS} ws"),
+        ({"layer_range": (-1, 2)}, "outside this model's"),
+        ({"layer_range": (3, 3)}, "outside this model's"),
+        ({"layer_range": 3}, "must be a pair"),
+        ({"strength_range": (2.0, -1.0)}, "max below min"),
+        ({"strength_range": (0.0, float("nan"))}, "finite"),
+        ({"label": "   "}, "An approval needs a label"),
+        ({"category": "hats"}, "Category 'hats' is not in the taxonomy"),
+        ({"seconds_spent": -1}, "cannot be negative"),
+    ],
+)
+def test_bad_reviews_are_refused_and_nothing_is_written(seeded: Seeded, kwargs: dict, message: str) -> None:
+    s = seeded
+    args = {"reviewer": "ana", "component_id": s.component_ids[0], "decision": "approve", "label": "ok"} | kwargs
+    with pytest.raises(q.InvalidInput, match=message):
+        with write_session(s.url) as session:
+            # A valid review first in the same transaction: the failure must take it back too.
+            q.record_review(session, "ben", s.component_ids[1], "reject")
+            q.record_review(session, **args)
+    assert review_count(s) == 0
+
+
+def test_empty_label_is_fine_when_not_approving(seeded: Seeded) -> None:
+    assert review(seeded, "ana", 0, "reject").label == ""
+
+
+def test_labels_are_stored_exactly_as_typed(seeded: Seeded) -> None:
+    label = "<script>alert('x')</script> **bold** [link](http://x) & \"quotes\"\n  trailing  "
+    review(seeded, "ana", 0, "approve", label=label, note="<b>note</b>")
+    with read_session(seeded.url) as session:
+        stored = q.review_history(session, seeded.component_ids[0])[0]
+        assert stored.label == label and stored.note == "<b>note</b>"
+        assert q.component_statuses(session, seeded.set_id)[0].latest_label == label
+
+
+# ---------------------------------------------------------------------------------------------------- reviewers, taxonomy
+
+
+def test_reviewers_and_taxonomy(seeded: Seeded) -> None:
+    s = seeded
+    with write_session(s.url) as session:
+        assert q.ensure_reviewer(session, "  dora ").name == "dora"
+        assert q.ensure_reviewer(session, "dora").id == q.ensure_reviewer(session, "dora").id
+        with pytest.raises(q.InvalidInput, match="already exists"):
+            q.add_reviewer(session, "ana")
+        with pytest.raises(q.InvalidInput, match="empty"):
+            q.add_reviewer(session, " ")
+    with read_session(s.url) as session:
+        assert [r.name for r in q.list_reviewers(session)] == ["ana", "ben", "cleo", "dora"]
+        assert [c.name for c in q.list_categories(session)] == [
+            "sleeve", "colour", "layers", "length", "neckline", "pattern", "silhouette", "other"]
+
+    review(s, "ana", 0, "approve", category="colour")
+    with write_session(s.url) as session:
+        q.rename_category(session, "colour", "color")
+        q.add_category(session, "hem")
+        q.retire_category(session, "pattern")
+        with pytest.raises(q.InvalidInput, match="already exists"):
+            q.rename_category(session, "color", "sleeve")
+    with read_session(s.url) as session:
+        names = [c.name for c in q.list_categories(session)]
+        assert "color" in names and "hem" in names and "pattern" not in names
+        assert [c.name for c in q.list_categories(session, include_retired=True)].count("pattern") == 1
+        # Past reviews follow the rename.
+        assert q.review_history(session, s.component_ids[0])[0].category == "color"
+    with pytest.raises(q.NotFound, match="Category 'pattern' is retired"), write_session(s.url) as session:
+        q.record_review(session, "ana", s.component_ids[1], "reject", category="pattern")
+    with write_session(s.url) as session:
+        assert q.add_category(session, "pattern").retired is False  # adding a retired one restores it
+
+
+# ---------------------------------------------------------------------------------------------------- models, sets, scores
+
+
+def test_models_sets_vectors_and_scores(seeded: Seeded) -> None:
+    s = seeded
+    with write_session(s.url) as session:
+        again = q.register_model(session, "demo", "/moved/demo.safetensors", "AB" * 32, {"w_dim": 8, "num_ws": 6})
+        assert again.id == s.model_id and again.path == "/moved/demo.safetensors"
+        with pytest.raises(q.InvalidInput, match="already registered as 'demo'"):
+            q.register_model(session, "demo", "/x", "cd" * 32, {"w_dim": 8, "num_ws": 6})
+        with pytest.raises(q.InvalidInput, match="64 hex digits"):
+            q.register_model(session, "other", "/x", "xyz", {"w_dim": 8, "num_ws": 6})
+        with pytest.raises(q.InvalidInput, match="lacks 'num_ws'"):
+            q.register_model(session, "other", "/x", "cd" * 32, {"w_dim": 8})
+
+        vectors = np.arange(3 * W_DIM, dtype=np.float64).reshape(3, W_DIM) / 7
+        info = q.add_component_set(session, s.model_id, "pca", {"k": 3}, 5000, vectors, [1.0, 2.0, 3.0])
+        assert info.component_count == 3 and info.sample_count == 5000 and info.review_seeds == []
+        np.testing.assert_array_equal(q.component_vectors(session, info.id), vectors.astype(np.float32))
+        first = q.list_components(session, info.id)[0]
+        np.testing.assert_array_equal(q.component_vector(session, first.id), vectors[0].astype(np.float32))
+        assert q.set_review_seeds(session, info.id, [7, 2**32 - 1]).review_seeds == [7, 2**32 - 1]
+
+        with pytest.raises(q.InvalidInput, match=r"shape \(3, 5\)"):
+            q.add_component_set(session, s.model_id, "pca", {}, 1, np.zeros((3, 5)), [1, 1, 1])
+        with pytest.raises(q.InvalidInput, match="sigmas must be 3"):
+            q.add_component_set(session, s.model_id, "pca", {}, 1, vectors, [1, 1])
+        with pytest.raises(q.InvalidInput, match="plain JSON"):
+            q.add_component_set(session, s.model_id, "pca", {"x": object()}, 1, vectors, [1, 1, 1])
+        with pytest.raises(q.InvalidInput, match="review seed must be between"):
+            q.set_review_seeds(session, info.id, [-1])
+
+        assert q.update_scores(session, info.id, [
+            {"index": 0, "effect": 0.5, "locality": 0.2, "locality_where": "sleeves", "layer_sensitivity": "coarse",
+             "suggested_category": "sleeve", "colour_share": 0.1, "consistency": 0.9, "priority": 1.5},
+            q.ComponentScores(index=2, effect=np.float32(0.25)),
+        ]) == 2
+        with pytest.raises(q.InvalidInput, match="Unknown score field"):
+            q.update_scores(session, info.id, [{"index": 0, "bogus": 1}])
+        with pytest.raises(q.NotFound, match="index 9 is not in set"):
+            q.update_scores(session, info.id, [{"index": 9, "effect": 1}])
+    with read_session(s.url) as session:
+        comps = q.list_components(session, info.id)
+        assert (comps[0].effect, comps[0].locality_where, comps[0].priority) == (0.5, "sleeves", 1.5)
+        assert comps[2].effect == 0.25 and comps[1].effect is None
+        assert [m.name for m in q.list_models(session)] == ["demo"]
+        assert q.get_model(session, s.model_id).num_ws == NUM_WS
+        assert [cs.id for cs in q.list_component_sets(session, s.model_id)] == [info.id, s.set_id]
+
+
+# ---------------------------------------------------------------------------------------------------- directions, looks
+
+
+def test_publish_unpublish_republish_keeps_history(seeded: Seeded) -> None:
+    s = seeded
+    with write_session(s.url) as session:
+        d = q.publish_direction(session, s.model_id, "Sleeve length", "ana", component_id=s.component_ids[0],
+                                category="sleeve", layer_range=(0, 3), strength_range=(-2, 2))
+        assert (d.source, d.category, d.layer_range, d.published_by, d.active) == ("component", "sleeve", (0, 3), "ana", True)
+        np.testing.assert_array_equal(d.vector, q.component_vector(session, s.component_ids[0]))
+        sup = q.publish_direction(session, s.model_id, "Brightness", "ben", vector=np.ones(W_DIM))
+        assert sup.source == "supervised" and sup.layer_range == (0, NUM_WS)
+        assert sup.strength_range == q.DEFAULT_STRENGTH_RANGE
+        with pytest.raises(q.InvalidInput, match="already published"):
+            q.publish_direction(session, s.model_id, "Sleeve length", "ben", vector=np.ones(W_DIM))
+        with pytest.raises(q.InvalidInput, match="outside this model's"):
+            q.publish_direction(session, s.model_id, "x", "ben", vector=np.ones(W_DIM), layer_range=(0, 99))
+        with pytest.raises(q.InvalidInput, match=r"needs \(8,\)"):
+            q.publish_direction(session, s.model_id, "x", "ben", vector=np.ones(3))
+        with pytest.raises(q.InvalidInput, match="all zeros"):
+            q.publish_direction(session, s.model_id, "x", "ben", vector=np.zeros(W_DIM))
+
+    with write_session(s.url) as session:
+        gone = q.unpublish_direction(session, d.id, "ben")
+        assert (gone.active, gone.unpublished_by) == (False, "ben")
+        with pytest.raises(q.InvalidInput, match="already unpublished"):
+            q.unpublish_direction(session, d.id, "ben")
+        again = q.publish_direction(session, s.model_id, "Sleeve length", "cleo", vector=np.full(W_DIM, 0.5))
+    with read_session(s.url) as session:
+        assert [(x.name, x.published_by) for x in q.active_directions(session, s.model_id)] == [
+            ("Brightness", "ben"), ("Sleeve length", "cleo")]
+        assert [(x.id, x.active) for x in q.direction_history(session, s.model_id)] == [
+            (d.id, False), (sup.id, True), (again.id, True)]
+        assert session.scalar(select(func.count()).select_from(PublishedDirection)) == 3
+
+
+def test_looks_save_list_delete(seeded: Seeded) -> None:
+    s = seeded
+    with write_session(s.url) as session:
+        d = q.publish_direction(session, s.model_id, "Sleeve", "ana", vector=np.ones(W_DIM))
+        look = q.save_look(session, s.model_id, "ana", "Red gown", 2**32 - 1, 0.7,
+                           [{"direction_id": d.id, "value": 1.5}, q.LookEdit(name="Sleeve", value=-0.5)],
+                           class_index=2)
+        assert look.edits == (q.LookEdit("Sleeve", 1.5, d.id), q.LookEdit("Sleeve", -0.5, None))
+        q.save_look(session, s.model_id, "ben", "Plain", 0, 1.0, [])
+        for bad, message in [({"seed": 2**32}, "seed must be between"), ({"psi": float("inf")}, "psi must be a finite"),
+                             ({"class_index": 3}, "class must be between 0 and 2"),
+                             ({"edits": [{"direction_id": 999, "value": 1}]}, "not published for this model"),
+                             ({"edits": [{"value": 1}]}, "needs a direction name"),
+                             ({"name": ""}, "look name is empty")]:
+            args = {"model_id": s.model_id, "reviewer": "ana", "name": "x", "seed": 1, "psi": 0.5, "edits": []} | bad
+            with pytest.raises(q.InvalidInput, match=message):
+                q.save_look(session, **args)
+    with read_session(s.url) as session:
+        assert [x.name for x in q.list_looks(session, s.model_id)] == ["Plain", "Red gown"]
+        assert [x.name for x in q.list_looks(session, reviewer="ana")] == ["Red gown"]
+        assert q.get_look(session, look.id).seed == 2**32 - 1
+    with write_session(s.url) as session:
+        q.delete_look(session, look.id)
+        with pytest.raises(q.NotFound):
+            q.delete_look(session, look.id)
+    with read_session(s.url) as session:
+        assert session.scalar(select(func.count()).select_from(Look)) == 1
+
+
+def test_unconditional_model_refuses_a_class(db_url: str) -> None:
+    with write_session(db_url) as session:
+        model = q.register_model(session, "plain", "/p", "ef" * 32, {"w_dim": 4, "num_ws": 2, "c_dim": 0})
+        q.add_reviewer(session, "ana")
+        with pytest.raises(q.InvalidInput, match="unconditional"):
+            q.save_look(session, model.id, "ana", "x", 1, 0.5, [], class_index=0)
