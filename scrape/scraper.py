@@ -1,0 +1,353 @@
+"""Crawl a runway archive described by a site profile and download its look images, resumably.
+
+Layout of the output folder::
+
+    OUT/scrape-state.sqlite       queue, visited/failed URLs with reasons, downloaded images (the resumable state)
+    OUT/images/ab/ab12...ef.jpg   kept images, named by their sha256
+    OUT/metadata.jsonl            one line per kept image: url, page_url, path, sha256, phash, size, fields
+
+Run the same command again after a crash, Ctrl-C or kill: it continues from the state file.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import tempfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TextIO
+from urllib.parse import urldefrag, urljoin, urlsplit
+
+import requests
+from bs4 import BeautifulSoup, Tag
+from tqdm import tqdm
+
+from scrape.fetch import Fetcher, FetchError
+from scrape.images import ImageRejected, NearDuplicateIndex, check_image, hash_to_hex, hex_to_hash
+from scrape.profile import FieldRule, SiteProfile
+from scrape.state import KINDS, ImageRecord, Link, QueuedUrl, StateDB
+
+STATE_FILE = "scrape-state.sqlite"
+METADATA_FILE = "metadata.jsonl"
+IMAGES_DIR = "images"
+HTML_TYPES = ("text/html", "application/xhtml+xml")
+
+
+@dataclass
+class ScrapeSummary:
+    out_dir: Path
+    pages_visited: int = 0
+    images_kept: int = 0
+    exact_duplicates: int = 0
+    near_duplicates: int = 0
+    queued_left: int = 0
+    failures: dict[str, int] = field(default_factory=dict)
+    stopped_by: str | None = None
+    requests_made: int = 0
+
+    def lines(self) -> list[str]:
+        lines = [
+            f"Scrape of {self.out_dir}: {self.images_kept} images kept, {self.pages_visited} pages visited, "
+            f"{self.requests_made} requests this run.",
+            f"  duplicates skipped: {self.exact_duplicates} exact, {self.near_duplicates} near",
+        ]
+        for reason, count in sorted(self.failures.items(), key=lambda item: (-item[1], item[0])):
+            lines.append(f"  not downloaded ({reason}): {count}")
+        if self.stopped_by:
+            lines.append(f"  stopped: {self.stopped_by}; {self.queued_left} URLs still queued "
+                         "(run again with a higher limit to continue)")
+        elif self.queued_left:
+            lines.append(f"  {self.queued_left} URLs still queued: run the same command again to continue")
+        else:
+            lines.append("  crawl complete: nothing left in the queue")
+        lines.append(f"  metadata: {self.out_dir / METADATA_FILE}")
+        return lines
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_pages: int | None
+    max_images: int | None
+
+
+class Crawler:
+    """One crawl of one profile into one output folder; ``run()`` can be called again after any interruption."""
+
+    def __init__(self, profile: SiteProfile, out_dir: Path, *, fetcher: Fetcher | None = None,
+                 limits: Limits | None = None, progress: bool = True, progress_file: TextIO | None = None) -> None:
+        self.profile = profile
+        self.out_dir = out_dir
+        self.fetcher = fetcher or Fetcher(profile)
+        self.limits = limits or Limits(profile.crawl.max_pages, profile.crawl.max_images)
+        self.progress = progress
+        self.progress_file = progress_file or sys.stderr
+        self.state = StateDB(out_dir / STATE_FILE)
+        self.index = NearDuplicateIndex()
+        self.sha_to_kept: dict[str, str] = {}
+        self.kept = 0
+        self.pages_visited = 0
+
+    def close(self) -> None:
+        self.state.close()
+
+    # ------------------------------------------------------------------------------------------ main loop
+    def run(self) -> ScrapeSummary:
+        self.state.bind_profile(self.profile.name)
+        self._remove_stale_temp_files()
+        for url in self.profile.start_urls:
+            self.state.enqueue(urldefrag(url).url, "listing", 0, None, {})
+        self._load_hashes()
+        self.pages_visited = self.state.count_pages_visited()
+        stopped_by = None
+        bar = tqdm(total=self.limits.max_images, initial=self.kept, unit="img", desc=f"scrape {self.profile.name}",
+                   disable=not self.progress, file=self.progress_file, dynamic_ncols=True)
+        try:
+            while True:
+                if self.limits.max_images is not None and self.kept >= self.limits.max_images:
+                    stopped_by = f"max_images ({self.limits.max_images}) reached"
+                    break
+                # Past the page limit, images already found are still downloaded, but no new page is read.
+                pages_allowed = self.limits.max_pages is None or self.pages_visited < self.limits.max_pages
+                item = self.state.next_queued(KINDS if pages_allowed else ("image",))
+                if item is None:
+                    if not pages_allowed and self.state.count_queued():
+                        stopped_by = f"max_pages ({self.limits.max_pages}) reached"
+                    break
+                kept_before = self.kept
+                self._process(item)
+                bar.update(self.kept - kept_before)
+                bar.set_postfix(pages=self.pages_visited, queued=self.state.count_queued(), refresh=False)
+        finally:
+            bar.close()
+            # Rewritten even when interrupted, so metadata.jsonl always matches the images on disk.
+            write_metadata(self.state, self.out_dir)
+        return self.summary(stopped_by)
+
+    def summary(self, stopped_by: str | None = None) -> ScrapeSummary:
+        counts = self.state.counts()
+        return ScrapeSummary(out_dir=self.out_dir, pages_visited=counts.pages("visited"), images_kept=counts.kept,
+                             exact_duplicates=counts.exact_duplicates, near_duplicates=counts.near_duplicates,
+                             queued_left=self.state.count_queued(), failures=counts.failure_reasons,
+                             stopped_by=stopped_by, requests_made=self.fetcher.requests_made)
+
+    def _remove_stale_temp_files(self) -> None:
+        """A kill during a file write leaves a '.tmp-' file; the image itself is downloaded again, so drop it."""
+        for stale in [*self.out_dir.glob(".tmp-*"), *(self.out_dir / IMAGES_DIR).glob("*/.tmp-*")]:
+            stale.unlink(missing_ok=True)
+
+    def _load_hashes(self) -> None:
+        """Rebuild the in-memory duplicate indexes from the state file (they are not stored separately)."""
+        for record in self.state.images(kept_only=False):
+            kept_sha = record.duplicate_of or record.sha256
+            self.sha_to_kept.setdefault(record.sha256, kept_sha)
+            if record.duplicate_of is None:
+                self.index.add(record.sha256, hex_to_hash(record.phash))
+                self.kept += 1
+
+    def _process(self, item: QueuedUrl) -> None:
+        refusal = self.fetcher.refusal(item.url)
+        if refusal is not None:
+            self.state.finish(item.url, "skipped", refusal, 0)
+            return
+        if item.kind == "image":
+            self._process_image(item)
+        else:
+            self._process_page(item)
+
+    # ------------------------------------------------------------------------------------------ pages
+    def _process_page(self, item: QueuedUrl) -> None:
+        try:
+            fetched = self.fetcher.get(item.url, self.profile.crawl.max_page_bytes)
+        except FetchError as exc:
+            self.state.finish(item.url, "failed", exc.reason, exc.attempts)
+            return
+        if fetched.redirect is not None:
+            self._follow_redirect(item, fetched.redirect, fetched.attempts)
+            return
+        if fetched.media_type and fetched.media_type not in HTML_TYPES:
+            self.state.finish(item.url, "failed", f"not an HTML page: Content-Type {fetched.media_type}",
+                              fetched.attempts)
+            return
+        soup = BeautifulSoup(fetched.body, "html.parser", from_encoding=_charset(fetched.content_type))
+        fields = dict(item.fields)
+        fields.update(extract_fields(soup, self.profile.fields))
+        children = extract_links(soup, item.kind, fetched.url, self.profile)
+        self.state.finish_page(item, fetched.attempts, fields, children, self.profile.crawl.max_depth)
+        self.pages_visited += 1
+
+    def _follow_redirect(self, item: QueuedUrl, target: str, attempts: int) -> None:
+        target = urldefrag(target).url
+        if not self.profile.is_allowed_host(target):
+            self.state.finish(item.url, "failed", f"off-site: redirects to {target}", attempts)
+        else:
+            self.state.redirect(item, target, attempts)
+
+    # ------------------------------------------------------------------------------------------ images
+    def _process_image(self, item: QueuedUrl) -> None:
+        settings = self.profile.images
+        try:
+            fetched = self.fetcher.get(item.url, settings.max_bytes)
+        except FetchError as exc:
+            self.state.finish(item.url, "failed", exc.reason, exc.attempts)
+            return
+        if fetched.redirect is not None:
+            self._follow_redirect(item, fetched.redirect, fetched.attempts)
+            return
+        try:
+            checked = check_image(fetched.body, settings.max_pixels, settings.formats)
+        except ImageRejected as exc:
+            said = f" (server said {fetched.media_type})" if fetched.media_type else ""
+            self.state.finish(item.url, "failed", exc.reason + said, fetched.attempts)
+            return
+        record = ImageRecord(url=item.url, page_url=item.parent, sha256=checked.sha256,
+                             phash=hash_to_hex(checked.phash), path=None, format=checked.format,
+                             width=checked.width, height=checked.height, bytes=len(fetched.body), fields=item.fields)
+        exact = self.sha_to_kept.get(checked.sha256)
+        nearest = self.index.nearest(checked.phash)
+        if exact is not None:
+            record = replace(record, duplicate_of=exact)
+        elif nearest is not None and nearest[1] <= settings.near_duplicate_distance:
+            record = replace(record, duplicate_of=nearest[0], distance=nearest[1])
+        else:
+            relative = f"{IMAGES_DIR}/{checked.sha256[:2]}/{checked.sha256}.{checked.extension}"
+            _write_atomic(self.out_dir / relative, fetched.body)
+            record = replace(record, path=relative)
+        # The file is on disk before the state says so; a kill in between only leaves a file that is rewritten.
+        self.state.record_image(record, fetched.attempts)
+        self.sha_to_kept.setdefault(checked.sha256, record.duplicate_of or checked.sha256)
+        if record.duplicate_of is None:
+            self.index.add(checked.sha256, checked.phash)
+            self.kept += 1
+
+
+# ---------------------------------------------------------------------------------------------------- HTML reading
+
+def extract_fields(soup: BeautifulSoup, rules: tuple[FieldRule, ...]) -> dict[str, str]:
+    """Metadata found on this page; a field missing here is left to what the pages above it said."""
+    values: dict[str, str] = {}
+    for rule in rules:
+        element = soup.select_one(rule.selector)
+        if element is None:
+            continue
+        raw = element.get(rule.attr) if rule.attr else element.get_text(" ", strip=True)
+        if isinstance(raw, list):  # multi-valued attributes such as class
+            raw = " ".join(raw)
+        text = " ".join(str(raw or "").split())
+        if rule.pattern:
+            match = re.search(rule.pattern, text)
+            if match is None:
+                continue
+            text = (match.group(1) if match.groups() else match.group(0)) or ""
+        if text:
+            values[rule.name] = text.strip()
+    return values
+
+
+def _link_rules(kind: str, profile: SiteProfile) -> list[tuple[str | None, str]]:
+    """Which selectors are followed from a page of this kind, and what kind of page each leads to."""
+    s = profile.selectors
+    if kind == "listing":
+        return [(s.pagination, "listing"), (s.listing_links, "listing"), (s.collection_links, "collection"),
+                (s.look_links, "look")]
+    if kind == "collection":
+        rules = [(s.pagination, "collection"), (s.look_links, "look")]
+        # Galleries without look pages: the images sit on the collection page itself.
+        if s.look_links is None:
+            rules.append((s.image, "image"))
+        return rules
+    return [(s.look_links, "look"), (s.image, "image")]
+
+
+def extract_links(soup: BeautifulSoup, kind: str, page_url: str, profile: SiteProfile) -> list[Link]:
+    base_tag = soup.find("base", href=True)
+    base = urljoin(page_url, str(base_tag["href"])) if isinstance(base_tag, Tag) else page_url
+    links: list[Link] = []
+    seen: set[str] = set()
+    for selector, target_kind in _link_rules(kind, profile):
+        if selector is None:
+            continue
+        for element in soup.select(selector):
+            if target_kind == "image":
+                href = _image_source(element, profile.selectors.image_attr)
+            else:
+                href = element.get("href")
+            if not isinstance(href, str) or not href.strip():
+                continue
+            url = urldefrag(urljoin(base, href.strip())).url
+            # Same-site rule: links elsewhere are dropped here and never reach the queue.
+            if url in seen or not profile.is_allowed_host(url):
+                continue
+            seen.add(url)
+            links.append(Link(url, target_kind))
+    return links
+
+
+def _image_source(element: Tag, attr: str) -> str | None:
+    value = element.get(attr)
+    if attr == "srcset" and isinstance(value, str):
+        return _largest_in_srcset(value)
+    if not isinstance(value, str) or not value.strip():
+        value = element.get("href") if element.name == "a" else element.get("src")
+    return value if isinstance(value, str) else None
+
+
+def _largest_in_srcset(srcset: str) -> str | None:
+    """Pick the biggest candidate of 'a.jpg 480w, b.jpg 1080w' (or '1x, 2x'): training wants full resolution."""
+    best, best_size = None, -1.0
+    for candidate in srcset.split(","):
+        parts = candidate.split()
+        if not parts:
+            continue
+        size = 1.0
+        if len(parts) > 1 and parts[1][:-1].replace(".", "", 1).isdigit():
+            size = float(parts[1][:-1])
+        if size > best_size:
+            best, best_size = parts[0], size
+    return best
+
+
+def _charset(content_type: str) -> str | None:
+    match = re.search(r"charset=([\w.-]+)", content_type, re.IGNORECASE)
+    return match.group(1) if match else None
+
+
+# ---------------------------------------------------------------------------------------------------- files
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_metadata(state: StateDB, out_dir: Path) -> Path:
+    """Rewrite metadata.jsonl from the state file (temp file + rename), so it is never half-written."""
+    lines = [json.dumps(record.metadata_line(), ensure_ascii=False, sort_keys=True) + "\n"
+             for record in state.images(kept_only=True)]
+    target = out_dir / METADATA_FILE
+    _write_atomic(target, "".join(lines).encode("utf-8"))
+    return target
+
+
+def scrape(profile: SiteProfile, out_dir: str | Path, *, max_pages: int | None = None, max_images: int | None = None,
+           delay: float | None = None, retry_failed: bool = False, progress: bool = True,
+           session: requests.Session | None = None) -> ScrapeSummary:
+    """Crawl (or resume crawling) ``profile`` into ``out_dir``; CLI overrides take precedence over the profile."""
+    out = Path(out_dir).expanduser()
+    limits = Limits(max_pages if max_pages is not None else profile.crawl.max_pages,
+                    max_images if max_images is not None else profile.crawl.max_images)
+    crawler = Crawler(profile, out, fetcher=Fetcher(profile, session, delay=delay), limits=limits, progress=progress)
+    try:
+        if retry_failed:
+            crawler.state.requeue_failed()
+        return crawler.run()
+    finally:
+        crawler.close()
+
