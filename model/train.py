@@ -309,6 +309,20 @@ def find_resume(run_root: Path, explicit: str | None) -> Path | None:
 # Losses
 
 
+def track_w_avg(mapping: torch.nn.Module, w: torch.Tensor, dist_info: "Distributed") -> None:
+    """Move the tracked average of w toward this step's batch mean, averaged over all processes.
+
+    Averaging across ranks keeps the buffer identical everywhere (each rank sees different latents).
+    """
+    with torch.no_grad():
+        batch_mean = w.detach().mean(dim=0)
+        if dist_info.active:
+            import torch.distributed as dist
+            dist.all_reduce(batch_mean)
+            batch_mean /= dist_info.world
+        mapping.w_avg.copy_(batch_mean.lerp(mapping.w_avg, mapping.w_avg_beta))
+
+
 def accumulate_ema(G_ema: Generator, G: Generator, beta: float) -> None:
     with torch.no_grad():
         for p_ema, p in zip(G_ema.parameters(), G.parameters()):
@@ -346,8 +360,12 @@ def init_distributed(device_kind: str) -> Distributed:
 
 
 def train(cfg: TrainConfig, run_dir: Path, resume: Path | None = None, finetune: Path | None = None,
-          progress: bool = True, on_log: Callable[[dict], None] | None = None) -> Path:
-    """Run (or continue) training until cfg.kimg; returns the newest snapshot path."""
+          progress: bool = True, on_log: Callable[[dict], None] | None = None,
+          on_finish: Callable[[TrainingState], None] | None = None) -> Path:
+    """Run (or continue) training until cfg.kimg; returns the newest snapshot path.
+
+    `on_log` sees every log entry (rank 0); `on_finish` sees the final state on every rank (tests compare ranks).
+    """
     from model.render import pick_device
 
     device = pick_device(cfg.device)
@@ -396,8 +414,10 @@ def train(cfg: TrainConfig, run_dir: Path, resume: Path | None = None, finetune:
 
     def run_G(z: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # Map both latents in one call: under DDP every wrapped module must run exactly once per backward.
-        both = G_mapping(torch.cat([z, torch.randn_like(z)]), torch.cat([c, c]))
+        both = G_mapping(torch.cat([z, torch.randn_like(z)]), torch.cat([c, c]), update_w_avg=False)
         ws, ws_other = both[:z.shape[0]], both[z.shape[0]:]
+        if torch.is_grad_enabled():
+            track_w_avg(G.mapping, ws[:, 0], dist_info)
         if cfg.style_mixing > 0 and float(torch.rand([])) < cfg.style_mixing:
             # From a random layer on, use another latent's w: teaches the layers to act independently.
             cutoff = int(torch.randint(1, ws.shape[1], []))
@@ -512,6 +532,8 @@ def train(cfg: TrainConfig, run_dir: Path, resume: Path | None = None, finetune:
             tick_time, tick_nimg = time.time(), state.cur_nimg
     if bar is not None:
         bar.close()
+    if on_finish is not None:
+        on_finish(state)
     if dist_info.active:
         import torch.distributed as dist
         dist.barrier()

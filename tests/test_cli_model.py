@@ -1,0 +1,62 @@
+"""The `atelier` command line for model jobs: exit codes and messages, files written."""
+from __future__ import annotations
+
+import json
+
+from PIL import Image
+from typer.testing import CliRunner
+
+from model.cli import app
+
+runner = CliRunner()
+
+
+def test_generate_writes_seed_files(tmp_path, reference_dir):
+    result = runner.invoke(app, ["generate", "--network", str(reference_dir / "sg2ada_tiny32.pkl"), "--seeds", "0-2,7",
+                                 "--trunc", "0.7", "--outdir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["seed0000.png", "seed0001.png", "seed0002.png",
+                                                              "seed0007.png"]
+    assert Image.open(tmp_path / "seed0007.png").size == (32, 32)
+
+
+def test_generate_conditional_needs_class(tmp_path, reference_dir):
+    args = ["generate", "--network", str(reference_dir / "sg2ada_tiny32_cond.pkl"), "--seeds", "0", "--outdir",
+            str(tmp_path)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1 and "class-conditional" in result.output
+    assert runner.invoke(app, args + ["--class", "2"]).exit_code == 0
+
+
+def test_bad_seed_and_missing_network(tmp_path, reference_dir):
+    result = runner.invoke(app, ["generate", "--network", str(reference_dir / "sg2ada_tiny32.pkl"), "--seeds", "x",
+                                 "--outdir", str(tmp_path)])
+    assert result.exit_code == 1 and "whole number" in result.output and "Traceback" not in result.output
+    result = runner.invoke(app, ["generate", "--network", str(tmp_path / "nope.pkl"), "--outdir", str(tmp_path)])
+    assert result.exit_code == 1 and "not found" in result.output
+
+
+def test_convert_and_info(tmp_path, reference_dir):
+    out = tmp_path / "tiny.safetensors"
+    assert runner.invoke(app, ["convert", str(reference_dir / "sg2ada_tiny32.pkl"), str(out)]).exit_code == 0
+    result = runner.invoke(app, ["info", str(out)])
+    assert result.exit_code == 0
+    info = json.loads(result.output)
+    assert info["num_ws"] == 8 and info["w_dim"] == 512 and len(info["fingerprint"]) == 64
+    bad = runner.invoke(app, ["convert", str(reference_dir / "sg2ada_tiny32.pkl"), str(tmp_path / "x.pt")])
+    assert bad.exit_code == 1 and ".safetensors" in bad.output
+
+
+def test_bench_render_json(reference_dir):
+    result = runner.invoke(app, ["bench", "render", "--network", str(reference_dir / "sg2ada_tiny32.pkl"),
+                                 "--batches", "1,4", "--repeats", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert {(r["resolution"], r["batch"]) for r in data["rows"]} == {(32, 1), (32, 4)}
+    assert all(r["images_per_s"] > 0 and r["peak_rss_mb"] > 0 for r in data["rows"]) and data["strip_seconds"] > 0
+
+
+def test_train_refuses_missing_dataset(tmp_path):
+    result = runner.invoke(app, ["train", "--data", str(tmp_path / "none.zip"), "--outdir", str(tmp_path / "r"),
+                                 "--kimg", "1"])
+    assert result.exit_code == 1 and "error:" in result.output

@@ -1,0 +1,109 @@
+"""Training on tiny configurations: runs, resumes exactly, fine-tunes, conditions, DDP, and refuses bad input."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from model.checkpoint import load_network, save_safetensors
+from model.errors import AtelierError
+from model.train import TrainConfig, snapshot_paths, train
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tiny(**overrides) -> TrainConfig:
+    base = dict(resolution=16, batch=8, channel_base=128, channel_max=16, z_dim=16, w_dim=16, r1_interval=2,
+                grid_seeds=(0, 1, 2, 3), threads=1, ada_interval=2, ada_kimg=0.5, snap_kimg=1, keep_snapshots=10)
+    base.update(overrides)
+    return TrainConfig(**base)
+
+
+def _weights(path: Path, key: str) -> dict[str, torch.Tensor]:
+    return load_network(path, key).module.state_dict()
+
+
+def test_training_writes_snapshot_grid_and_log(tmp_path):
+    entries = []
+    snap = train(tiny(kimg=0.048, snap_kimg=0.024), tmp_path / "run", progress=False, on_log=entries.append)
+    run = tmp_path / "run"
+    assert snap.exists() and list(run.glob("samples-*.png")) and (run / "config.json").exists()
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [e["kimg"] for e in log] == [0.024, 0.048] and log == entries
+    for key in ("loss_G", "loss_D", "r1", "augment_p", "sec_per_kimg", "images_per_s"):
+        assert key in log[-1]
+    assert np.isfinite(log[-1]["loss_G"]) and np.isfinite(log[-1]["loss_D"])
+    # G_ema, G and D all saved; G_ema differs from G (it is an average).
+    fingerprints = {k: load_network(snap, k).fingerprint for k in ("G_ema", "G", "D")}
+    assert len(set(fingerprints.values())) == 3
+
+
+def test_resume_continues_the_same_run(tmp_path):
+    straight = train(tiny(kimg=0.048, snap_kimg=0.024), tmp_path / "a", progress=False)
+    half = train(tiny(kimg=0.024, snap_kimg=0.024), tmp_path / "b", progress=False)
+    log_before = (tmp_path / "b" / "log.jsonl").read_text().splitlines()
+    resumed = train(tiny(kimg=0.048, snap_kimg=0.024), tmp_path / "b", resume=half, progress=False)
+    log_after = (tmp_path / "b" / "log.jsonl").read_text().splitlines()
+    # The resumed process only trained the second half ...
+    assert len(log_after) == len(log_before) + 1 and json.loads(log_after[-1])["kimg"] == 0.048
+    # ... and ended bit-identical to the uninterrupted run: weights, optimiser-driven updates, RNG, data order.
+    for key in ("G_ema", "G", "D"):
+        a, b = _weights(straight, key), _weights(resumed, key)
+        assert all(torch.equal(a[name], b[name]) for name in a), key
+
+
+def test_resume_refuses_other_architecture(tmp_path):
+    snap = train(tiny(kimg=0.016), tmp_path / "run", progress=False)
+    with pytest.raises(AtelierError, match="cannot resume"):
+        train(tiny(kimg=0.032, channel_max=32), tmp_path / "run", resume=snap, progress=False)
+
+
+def test_conditional_training_uses_labels(tmp_path):
+    snap = train(tiny(kimg=0.016, conditional=True), tmp_path / "run", progress=False)
+    G, D = load_network(snap).module, load_network(snap, "D").module
+    assert G.c_dim == 4 and D.c_dim == 4  # four garment kinds in the synthetic stream
+
+
+def test_finetune_from_stylegan2_ada_pickle(tmp_path, reference_dir):
+    source = reference_dir / "sg2ada_tiny32.pkl"
+    cfg = tiny(resolution=32, z_dim=512, w_dim=512, channel_base=1024, channel_max=64, kimg=0.008, batch=4,
+               mbstd_group=4)
+    before = load_network(source, "G").module.state_dict()
+    snap = train(cfg, tmp_path / "ft", finetune=source, progress=False)
+    after = load_network(snap, "G").module.state_dict()
+    # Started from the pickle's weights (mapping barely moves at lr multiplier 0.01) and then trained.
+    assert torch.allclose(before["mapping.fc0.weight"], after["mapping.fc0.weight"], atol=1e-2)
+    assert not torch.equal(before["synthesis.b32.conv1.weight"], after["synthesis.b32.conv1.weight"])
+
+
+def test_finetune_refuses_mismatched_architecture(tmp_path, reference_dir):
+    with pytest.raises(AtelierError, match="cannot fine-tune"):
+        train(tiny(resolution=32, kimg=0.008), tmp_path / "ft", finetune=reference_dir / "sg2ada_tiny32.pkl",
+              progress=False)
+
+
+def test_bad_batch_for_minibatch_std(tmp_path):
+    with pytest.raises(AtelierError, match="minibatch-std"):
+        train(tiny(batch=6), tmp_path / "run", progress=False)
+
+
+def test_ddp_two_processes_hold_identical_weights(tmp_path):
+    """torchrun with the gloo backend: two CPU ranks train a few steps and end with the same weights."""
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    result = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node=2", str(REPO / "tests" / "ddp_worker.py"),
+                             str(tmp_path)], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rank0 = json.loads((tmp_path / "rank0.json").read_text())
+    rank1 = json.loads((tmp_path / "rank1.json").read_text())
+    assert rank0["nimg"] == rank1["nimg"] == 32
+    assert rank0["G"] == rank1["G"] and rank0["D"] == rank1["D"] and rank0["G_ema"] == rank1["G_ema"]
+    assert rank0["p"] == rank1["p"]
+    assert snapshot_paths(tmp_path / "run")  # rank 0 wrote the snapshot
