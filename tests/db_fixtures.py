@@ -39,7 +39,7 @@ def postgres_base_url() -> str:
     url = os.environ.get(POSTGRES_ENV, "").strip()
     if not url:
         if os.environ.get("CI"):
-            pytest.fail(f"{POSTGRES_MISSING} (CI must provide it: .ci/run calls .ci/postgres.sh)")
+            pytest.fail(f"{POSTGRES_MISSING} (CI must provide it: .ci/run calls .ci/postgres.sh)", pytrace=False)
         pytest.skip(POSTGRES_MISSING)
     return url
 
@@ -55,7 +55,7 @@ def postgres_schema(base_url: str) -> Iterator[str]:
     except OperationalError as exc:
         admin.dispose()
         pytest.fail(f"{POSTGRES_ENV} is set to {safe_url(base_url)} but the server cannot be used: {exc.orig}. "
-                    "Run .ci/postgres.sh (as root) or fix the URL.")
+                    "Run .ci/postgres.sh (as root) or fix the URL.", pytrace=False)
     url = make_url(normalise_url(base_url)).update_query_dict({"options": f"-csearch_path={schema}"})
     try:
         yield url.render_as_string(hide_password=False)

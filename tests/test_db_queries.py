@@ -189,35 +189,37 @@ def test_agreement_on_decisions_categories_and_consistency(seeded: Seeded) -> No
 # ---------------------------------------------------------------------------------------------------- bad input
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "message"),
-    [
-        ({"reviewer": "zoe"}, "Unknown reviewer 'zoe'"),
-        ({"component_id": 10_000}, "Unknown component 10000"),
-        ({"decision": "maybe"}, "Unknown decision 'maybe'"),
-        ({"consistency": 0}, "consistency rating must be between 1 and 5"),
-        ({"consistency": 6}, "consistency rating must be between 1 and 5"),
-        ({"consistency": 2.5}, "consistency rating must be a whole number"),
-        ({"layer_range": (0, NUM_WS + 1)}, f"outside this model's {NUM_WS} ws"),
-        ({"layer_range": (-1, 2)}, "outside this model's"),
-        ({"layer_range": (3, 3)}, "outside this model's"),
-        ({"layer_range": 3}, "must be a pair"),
-        ({"strength_range": (2.0, -1.0)}, "max below min"),
-        ({"strength_range": (0.0, float("nan"))}, "finite"),
-        ({"label": "   "}, "An approval needs a label"),
-        ({"category": "hats"}, "Category 'hats' is not in the taxonomy"),
-        ({"seconds_spent": -1}, "cannot be negative"),
-    ],
-)
-def test_bad_reviews_are_refused_and_nothing_is_written(seeded: Seeded, kwargs: dict, message: str) -> None:
+BAD_REVIEWS: list[tuple[dict, str]] = [
+    ({"reviewer": "zoe"}, "Unknown reviewer 'zoe'"),
+    ({"component_id": 10_000}, "Unknown component 10000"),
+    ({"decision": "maybe"}, "Unknown decision 'maybe'"),
+    ({"decision": "withdrawn"}, "Unknown decision 'withdrawn'"),  # only undo writes that
+    ({"consistency": 0}, "consistency rating must be between 1 and 5"),
+    ({"consistency": 6}, "consistency rating must be between 1 and 5"),
+    ({"consistency": 2.5}, "consistency rating must be a whole number"),
+    ({"layer_range": (0, NUM_WS + 1)}, f"outside this model's {NUM_WS} ws"),
+    ({"layer_range": (-1, 2)}, "outside this model's"),
+    ({"layer_range": (3, 3)}, "outside this model's"),
+    ({"layer_range": 3}, "must be a pair"),
+    ({"strength_range": (2.0, -1.0)}, "max below min"),
+    ({"strength_range": (0.0, float("nan"))}, "finite"),
+    ({"label": "   "}, "An approval needs a label"),
+    ({"label": None}, "label must be text"),
+    ({"category": "hats"}, "Category 'hats' is not in the taxonomy"),
+    ({"seconds_spent": -1}, "cannot be negative"),
+]
+
+
+def test_bad_reviews_are_refused_and_nothing_is_written(seeded: Seeded) -> None:
     s = seeded
-    args = {"reviewer": "ana", "component_id": s.component_ids[0], "decision": "approve", "label": "ok"} | kwargs
-    with pytest.raises(q.InvalidInput, match=message):
-        with write_session(s.url) as session:
-            # A valid review first in the same transaction: the failure must take it back too.
-            q.record_review(session, "ben", s.component_ids[1], "reject")
-            q.record_review(session, **args)
-    assert review_count(s) == 0
+    for kwargs, message in BAD_REVIEWS:
+        args = {"reviewer": "ana", "component_id": s.component_ids[0], "decision": "approve", "label": "ok"} | kwargs
+        with pytest.raises(q.InvalidInput, match=message):
+            with write_session(s.url) as session:
+                # A valid review first in the same transaction: the failure must take it back too.
+                q.record_review(session, "ben", s.component_ids[1], "reject")
+                q.record_review(session, **args)
+        assert review_count(s) == 0, f"a refused review ({kwargs}) left rows behind"
 
 
 def test_empty_label_is_fine_when_not_approving(seeded: Seeded) -> None:
