@@ -506,11 +506,15 @@ def register_model(
     clean = _name("model name", name, 200)
     fingerprint = _text("fingerprint", fingerprint).strip().lower()
     if not _FINGERPRINT.match(fingerprint):
-        raise InvalidInput("fingerprint must be the sha256 of the weights as 64 hex digits (hashlib.sha256().hexdigest()).")
+        raise InvalidInput(
+            "fingerprint must be the sha256 of the weights as 64 hex digits (hashlib.sha256(...).hexdigest())."
+        )
     arch = dict(_json("architecture", dict(architecture)))
     for key in ("w_dim", "num_ws"):
         if key not in arch:
-            raise InvalidInput(f"architecture lacks {key!r}; pass the generator's z_dim, w_dim, num_ws, img_resolution, c_dim.")
+            raise InvalidInput(
+                f"architecture lacks {key!r}; pass the generator's z_dim, w_dim, num_ws, img_resolution, c_dim."
+            )
         arch[key] = _int(f"architecture {key}", arch[key], 1)
     existing = session.scalar(select(Model).where(Model.fingerprint == fingerprint))
     if existing is not None:
@@ -673,9 +677,8 @@ def update_scores(
     session: Session, set_id: int, rows: Iterable[ComponentScores | Mapping[str, Any]]
 ) -> int:
     """Write automatic scores by component index; returns how many components were updated."""
-    ids: dict[int, int] = {
-        index: cid for index, cid in session.execute(select(Component.index, Component.id).where(Component.set_id == set_id))
-    }
+    pairs = session.execute(select(Component.index, Component.id).where(Component.set_id == set_id))
+    ids: dict[int, int] = {index: cid for index, cid in pairs}
     if not ids:
         _set(session, set_id)
     updates: list[dict[str, Any]] = []
@@ -926,7 +929,8 @@ def component_statuses(session: Session, set_id: int, min_approvals: int | None 
 
 def component_status(session: Session, component_id: int, min_approvals: int | None = None) -> ComponentStatus:
     component = get_component(session, component_id)
-    return next(s for s in component_statuses(session, component.set_id, min_approvals) if s.component_id == component.id)
+    statuses = component_statuses(session, component.set_id, min_approvals)
+    return next(s for s in statuses if s.component_id == component.id)
 
 
 def queue_for(
@@ -958,22 +962,29 @@ def queue_for(
 
 
 def progress(session: Session, set_id: int, min_approvals: int | None = None) -> Progress:
-    """Counts by status and, per reviewer, what their latest reviews say and how much is left."""
+    """Counts by status and, per reviewer, what their latest reviews say and how much is left.
+
+    ``remaining`` is what :func:`queue_for` would list: live (not dead) components the reviewer has not voted on,
+    skipped ones included.
+    """
     statuses = component_statuses(session, set_id, min_approvals)
     by_status = {status: 0 for status in STATUSES}
     by_status.update(Counter(s.status for s in statuses))
-    total = len(statuses)
-    per: dict[str, Counter[str]] = {r.name: Counter() for r in list_reviewers(session)}
+    live = {c.id for c in list_components(session, set_id) if not c.dead}
+    counts: dict[str, Counter[str]] = {r.name: Counter() for r in list_reviewers(session)}
+    voted: dict[str, set[int]] = defaultdict(set)
     for record in _latest_per_reviewer(session, set_id):
-        per.setdefault(record.reviewer, Counter())[record.decision] += 1
+        counts[record.reviewer][record.decision] += 1
+        if record.decision in VOTES:
+            voted[record.reviewer].add(record.component_id)
     by_reviewer = {
         name: ReviewerProgress(
-            reviewer=name, approved=counts["approve"], rejected=counts["reject"], unsure=counts["unsure"],
-            skipped=counts["skip"], remaining=total - counts["approve"] - counts["reject"] - counts["unsure"],
+            reviewer=name, approved=c["approve"], rejected=c["reject"], unsure=c["unsure"], skipped=c["skip"],
+            remaining=len(live - voted[name]),
         )
-        for name, counts in per.items()
+        for name, c in counts.items()
     }
-    return Progress(set_id=set_id, total=total, by_status=by_status, by_reviewer=by_reviewer)
+    return Progress(set_id=set_id, total=len(statuses), by_status=by_status, by_reviewer=by_reviewer)
 
 
 def agreement(session: Session, set_id: int) -> Agreement:
@@ -1070,7 +1081,10 @@ def publish_direction(
         )
     )
     if taken is not None:
-        raise InvalidInput(f"A direction named {clean!r} is already published for this model: unpublish it first, or choose another name.")
+        raise InvalidInput(
+            f"A direction named {clean!r} is already published for this model: unpublish it first, "
+            "or choose another name."
+        )
     row = PublishedDirection(
         model_id=model.id, name=clean, category_id=None if category_row is None else category_row.id,
         w_dim=w_dim, vector=vector_to_bytes(values), layer_start=layers[0], layer_end=layers[1],
@@ -1082,7 +1096,9 @@ def publish_direction(
         session.flush()
     except IntegrityError:
         # The partial unique index caught a teammate publishing the same name at the same moment.
-        raise InvalidInput(f"A direction named {clean!r} was just published by someone else: choose another name.") from None
+        raise InvalidInput(
+            f"A direction named {clean!r} was just published by someone else: choose another name."
+        ) from None
     return _direction_info(session, row)
 
 
@@ -1153,7 +1169,11 @@ def _edit(session: Session, model_id: int, item: LookEdit | Mapping[str, Any]) -
         name = name or direction.name
     if not name:
         raise InvalidInput("Each edit needs a direction name or a direction_id.")
-    return {"direction_id": direction_id, "name": _text("direction name", name), "value": _float(f"value of {name}", values.get("value"))}
+    return {
+        "direction_id": direction_id,
+        "name": _text("direction name", name),
+        "value": _float(f"value of {name}", values.get("value")),
+    }
 
 
 def save_look(

@@ -77,7 +77,8 @@ def test_database_made_by_first_revision_upgrades_with_data_intact(empty_url: st
                            "created_at) VALUES (1, 1, 'sefa', '{}', 0, '[5, 6]', CURRENT_TIMESTAMP)"))
             for i in range(2):
                 c.execute(text("INSERT INTO components (id, set_id, component_index, w_dim, vector, sigma) "
-                               "VALUES (:id, 1, :i, 4, :v, 1.5)"), {"id": i + 1, "i": i, "v": vector_to_bytes(vector * (i + 1))})
+                               "VALUES (:id, 1, :i, 4, :v, 1.5)"),
+                          {"id": i + 1, "i": i, "v": vector_to_bytes(vector * (i + 1))})
             c.execute(text("INSERT INTO reviewers (id, name, created_at) VALUES (1, 'ana', CURRENT_TIMESTAMP)"))
             c.execute(text("INSERT INTO reviews (reviewer_id, component_id, decision, label, category_id, consistency, "
                            "layer_start, layer_end, note, created_at) VALUES (1, 1, 'approve', :label, "

@@ -135,7 +135,7 @@ def test_writer_killed_mid_transaction(db_url: str) -> None:
         assert session.scalar(select(Review.label).order_by(Review.id.desc()).limit(1)) == "still works"
 
 
-# ---------------------------------------------------------------------------------------------------- SQLite specifics
+# ------------------------------------------------------------------------------------ SQLite specifics
 
 
 def test_sqlite_connection_settings(tmp_path: Path) -> None:
