@@ -1,0 +1,49 @@
+"""Atelier's browser app: `atelier app` (or `streamlit run annotator/app.py`).
+
+The entry point only sets the page up, signs the reviewer in and routes; each page is a small file in pages/.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import streamlit as st
+
+# `streamlit run annotator/app.py` from a checkout: make the project's packages importable.
+_ROOT = str(Path(__file__).resolve().parents[1])
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+from annotator import ui  # noqa: E402
+
+st.set_page_config(page_title="Atelier", page_icon="🧵", layout="wide")
+
+ctx = ui.context()
+ui.sidebar_identity()
+
+PAGES = {
+    "Team": [
+        st.Page(ui.page_path("overview"), title="Overview", icon=":material/insights:", url_path="overview"),
+        st.Page(ui.page_path("review"), title="Review", icon=":material/rate_review:", url_path="review",
+                default=True),
+        st.Page(ui.page_path("components"), title="Components", icon=":material/table_rows:",
+                url_path="components"),
+    ],
+    "Design": [
+        st.Page(ui.page_path("generate"), title="Generate", icon=":material/palette:", url_path="generate"),
+        st.Page(ui.page_path("looks"), title="Looks", icon=":material/photo_library:", url_path="looks"),
+        st.Page(ui.page_path("map"), title="Map", icon=":material/scatter_plot:", url_path="map"),
+    ],
+    "Setup": [
+        st.Page(ui.page_path("directions"), title="Directions & export", icon=":material/tune:",
+                url_path="directions"),
+        st.Page(ui.page_path("models"), title="Models", icon=":material/model_training:", url_path="models"),
+    ],
+}
+
+page = st.navigation(PAGES)
+with st.sidebar:
+    st.divider()
+    st.caption("Model")
+    st.text(ctx.model.name)
+page.run()

@@ -1,0 +1,4 @@
+import streamlit as st
+
+st.title("components")
+st.info("Coming soon.")

@@ -1,0 +1,4 @@
+import streamlit as st
+
+st.title("directions")
+st.info("Coming soon.")

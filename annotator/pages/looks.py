@@ -1,0 +1,4 @@
+import streamlit as st
+
+st.title("looks")
+st.info("Coming soon.")

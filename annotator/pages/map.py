@@ -1,0 +1,4 @@
+import streamlit as st
+
+st.title("map")
+st.info("Coming soon.")

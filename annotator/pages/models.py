@@ -1,0 +1,4 @@
+import streamlit as st
+
+st.title("models")
+st.info("Coming soon.")

@@ -1,0 +1,231 @@
+"""Review: one component at a time — strip grid, heat map, scores, teammates' reviews, and the label form."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from annotator import review, services, strips, ui
+from db import queries as q
+from db.engine import read_session
+from model.errors import AtelierError
+
+ctx = ui.context()
+cset = ui.require_set(ctx)
+renderer = ui.renderer(ctx)
+name = ui.require_reviewer("review components")
+state = st.session_state
+state.setdefault("rv.history", [])
+presets = services.layer_presets(renderer)
+
+
+def settings() -> review.StripSettings:
+    preset = state.get("rv.preset") or "all"
+    custom = None
+    if preset == "custom":
+        start = int(state.get("rv.custom_start", 0))
+        stop = int(state.get("rv.custom_stop", renderer.num_ws))
+        custom = (start, stop) if start < stop else presets["all"]
+    return review.StripSettings(preset=preset, layer_range=custom, max_sigma=float(state.get("rv.max_sigma") or 3),
+                                steps=int(state.get("rv.steps") or 7), centred=bool(state.get("rv.centred")))
+
+
+def seeds() -> list[int]:
+    return state.get("rv.seeds") or cset.review_seeds or [0, 1, 2, 3, 4, 5]
+
+
+def current_queue() -> list[q.QueueItem]:
+    return review.queue(ctx.url, name, cset.id)
+
+
+def go_to(component_id: int | None, remember: bool = True) -> None:
+    previous = state.get("rv.current")
+    if remember and previous is not None and previous != component_id:
+        state["rv.history"].append(previous)
+    state["rv.current"] = component_id
+    state.pop("rv.shown", None)
+
+
+def decide(decision: str, component_id: int) -> None:
+    form = review.ReviewForm(
+        label=state.get(f"rv.label.{component_id}") or "",
+        category=state.get(f"rv.category.{component_id}"),
+        consistency=state.get(f"rv.consistency.{component_id}"),
+        note=state.get(f"rv.note.{component_id}") or "",
+    )
+    chosen = settings()
+    shown = state.get("rv.shown")
+    spent = time.monotonic() - shown[1] if shown and shown[0] == component_id else None
+    try:
+        review.record(ctx.url, name, component_id, decision, form, layer_range=chosen.layers(renderer),
+                      strength_range=(-chosen.max_sigma, chosen.max_sigma), seconds_spent=spent)
+    except AtelierError as exc:
+        state["rv.error"] = str(exc)
+        return
+    state.pop("rv.error", None)
+    state["rv.flash"] = f"{decision.capitalize()} recorded for component {state.get('rv.index', '')}."
+    upcoming = [item.component_id for item in current_queue() if item.component_id != component_id]
+    go_to(upcoming[0] if upcoming else component_id)
+
+
+def next_component() -> None:
+    following = review.after(current_queue(), state.get("rv.current"))
+    if following is None:
+        state["rv.flash"] = "That was the last component in your queue."
+        return
+    go_to(following)
+
+
+def previous_component() -> None:
+    if state["rv.history"]:
+        go_to(state["rv.history"].pop(), remember=False)
+    else:
+        state["rv.flash"] = "Nothing earlier in this session."
+
+
+def jump() -> None:
+    try:
+        component = review.component_by_index(ctx.url, cset.id, int(state["rv.jump"]))
+    except AtelierError as exc:
+        state["rv.error"] = str(exc)
+        return
+    go_to(component.id)
+
+
+def resample() -> None:
+    state["rv.seeds"] = [int(s) for s in np.random.default_rng().choice(100_000, size=len(seeds()), replace=False)]
+
+
+# --- which component -------------------------------------------------------------------------------------------
+items = current_queue()
+if state.get("rv.current") is None:
+    if not items:
+        st.success("Your queue is empty: you have reviewed every component. Pick one by number to look again.")
+    state["rv.current"] = items[0].component_id if items else None
+with read_session(ctx.url) as session:
+    all_components = q.list_components(session, cset.id)
+    by_id = {c.id: c for c in all_components}
+    component = by_id.get(state.get("rv.current")) or all_components[0]
+    vector = q.component_vector(session, component.id)
+    status = q.component_status(session, component.id)
+    mine = q.latest_review(session, name, component.id)
+state["rv.current"] = component.id
+state["rv.index"] = component.index
+if not state.get("rv.shown") or state["rv.shown"][0] != component.id:
+    state["rv.shown"] = (component.id, time.monotonic())
+
+# --- header and navigation ---------------------------------------------------------------------------------------
+head, nav = st.columns([3, 2], vertical_alignment="bottom")
+with head:
+    st.title(f"Component {component.index}")
+    left = sum(1 for item in items if not item.skipped)
+    st.caption(f"Status: {status.status.replace('_', ' ')} · σ = {component.sigma:.3f} · "
+               f"{left} left in your queue of {len(all_components)}")
+with nav:
+    with st.container(horizontal=True, horizontal_alignment="right", vertical_alignment="bottom"):
+        st.button("Previous", icon=":material/arrow_back:", on_click=previous_component, shortcut="P", key="rv.prev")
+        st.button("Next", icon=":material/arrow_forward:", on_click=next_component, shortcut="N", key="rv.next")
+        st.button("←", on_click=previous_component, shortcut="Left", key="rv.prev.arrow", type="tertiary",
+                  help="Previous (left arrow)")
+        st.button("→", on_click=next_component, shortcut="Right", key="rv.next.arrow", type="tertiary",
+                  help="Next (right arrow)")
+        st.number_input("Go to #", min_value=0, max_value=len(all_components) - 1, step=1, key="rv.jump",
+                        on_change=jump, width=110)
+
+if state.get("rv.flash"):
+    st.toast(state.pop("rv.flash"))
+if state.get("rv.error"):
+    st.error(state.pop("rv.error"))
+
+# --- view controls ------------------------------------------------------------------------------------------------
+with st.container(horizontal=True, vertical_alignment="bottom"):
+    st.segmented_control("Layers", list(presets) + ["custom"], key="rv.preset", default="all",
+                         help="Which ws rows the edit moves: coarse = pose and shape, middle = garment parts, "
+                              "fine = colour and texture.")
+    if state.get("rv.preset") == "custom":
+        st.number_input("From row", 0, renderer.num_ws - 1, 0, key="rv.custom_start", width=110)
+        st.number_input("To row (excl.)", 1, renderer.num_ws, renderer.num_ws, key="rv.custom_stop", width=130)
+    st.segmented_control("Step range (±σ)", [1.0, 2.0, 3.0, 4.0, 5.0], key="rv.max_sigma", default=3.0,
+                         format_func=lambda v: f"±{v:g}σ")
+    st.segmented_control("Steps", [5, 7, 9], key="rv.steps", default=7)
+    st.toggle("Centred", key="rv.centred", help="Remove each seed's own position on this direction first, so the "
+                                                 "middle column is the same neutral point for every seed.")
+    st.button("Resample seeds", icon=":material/casino:", on_click=resample, key="rv.resample")
+
+chosen = settings()
+request = review.strip_request(ctx, component, vector, chosen, renderer, seeds())
+try:
+    images = strips.get_strip(request, renderer)
+except AtelierError as exc:
+    st.error(str(exc))
+    st.stop()
+
+# --- strip, heat map, scores | label form, teammates ----------------------------------------------------------------
+main, side = st.columns([3, 2], gap="large")
+with main:
+    st.image(images.grid, width="stretch")
+    start, stop = chosen.layers(renderer)
+    st.caption(f"Rows: seeds {', '.join(str(s) for s in request.seeds)} · columns: steps in σ of this component · "
+               f"layers {start}–{stop - 1} of {renderer.num_ws}")
+    heat_col, score_col = st.columns([1, 2])
+    with heat_col:
+        st.image(images.heat, caption="Where it changes", width="stretch")
+    with score_col:
+        st.subheader("Automatic scores")
+        if component.effect is None:
+            st.caption(services.scoring_state(cset.id) or "Not scored yet (Models page → Score this set).")
+        else:
+            a, b, c = st.columns(3)
+            a.metric("Effect", f"{component.effect:.3f}")
+            b.metric("Consistency", f"{component.consistency:.2f}")
+            c.metric("Locality", f"{component.locality:.2f}", help=f"Where: {component.locality_where or '—'}")
+            a.metric("Colour share", f"{component.colour_share:.2f}")
+            b.metric("Layers", component.layer_sensitivity or "—")
+            c.metric("Priority", f"{component.priority:.2f}" if component.priority is not None else "—")
+            st.text(f"Suggested category: {component.suggested_category or '—'}"
+                    + ("   (marked dead: barely changes anything)" if component.dead else ""))
+
+with side:
+    cats = ui.categories(ctx.url)
+    suggested = (mine.category if mine else None) or status.latest_category or component.suggested_category
+    with st.form(f"rv.form.{component.id}", enter_to_submit=False, border=True):
+        st.text_input("Label", value=mine.label if mine else "", key=f"rv.label.{component.id}",
+                      placeholder="What changes? e.g. longer sleeves", max_chars=200)
+        st.selectbox("Category", cats, index=cats.index(suggested) if suggested in cats else None,
+                     key=f"rv.category.{component.id}", placeholder="Choose a category")
+        st.segmented_control("Consistency across seeds (1 = different on each, 5 = the same everywhere)",
+                             [1, 2, 3, 4, 5], default=mine.consistency if mine else None,
+                             key=f"rv.consistency.{component.id}")
+        st.text_area("Note", value=mine.note if mine else "", key=f"rv.note.{component.id}", height=68)
+        with st.container(horizontal=True):
+            st.form_submit_button("Approve", type="primary", icon=":material/check:", shortcut="A",
+                                  on_click=decide, args=("approve", component.id))
+            st.form_submit_button("Reject", icon=":material/close:", shortcut="X",
+                                  on_click=decide, args=("reject", component.id))
+            st.form_submit_button("Unsure", icon=":material/help:", shortcut="U",
+                                  on_click=decide, args=("unsure", component.id))
+            st.form_submit_button("Skip", icon=":material/skip_next:", shortcut="S",
+                                  on_click=decide, args=("skip", component.id))
+    st.caption("Keys: A approve · X reject · U unsure · S skip · N / → next · P / ← previous "
+               "(not while typing in a box).")
+    if mine:
+        st.caption(f"Your current review: {mine.decision}")
+    st.subheader("Teammates")
+    others = review.teammates(ctx.url, component.id, name)
+    if others:
+        st.dataframe(pd.DataFrame([{
+            "reviewer": r.reviewer, "decision": r.decision, "label": r.label, "category": r.category or "",
+            "consistency": r.consistency, "note": r.note, "when": r.created_at.strftime("%Y-%m-%d %H:%M"),
+        } for r in others]), hide_index=True, width="stretch")
+    else:
+        st.caption("No one else has reviewed this component yet.")
+
+# --- render the next ones ahead of time ------------------------------------------------------------------------------
+ahead = review.upcoming(items, component.id, 2)
+if ahead:
+    with read_session(ctx.url) as session:
+        wanted = [(by_id[cid], q.component_vector(session, cid)) for cid in ahead if cid in by_id]
+    strips.prefetcher().submit(
+        [review.strip_request(ctx, c, v, chosen, renderer, seeds()) for c, v in wanted], renderer)

@@ -1,0 +1,125 @@
+"""Review page logic without Streamlit: what to show next, strip settings, recording a decision, plain text."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from typing import Sequence
+
+from annotator import services
+from annotator.strips import StripRequest
+from db import queries as q
+from db.engine import read_session, write_session
+from model.errors import AtelierError
+
+DECISION_KEYS = {"approve": "A", "reject": "X", "unsure": "U", "skip": "S"}
+PRESET_NAMES = ("all", "coarse", "middle", "fine", "custom")
+
+
+@dataclass(frozen=True)
+class StripSettings:
+    preset: str = "all"
+    layer_range: tuple[int, int] | None = None  # only for preset "custom"
+    max_sigma: float = 3.0
+    steps: int = 7
+    centred: bool = False
+    psi: float = 0.7
+
+    def layers(self, renderer) -> tuple[int, int]:
+        presets = services.layer_presets(renderer)
+        if self.preset == "custom":
+            if self.layer_range is None:
+                return presets["all"]
+            return self.layer_range
+        return presets.get(self.preset, presets["all"])
+
+
+def strip_request(ctx: services.Context, component: q.ComponentInfo, vector, settings: StripSettings,
+                  renderer, seeds: Sequence[int]) -> StripRequest:
+    start, stop = settings.layers(renderer)
+    return StripRequest(
+        model_path=ctx.model.path, fingerprint=ctx.model.fingerprint, set_id=component.set_id,
+        index=component.index, sigma=float(component.sigma) or 1.0, seeds=tuple(int(s) for s in seeds),
+        steps=tuple(services.sigma_steps(settings.max_sigma, settings.steps)), layer_start=start,
+        layer_stop=stop, centred=settings.centred, psi=settings.psi,
+        class_index=0 if renderer.c_dim else None, vector=vector,
+    )
+
+
+def queue(url: str, reviewer: str, set_id: int) -> list[q.QueueItem]:
+    """This reviewer's queue: unreviewed components best-first, skipped ones last.
+
+    model.scores gives *higher* priority to the components to review first (dead ones −1), while
+    db.queries.queue_for orders lower first; until the two agree, the unreviewed part is re-ordered here.
+    """
+    with read_session(url) as session:
+        items = q.queue_for(session, reviewer, set_id)
+    fresh = [item for item in items if not item.skipped]
+    skipped = [item for item in items if item.skipped]
+    fresh.sort(key=lambda i: (i.priority is None, -(i.priority if i.priority is not None else 0.0), i.index))
+    return fresh + skipped
+
+
+def after(items: Sequence[q.QueueItem], current_id: int | None) -> int | None:
+    """The component after `current_id` in the queue (the first one if current is not queued)."""
+    ids = [item.component_id for item in items]
+    if not ids:
+        return None
+    if current_id in ids:
+        position = ids.index(current_id)
+        rest = ids[position + 1:]
+        return rest[0] if rest else None
+    return ids[0]
+
+
+def upcoming(items: Sequence[q.QueueItem], current_id: int | None, count: int = 2) -> list[int]:
+    """The next `count` components after the current one (what to prefetch)."""
+    ids = [item.component_id for item in items if item.component_id != current_id]
+    if current_id is not None and current_id in [i.component_id for i in items]:
+        position = [i.component_id for i in items].index(current_id)
+        ids = [i.component_id for i in items[position + 1:]] + [i.component_id for i in items[:position]]
+    return ids[:count]
+
+
+def component_by_index(url: str, set_id: int, index: int) -> q.ComponentInfo:
+    with read_session(url) as session:
+        for component in q.list_components(session, set_id):
+            if component.index == index:
+                return component
+    raise AtelierError(f"There is no component {index} in this set; pick 0 to its last index.")
+
+
+@dataclass(frozen=True)
+class ReviewForm:
+    label: str = ""
+    category: str | None = None
+    consistency: int | None = None
+    note: str = ""
+
+
+def record(url: str, reviewer: str, component_id: int, decision: str, form: ReviewForm,
+           layer_range: tuple[int, int] | None = None, strength_range: tuple[float, float] | None = None,
+           seconds_spent: float | None = None) -> q.ReviewRecord:
+    """Store one decision (skip keeps no label). Raises InvalidInput with a readable message."""
+    if decision == "skip":
+        form = replace(form, label="", category=None, consistency=None)
+    with write_session(url) as session:
+        return q.record_review(
+            session, reviewer, component_id, decision, label=form.label.strip(), category=form.category or None,
+            consistency=form.consistency, note=form.note, layer_range=layer_range,
+            strength_range=strength_range, seconds_spent=seconds_spent,
+        )
+
+
+def teammates(url: str, component_id: int, reviewer: str | None) -> list[q.ReviewRecord]:
+    """Everyone else's reviews of this component, newest first (what teammates said before)."""
+    with read_session(url) as session:
+        history = q.review_history(session, component_id)
+    return [r for r in reversed(history) if r.reviewer != reviewer]
+
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|>~<&$:])")
+
+
+def escape_markdown(text: str) -> str:
+    """Text that Streamlit's Markdown shows literally: no HTML, links, emphasis, directives or LaTeX."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text)).replace("\n", " ")

@@ -1,0 +1,393 @@
+"""What the pages need from the model and the database, without Streamlit (so it is testable and benchmarkable).
+
+- one :class:`~model.render.Renderer` per model file per process (:func:`get_renderer`);
+- the first-start bootstrap: migrate the database, register the default (demo) model, compute its component
+  set so the Review page has every component at once, and score it in the background (:func:`bootstrap`);
+- which model is active (:func:`active_model_id`), stored beside the SQLite file so it survives restarts;
+- the calls into discovery and scoring, each in exactly one function here (:func:`discover_components`,
+  :func:`score_components`), so the pages never care which module provides them.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from db import queries as q
+from db.engine import read_session, write_session
+from db.migrate import ensure_current
+from model.errors import AtelierError
+from model.settings import atelier_home, database_url, default_model_path
+
+log = logging.getLogger("atelier.annotator")
+
+REVIEW_SEED_COUNT = 6
+SIGMA_SAMPLES = 2000
+Progress = Callable[[float, str], None]
+
+_renderers: dict[str, Any] = {}
+_renderers_lock = threading.Lock()
+_migrated: set[str] = set()
+_migrate_lock = threading.Lock()
+_bootstrap_lock = threading.Lock()
+_scoring: dict[int, threading.Thread] = {}
+_scoring_errors: dict[int, str] = {}
+
+
+def _url(url: str | None) -> str:
+    return url or database_url()
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Renderer: loaded once per process
+
+
+def get_renderer(path: str | Path | None = None):
+    """The process-wide renderer for a model file (loaded on first use, CPU unless a GPU is there)."""
+    from model.render import Renderer
+
+    resolved = str(Path(path or default_model_path()).expanduser().resolve())
+    with _renderers_lock:
+        renderer = _renderers.get(resolved)
+        if renderer is None:
+            renderer = Renderer(Path(resolved), device="auto")
+            _renderers[resolved] = renderer
+        return renderer
+
+
+def renderer_for(model: q.ModelInfo):
+    path = Path(model.path)
+    if not path.exists():
+        raise AtelierError(f"The file of model {model.name!r} is missing: {model.path}. Register it again from "
+                           "its new location on the Models page.")
+    return get_renderer(path)
+
+
+def architecture_of(renderer) -> dict[str, Any]:
+    return {"z_dim": renderer.z_dim, "w_dim": renderer.w_dim, "c_dim": renderer.c_dim,
+            "num_ws": renderer.num_ws, "img_resolution": renderer.resolution}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Start-up
+
+
+def migrate_once(url: str | None = None) -> None:
+    """Upgrade the database schema once per process (a fresh SQLite file becomes usable)."""
+    key = _url(url)
+    with _migrate_lock:
+        if key not in _migrated:
+            ensure_current(key)
+            _migrated.add(key)
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every page starts from: the active model and its current component set (None while there is none)."""
+
+    url: str
+    model: q.ModelInfo
+    component_set: q.ComponentSetInfo | None
+
+
+def bootstrap(url: str | None = None, *, score_in_background: bool = True) -> Context:
+    """Make the app usable with no configuration: schema, default model, a component set, scores on the way."""
+    url = _url(url)
+    migrate_once(url)
+    with _bootstrap_lock:
+        with read_session(url) as session:
+            models = q.list_models(session)
+        if not models:
+            register_model_file(default_model_path(), None, url)
+        model = active_model(url)
+        with read_session(url) as session:
+            sets = q.list_component_sets(session, model.id)
+        if not sets:
+            component_set = create_component_set(model, url)
+            if score_in_background and scoring_on_start():
+                start_scoring(component_set.id, model, url)
+        else:
+            component_set = current_component_set(model.id, url)
+    return Context(url=url, model=model, component_set=component_set)
+
+
+def context(url: str | None = None) -> Context:
+    """The active model and set, without creating anything (pages call this after :func:`bootstrap`)."""
+    url = _url(url)
+    model = active_model(url)
+    return Context(url=url, model=model, component_set=current_component_set(model.id, url))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Models and the active one
+
+
+def _state_file() -> Path:
+    return atelier_home() / "annotator.json"
+
+
+def _read_state() -> dict[str, Any]:
+    try:
+        return json.loads(_state_file().read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_state(**values: Any) -> None:
+    state = _read_state()
+    state.update(values)
+    path = _state_file()
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=2))
+    tmp.replace(path)
+
+
+def register_model_file(path: str | Path, name: str | None, url: str | None = None) -> q.ModelInfo:
+    """Load a generator file (checks it is one) and register it; the same weights again return the same entry."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise AtelierError(f"No such file: {path}. Give the path of a .pkl or .safetensors generator.")
+    renderer = get_renderer(path)
+    label = (name or "").strip() or ("demo" if path.resolve() == default_model_path().resolve() else path.stem)
+    with write_session(_url(url)) as session:
+        taken = {m.name for m in q.list_models(session)}
+        existing = q.model_by_fingerprint(session, renderer.fingerprint)
+        if existing is None and label in taken:
+            label = f"{label} ({renderer.fingerprint[:8]})"
+        return q.register_model(session, label, str(path.resolve()), renderer.fingerprint, architecture_of(renderer))
+
+
+def active_model(url: str | None = None) -> q.ModelInfo:
+    """The model the team works on: the one chosen on the Models page, else the first registered."""
+    url = _url(url)
+    chosen = _read_state().get("active_model_id")
+    with read_session(url) as session:
+        models = q.list_models(session)
+    if not models:
+        raise AtelierError("No model is registered yet: register one on the Models page.")
+    by_id = {m.id: m for m in models}
+    return by_id.get(chosen, models[0])
+
+
+def set_active_model(model_id: int) -> None:
+    _write_state(active_model_id=int(model_id))
+
+
+def current_component_set(model_id: int, url: str | None = None) -> q.ComponentSetInfo | None:
+    """The chosen set of this model, else its newest."""
+    with read_session(_url(url)) as session:
+        sets = q.list_component_sets(session, model_id)
+    chosen = _read_state().get("active_sets", {}).get(str(model_id))
+    for item in sets:
+        if item.id == chosen:
+            return item
+    return sets[0] if sets else None
+
+
+def set_active_component_set(model_id: int, set_id: int) -> None:
+    sets = dict(_read_state().get("active_sets", {}))
+    sets[str(model_id)] = int(set_id)
+    _write_state(active_sets=sets)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Discovery and scoring: the only places that call model.discovery / model.scores
+
+
+def sefa_vectors(G, layer_range: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Fallback SeFa (Shen & Zhou) for when model.discovery is absent: eigenvectors of AᵀA over the style
+    affines reading the chosen ws rows, strongest first. Returns (unit rows [w_dim, w_dim], eigenvalues)."""
+    rows_wanted = None if layer_range is None else set(range(*layer_range))
+    weights = []
+    start = 0
+    for block in G.synthesis.blocks():
+        layers = ([block.conv0] if hasattr(block, "conv0") else []) + [block.conv1]
+        for offset, layer in enumerate(layers):
+            if rows_wanted is None or start + offset in rows_wanted:
+                weights.append(layer.affine.weight.detach().cpu().double().numpy())
+        if rows_wanted is None or start + block.num_conv in rows_wanted:
+            weights.append(block.torgb.affine.weight.detach().cpu().double().numpy())
+        start += block.num_conv
+    if not weights:
+        raise AtelierError(f"No style layers read ws rows {layer_range}; pick a wider layer range.")
+    A = np.concatenate(weights, axis=0)  # [sum of out channels, w_dim]
+    A = A / np.linalg.norm(A, axis=1, keepdims=True).clip(1e-12)
+    eigenvalues, eigenvectors = np.linalg.eigh(A.T @ A)
+    order = np.argsort(eigenvalues)[::-1]
+    return eigenvectors[:, order].T.copy(), eigenvalues[order].copy()
+
+
+def projection_sigmas(renderer, vectors: np.ndarray, samples: int = SIGMA_SAMPLES, seed: int = 0) -> np.ndarray:
+    """σ of each direction: the spread of sampled w projected on it, so strip steps are in natural units."""
+    z = np.random.default_rng(seed).standard_normal((samples, renderer.z_dim))
+    class_index = 0 if renderer.c_dim else None
+    ws = renderer.ws_from_z(z, psi=1.0, class_index=class_index)[:, 0].cpu().double().numpy()
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True).clip(1e-12)
+    return (ws @ unit.T).std(axis=0)
+
+
+def discover_components(renderer, method: str = "sefa", layers: str | tuple[int, int] = "all",
+                        progress: Progress | None = None) -> dict[str, Any]:
+    """Run discovery; returns vectors, sigmas, eigenvalues, params, sample_count for :func:`q.add_component_set`."""
+    report = progress or (lambda fraction, text: None)
+    report(0.05, f"{method}: sampling w and factorising")
+    try:
+        from model import discovery
+    except ImportError:  # the discovery module is the reference; this fallback only covers SeFa
+        discovery = None
+    if discovery is not None:
+        found = discovery.discover(renderer, method, layers if isinstance(layers, str) else
+                                   f"{layers[0]}-{layers[1] - 1}")
+        report(0.9, "storing")
+        params = dict(found.params)
+        params["fingerprint"] = found.fingerprint
+        return {"vectors": found.vectors, "sigmas": found.sigmas, "eigenvalues": found.values,
+                "params": params, "sample_count": found.sample_count}
+    if method != "sefa":
+        raise AtelierError(f"Discovery method {method!r} needs model.discovery; use 'sefa'.")
+    vectors, eigenvalues = sefa_vectors(renderer.G, None if layers == "all" else layers)  # type: ignore[arg-type]
+    report(0.6, "measuring σ of each direction on sampled w")
+    sigmas = projection_sigmas(renderer, vectors)
+    report(0.9, "storing")
+    return {"vectors": vectors, "sigmas": sigmas, "eigenvalues": eigenvalues,
+            "params": {"layers": layers if isinstance(layers, str) else list(layers)}, "sample_count": SIGMA_SAMPLES}
+
+
+def create_component_set(model: q.ModelInfo, url: str | None = None, method: str = "sefa",
+                         layers: str | tuple[int, int] = "all",
+                         progress: Progress | None = None) -> q.ComponentSetInfo:
+    renderer = renderer_for(model)
+    found = discover_components(renderer, method, layers, progress)
+    seeds = [int(s) for s in np.random.default_rng(model.id).integers(0, 100_000, REVIEW_SEED_COUNT)]
+    with write_session(_url(url)) as session:
+        info = q.add_component_set(session, model.id, method, found["params"], found["sample_count"],
+                                   found["vectors"], found["sigmas"], found["eigenvalues"], seeds)
+    set_active_component_set(model.id, info.id)
+    if progress:
+        progress(1.0, f"{info.component_count} components ready")
+    return info
+
+
+def score_components(set_id: int, model: q.ModelInfo, url: str | None = None,
+                     progress: Callable[[int], None] | None = None) -> int:
+    """Compute and store the automatic scores; 0 when the scoring module is not installed."""
+    try:
+        from model import scores
+    except ImportError:
+        return 0
+    from model.render import Renderer
+
+    # Its own copy of the generator: the interactive renderer's lock stays free for the pages meanwhile.
+    renderer = Renderer(Path(model.path), device="auto")
+    with read_session(_url(url)) as session:
+        vectors = q.component_vectors(session, set_id)
+        sigmas = np.array([c.sigma for c in q.list_components(session, set_id)])
+    found = scores.score_set(renderer, vectors, sigmas, batch=64, progress=progress)
+    return scores.store_scores(set_id, found, _url(url))
+
+
+_scored: dict[int, int] = {}
+
+
+def start_scoring(set_id: int, model: q.ModelInfo, url: str | None = None) -> None:
+    """Score a set in a background thread (the Review page works meanwhile, in index order)."""
+    running = _scoring.get(set_id)
+    if running is not None and running.is_alive():
+        return
+    _scored[set_id] = 0
+    _scoring_errors.pop(set_id, None)
+
+    def count(done: int) -> None:
+        _scored[set_id] = _scored.get(set_id, 0) + done
+
+    def work() -> None:
+        try:
+            score_components(set_id, model, url, count)
+        except Exception as exc:  # shown on the Overview page; never kills the app
+            log.exception("scoring set %s failed", set_id)
+            _scoring_errors[set_id] = str(exc)
+
+    thread = threading.Thread(target=work, name=f"atelier-score-{set_id}", daemon=True)
+    _scoring[set_id] = thread
+    thread.start()
+
+
+def scoring_state(set_id: int) -> str:
+    """'' when idle, else a short sentence for the pages."""
+    if set_id in _scoring_errors:
+        return f"Scoring failed: {_scoring_errors[set_id]}"
+    thread = _scoring.get(set_id)
+    if thread is not None and thread.is_alive():
+        return f"Scoring components in the background ({_scored.get(set_id, 0)} measured so far)."
+    return ""
+
+
+def scoring_on_start() -> bool:
+    """``ATELIER_SCORE_ON_START=0`` skips background scoring at first start (tests, slow machines)."""
+    return os.environ.get("ATELIER_SCORE_ON_START", "1").strip() not in ("0", "false", "no")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Layer presets and σ steps
+
+
+def layer_presets(renderer) -> dict[str, tuple[int, int]]:
+    """ws row ranges (stop exclusive) for coarse (4–8 px), middle (16–32 px), fine (64 px and up) and all."""
+    rows = renderer.ws_rows_per_resolution()
+    resolutions = sorted(rows)
+
+    def span(selected: Sequence[int]) -> tuple[int, int] | None:
+        picked = [r for res in selected for r in rows[res]]
+        return (min(picked), max(picked) + 1) if picked else None
+
+    coarse = [r for r in resolutions if r <= 8]
+    middle = [r for r in resolutions if 16 <= r <= 32]
+    fine = [r for r in resolutions if r >= 64] or resolutions[-1:]
+    if fine == middle[-1:]:  # small models: the last stage is "fine", not "middle"
+        middle = middle[:-1]
+    presets: dict[str, tuple[int, int]] = {}
+    for name, chosen in (("coarse", coarse), ("middle", middle), ("fine", fine)):
+        found = span(chosen)
+        if found:
+            presets[name] = found
+    presets["all"] = (0, renderer.num_ws)
+    return presets
+
+
+def sigma_steps(max_sigma: float, steps: int) -> list[float]:
+    """Symmetric steps from −max to +max σ (an odd count includes 0)."""
+    if steps < 2:
+        raise AtelierError("A strip needs at least 2 steps.")
+    if not max_sigma > 0:
+        raise AtelierError("The step range must be above 0 σ.")
+    return [round(float(v), 3) for v in np.linspace(-max_sigma, max_sigma, steps)]
+
+
+def direction_sigma(direction: q.DirectionInfo, url: str | None = None) -> float:
+    """The σ a published direction's slider counts in: its component's σ; for supervised directions, 1."""
+    if direction.component_id is None:
+        return 1.0
+    with read_session(_url(url)) as session:
+        return float(q.get_component(session, direction.component_id).sigma)
+
+
+def edit_for(vector: np.ndarray, sigma: float, value: float, layer_start: int, layer_stop: int):
+    """A slider value in σ → an Edit. The export module's function when present, so exports render identically."""
+    try:
+        from model.direction_set import edit_for as shared_edit_for  # type: ignore[attr-defined]
+    except ImportError:
+        shared_edit_for = None
+    if shared_edit_for is not None:
+        return shared_edit_for(vector, sigma, value, layer_start, layer_stop)
+    from model.render import Edit
+
+    vector = np.asarray(vector, dtype=np.float64)
+    unit = vector / max(float(np.linalg.norm(vector)), 1e-12)
+    return Edit(direction=unit.astype(np.float32), strength=float(value) * float(sigma),
+                layer_start=int(layer_start), layer_stop=int(layer_stop))
