@@ -72,6 +72,7 @@ if _atelier_pg_url=$(_atelier_postgres); then
     export ATELIER_TEST_POSTGRES_URL="$_atelier_pg_url"
     echo "$ATELIER_TEST_POSTGRES_URL"
     unset _atelier_pg_url
+    unset -f _atelier_postgres
 else
     echo "postgres.sh: could not start PostgreSQL (see messages above)" >&2
     # `return` when sourced, `exit` when run.

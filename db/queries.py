@@ -754,7 +754,16 @@ def record_review(
 ) -> ReviewRecord:
     """Append one review. Editing a review is calling this again: the newest row per reviewer counts."""
     person = _reviewer(session, reviewer)
-    component = _component(session, component_id)
+    # One query for existence and the model's layer count; the component row itself (with its vector) is not needed.
+    found = session.execute(
+        select(Component.id, Model.architecture)
+        .join(ComponentSet, ComponentSet.id == Component.set_id)
+        .join(Model, Model.id == ComponentSet.model_id)
+        .where(Component.id == _int("component id", component_id))
+    ).first()
+    if found is None:
+        raise NotFound(f"Unknown component {component_id}: reload the page, the set may have been replaced.")
+    component_id, architecture = found
     if decision not in DECISIONS:
         raise InvalidInput(f"Unknown decision {decision!r}: use one of {', '.join(DECISIONS)}.")
     label = _text("label", label)
@@ -762,17 +771,13 @@ def record_review(
         raise InvalidInput("An approval needs a label: say in a few words what the direction changes.")
     category_row = None if category is None or category == "" else _category(session, category)
     rating = None if consistency is None else _int("consistency rating", consistency, 1, 5)
-    num_ws = int(session.scalars(
-        select(Model.architecture).join(ComponentSet, ComponentSet.model_id == Model.id)
-        .where(ComponentSet.id == component.set_id)
-    ).one()["num_ws"])
-    layers = None if layer_range is None else _layer_range(layer_range, num_ws)
+    layers = None if layer_range is None else _layer_range(layer_range, int(architecture["num_ws"]))
     strengths = None if strength_range is None else _strength_range(strength_range)
     seconds = None if seconds_spent is None else _float("seconds spent", seconds_spent)
     if seconds is not None and seconds < 0:
         raise InvalidInput(f"seconds spent cannot be negative, got {seconds}.")
     row = Review(
-        reviewer_id=person.id, component_id=component.id, decision=decision, label=label,
+        reviewer_id=person.id, component_id=component_id, decision=decision, label=label,
         category_id=None if category_row is None else category_row.id, consistency=rating,
         layer_start=None if layers is None else layers[0], layer_end=None if layers is None else layers[1],
         strength_min=None if strengths is None else strengths[0],
