@@ -1,0 +1,187 @@
+"""Review strips: one component shown on S seeds × T σ-steps, rendered in one batch and cached on disk.
+
+A strip is keyed by everything that decides its pixels (model fingerprint, set, component, seeds, steps, layer
+range, centring, truncation, resolution). The cache stores a display-size JPEG of the grid and a heat-map PNG
+(where in the image the component acts), written via temp file + rename so a page never sees half a file.
+A cache hit is a stat of two files: no model, no rendering.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from model.errors import AtelierError
+
+DEFAULT_STEPS = 7
+DEFAULT_SPAN = 3.0
+DISPLAY_CELL = 128  # cells are scaled up to at least this many pixels in the cached JPEG
+JPEG_QUALITY = 85
+
+
+def sigma_steps(count: int = DEFAULT_STEPS, span: float = DEFAULT_SPAN) -> tuple[float, ...]:
+    """Evenly spaced offsets −span … +span in σ units (7 → −3, −2, …, +3)."""
+    if count < 2:
+        raise AtelierError(f"a strip needs at least 2 steps, got {count}")
+    return tuple(round(float(x), 6) for x in np.linspace(-span, span, count))
+
+
+@dataclass(frozen=True)
+class StripSpec:
+    set_key: str  # component set id (or any stable name for a file-based set)
+    component: int
+    seeds: tuple[int, ...]
+    steps: tuple[float, ...]  # σ offsets
+    layer_start: int = 0
+    layer_stop: int | None = None  # exclusive; None = through the last row
+    centred: bool = False
+    resolution: int | None = None  # None = the model's full resolution
+    psi: float = 1.0
+
+    def key(self, fingerprint: str) -> str:
+        payload = {"fingerprint": fingerprint, **asdict(self)}
+        payload["seeds"], payload["steps"] = list(self.seeds), [float(s) for s in self.steps]
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass
+class StripResult:
+    images: np.ndarray  # uint8 [S, T, H, W, 3]
+    heatmap: np.ndarray  # float32 [H, W] in 0 … 1
+
+
+def strip_offsets(sigma: float, steps: Sequence[float]) -> list[float]:
+    """σ steps to w offsets, rounded to float32 once so strips and single edits add identical numbers."""
+    return [float(np.float32(float(t) * float(sigma))) for t in steps]
+
+
+def render_strip(renderer, vector: np.ndarray, sigma: float, spec: StripSpec) -> StripResult:
+    """One batched render of S × T images (seed-major) and the strip's change heat map."""
+    from model.render import strip_ws
+
+    if not spec.seeds:
+        raise AtelierError("a strip needs at least one seed")
+    ws = renderer.ws_from_seeds(list(spec.seeds), psi=spec.psi)
+    batch = strip_ws(ws, np.asarray(vector, np.float32), strip_offsets(sigma, spec.steps), spec.layer_start,
+                     spec.layer_stop, spec.centred)
+    images = renderer.synthesize(batch, resolution=spec.resolution, chunk=max(1, batch.shape[0]))
+    s, t = len(spec.seeds), len(spec.steps)
+    images = images.reshape(s, t, *images.shape[1:])
+    return StripResult(images, change_heatmap(images))
+
+
+def change_heatmap(images: np.ndarray) -> np.ndarray:
+    """Where the strip changes: per pixel, the mean over seeds and steps of the colour distance to the seed's
+    middle step, normalised to 0 … 1 (all zeros when nothing changes)."""
+    x = images.astype(np.float32) / 255.0
+    middle = x[:, x.shape[1] // 2: x.shape[1] // 2 + 1]
+    heat = np.sqrt(((x - middle) ** 2).sum(axis=-1)).mean(axis=(0, 1))
+    peak = float(heat.max())
+    return (heat / peak if peak > 0 else heat).astype(np.float32)
+
+
+def _label_row(labels: Sequence[str], cell: int, pad: int, height: int = 16) -> np.ndarray:
+    from PIL import Image, ImageDraw
+
+    width = len(labels) * cell + (len(labels) - 1) * pad
+    img = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(img)
+    for i, text in enumerate(labels):
+        tw = draw.textlength(text)
+        draw.text((i * (cell + pad) + (cell - tw) / 2, 2), text, fill=(40, 40, 40))
+    return np.asarray(img)
+
+
+def strip_image(result: StripResult | np.ndarray, steps: Sequence[float] | None = None, cell: int | None = None,
+                pad: int = 2) -> np.ndarray:
+    """Compose the S × T images into one grid (rows = seeds, columns = steps), optionally with σ labels on top
+    and cells scaled to `cell` pixels (nearest neighbour, so pixels stay honest)."""
+    from PIL import Image
+
+    from model.render import image_grid
+
+    images = result.images if isinstance(result, StripResult) else result
+    s, t, h, w, _ = images.shape
+    flat = images.reshape(s * t, h, w, 3)
+    if cell and cell != h:
+        flat = np.stack([np.asarray(Image.fromarray(im).resize((cell, cell), Image.NEAREST)) for im in flat])
+    grid = image_grid(flat, columns=t, pad=pad)
+    if steps is not None:
+        labels = [f"{x:+g}σ" if x else "0" for x in steps]
+        grid = np.concatenate([_label_row(labels, flat.shape[2], pad), grid], axis=0)
+    return grid
+
+
+def heatmap_image(heat: np.ndarray, size: int | None = None) -> np.ndarray:
+    """A heat map as an RGB image (dark blue → yellow), optionally scaled to size × size."""
+    from PIL import Image
+
+    h = np.clip(heat, 0, 1)[..., None]
+    cold, hot = np.array([20, 24, 82], np.float32), np.array([255, 214, 10], np.float32)
+    rgb = (cold + (hot - cold) * h).astype(np.uint8)
+    if size and size != rgb.shape[0]:
+        rgb = np.asarray(Image.fromarray(rgb).resize((size, size), Image.BILINEAR))
+    return rgb
+
+
+def _encode(array: np.ndarray, fmt: str) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    if fmt == "JPEG":
+        Image.fromarray(array).save(buffer, format="JPEG", quality=JPEG_QUALITY)
+    else:
+        Image.fromarray(array).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+@dataclass(frozen=True)
+class CachedStrip:
+    image: Path  # display-size JPEG of the grid with σ labels
+    heatmap: Path  # PNG heat map
+    key: str
+    cached: bool  # True when it came from the cache without rendering
+
+
+class StripCache:
+    """Strips on disk under root/<key[:2]>/<key>.jpg and <key>-heat.png."""
+
+    def __init__(self, root: str | Path | None = None):
+        if root is None:
+            from model.settings import cache_dir
+
+            root = cache_dir() / "strips"
+        self.root = Path(root)
+
+    def paths(self, key: str) -> tuple[Path, Path]:
+        folder = self.root / key[:2]
+        return folder / f"{key}.jpg", folder / f"{key}-heat.png"
+
+    def lookup(self, fingerprint: str, spec: StripSpec) -> CachedStrip | None:
+        """The cached strip, or None; needs no model."""
+        key = spec.key(fingerprint)
+        image, heat = self.paths(key)
+        if image.exists() and heat.exists():
+            return CachedStrip(image, heat, key, True)
+        return None
+
+    def get_or_render(self, renderer, vector: np.ndarray, sigma: float, spec: StripSpec) -> CachedStrip:
+        from model.checkpoint import atomic_write_bytes
+
+        hit = self.lookup(renderer.fingerprint, spec)
+        if hit is not None:
+            return hit
+        result = render_strip(renderer, vector, sigma, spec)
+        h = result.images.shape[2]
+        cell = max(h, DISPLAY_CELL)
+        grid = strip_image(result, spec.steps, cell=cell)
+        key = spec.key(renderer.fingerprint)
+        image, heat = self.paths(key)
+        atomic_write_bytes(heat, _encode(heatmap_image(result.heatmap, cell), "PNG"))
+        atomic_write_bytes(image, _encode(grid, "JPEG"))  # image last: lookup needs both
+        return CachedStrip(image, heat, key, False)

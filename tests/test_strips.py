@@ -1,0 +1,92 @@
+"""Review strips: equal to direct rendering with apply_edits, cached on disk, cache hits render nothing."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from model.render import Edit, Renderer, apply_edits
+from model.strips import StripCache, StripSpec, change_heatmap, render_strip, sigma_steps, strip_image, strip_offsets
+
+
+@pytest.fixture(scope="module")
+def tiny(reference_dir):
+    torch.set_num_threads(1)
+    return Renderer(reference_dir / "sg2ada_tiny32.pkl", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def direction(tiny):
+    v = np.random.default_rng(3).standard_normal(tiny.w_dim).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+def _direct(renderer, seeds, vector, sigma, steps, start, stop, centred):
+    ws = renderer.ws_from_seeds(seeds)
+    if centred:
+        d = torch.as_tensor(vector)
+        ws = ws.clone()
+        ws[:, start:stop] -= (ws[:, start:stop] @ d).unsqueeze(-1) * d
+    rows = [apply_edits(ws[i:i + 1], [Edit(vector, off, start, stop)])
+            for i in range(len(seeds)) for off in strip_offsets(sigma, steps)]
+    return renderer.synthesize(torch.cat(rows), chunk=len(rows))
+
+
+@pytest.mark.parametrize("centred,start,stop", [(False, 0, None), (False, 2, 5), (True, 0, 8)])
+def test_strip_equals_direct_rendering(tiny, direction, centred, start, stop):
+    steps = sigma_steps(3, 2.0)
+    spec = StripSpec("t", 0, (4, 9), steps, start, stop, centred)
+    result = render_strip(tiny, direction, 1.7, spec)
+    assert result.images.shape == (2, 3, 32, 32, 3)
+    expected = _direct(tiny, [4, 9], direction, 1.7, steps, start, stop or tiny.num_ws, centred)
+    diff = np.abs(result.images.reshape(-1, 32, 32, 3).astype(int) - expected.astype(int))
+    assert diff.max() == 0  # pixel-exact: the same latents in the same batch layout
+    assert result.heatmap.shape == (32, 32) and 0 <= result.heatmap.min() and result.heatmap.max() == 1.0
+
+
+def test_heatmap_is_zero_without_change_and_marks_the_changed_place():
+    images = np.full((2, 3, 8, 8, 3), 100, np.uint8)
+    assert change_heatmap(images).max() == 0
+    images[:, 2, 6:, :] = 200
+    heat = change_heatmap(images)
+    assert heat[7, 0] == 1.0 and heat[:6].max() == 0
+
+
+def test_cache_hit_returns_the_same_files_without_rendering(tiny, direction, tmp_path):
+    calls = []
+    original = tiny.synthesize
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    tiny.synthesize = counting
+    try:
+        cache = StripCache(tmp_path / "strips")
+        spec = StripSpec("7", 3, (1, 2), sigma_steps(7, 3.0))
+        first = cache.get_or_render(tiny, direction, 1.0, spec)
+        assert not first.cached and len(calls) == 1 and first.image.exists() and first.heatmap.exists()
+        second = cache.get_or_render(tiny, direction, 1.0, spec)
+        assert second.cached and second.image == first.image and len(calls) == 1
+        assert cache.lookup(tiny.fingerprint, spec) == second
+        other = StripSpec("7", 3, (1, 2), sigma_steps(5, 3.0))
+        assert cache.lookup(tiny.fingerprint, other) is None
+        assert spec.key(tiny.fingerprint) != spec.key("0" * 64)
+        third = cache.get_or_render(tiny, direction, 1.0, other)
+        assert not third.cached and len(calls) == 2 and third.image != first.image
+    finally:
+        del tiny.synthesize
+    with Image.open(first.image) as img:
+        assert img.format == "JPEG"
+        # 7 cells of 128 px with 2-px gaps, 2 rows plus a 16-px label row.
+        assert img.size == (7 * 128 + 6 * 2, 16 + 2 * 128 + 2)
+    assert not list((tmp_path / "strips").rglob("*.tmp*"))
+
+
+def test_strip_image_layout():
+    images = np.zeros((2, 3, 4, 4, 3), np.uint8)
+    images[1, 2] = 255
+    grid = strip_image(images, pad=1)
+    assert grid.shape == (9, 14, 3)
+    assert grid[5:, 10:].min() == 255 and grid[:4, :4].max() == 0
