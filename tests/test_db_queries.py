@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from db import queries as q
 from db.engine import read_session, write_session
 from db.schema import Look, PublishedDirection, Review
-from db_fixtures import NUM_WS, W_DIM, Seeded, backend, db_url, empty_url, seed, seeded  # noqa: F401
+from db_fixtures import NUM_WS, W_DIM, Seeded, backend, db_url, empty_url, seeded  # noqa: F401
 
 
 def review(s: Seeded, who: str, index: int, decision: str, **kwargs) -> q.ReviewRecord:

@@ -15,7 +15,7 @@ from sqlalchemy import select, text
 from db import queries as q
 from db.engine import get_engine, is_sqlite, read_session, sqlite_path, write_session
 from db.schema import Review, Reviewer
-from db_fixtures import Seeded, backend, db_url, empty_url, seed  # noqa: F401
+from db_fixtures import backend, db_url, empty_url, seed  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
 WRITER = REPO / "tests" / "db_writer.py"
