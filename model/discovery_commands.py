@@ -1,0 +1,259 @@
+"""`atelier discover`, `strip`, `score`, `eval-model`, `factors train` and `bench discovery`."""
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from model.errors import AtelierError, exit_on_user_error
+
+factors_app = typer.Typer(help="The synthetic-factor predictor used by eval-model and bench discovery.",
+                          no_args_is_help=True)
+
+
+def _network_option() -> Optional[Path]:
+    return typer.Option(None, "--network", "-n", help="Generator .pkl or .safetensors (default: the demo model).")
+
+
+def _progress(total: int, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="", leave=False)
+
+
+def _load_set(set_id: int):
+    """(set info, vectors, sigmas, model info) from the database."""
+    from db.engine import read_session
+    from db.migrate import ensure_current
+    from db.queries import component_vectors, get_component_set, get_model, list_components
+
+    ensure_current()
+    with read_session() as session:
+        info = get_component_set(session, set_id)
+        vectors = component_vectors(session, set_id)
+        sigmas = [c.sigma for c in list_components(session, set_id)]
+        model = get_model(session, info.model_id)
+    return info, vectors, sigmas, model
+
+
+def _renderer_for(model, network: Optional[Path]):
+    from model.render import Renderer
+
+    path = network or (Path(model.path) if model.path else None)
+    if path is None or not Path(path).exists():
+        raise AtelierError(f"the set's model file {model.path!r} is not there; pass --network with the same weights")
+    renderer = Renderer(path, device="cpu")
+    if renderer.fingerprint != model.fingerprint:
+        raise AtelierError(f"{path} holds different weights than the set was discovered on "
+                           f"({renderer.fingerprint[:12]} ≠ {model.fingerprint[:12]}); pass the right --network")
+    return renderer
+
+
+@exit_on_user_error
+def discover(
+    method: str = typer.Option("sefa", help="sefa | pca | kmeans"),
+    layers: str = typer.Option("all", help="SeFa layers: all | coarse | middle | fine | A-B (ws rows, inclusive)."),
+    samples: Optional[int] = typer.Option(None, help="Latents to sample (pca: 100,000; kmeans: 20,000)."),
+    k: int = typer.Option(16, help="k-means clusters (looks)."),
+    seed: int = typer.Option(0, help="Sampling seed."),
+    network: Optional[Path] = _network_option(),
+    name: Optional[str] = typer.Option(None, help="Model name in the database (default: the file name)."),
+    map_points: int = typer.Option(0, "--map", help="Also store a 2-D UMAP map of this many sampled latents "
+                                                   "(with seeds) for the map page; 0 = none (kmeans: 5,000)."),
+    out: Optional[Path] = typer.Option(None, help="Also write the set to this .npz file."),
+) -> None:
+    """Find directions in W and store them as a component set; prints the set id."""
+    from model import discovery as D
+    from model.render import Renderer, configure_threads
+
+    configure_threads()
+    if method not in ("sefa", "pca", "kmeans"):
+        raise AtelierError(f"--method must be sefa, pca or kmeans, not {method!r}")
+    renderer = Renderer(network, device="cpu")
+    total = samples or (D.DEFAULT_PCA_SAMPLES if method == "pca" else D.SIGMA_SAMPLES)
+    with _progress(total, f"{method}: sampling W") as bar:
+        cs = D.discover(renderer, method, layers=layers, samples=samples, k=k, seed=seed, progress=bar.update)
+    if method == "kmeans" and map_points == 0:
+        map_points = D.DEFAULT_MAP_POINTS
+    if map_points:
+        typer.echo(f"embedding {map_points} latents with UMAP …", err=True)
+        w, seeds = D.sample_w(renderer, map_points, seed=seed, renderable=True)
+        coords, seeds = D.umap_embedding(w, seeds, points=map_points)
+        typer.echo(f"map: {D.save_map(renderer.fingerprint, coords, seeds)}", err=True)
+    if out:
+        cs.save(out)
+    set_id = D.store_component_set(cs, renderer, name=name)
+    typer.echo(f"{len(cs)} {method} components in {cs.params['seconds']:.2f} s", err=True)
+    typer.echo(str(set_id))
+
+
+@exit_on_user_error
+def strip(
+    set_id: int = typer.Option(..., "--set", help="Component set id."),
+    component: int = typer.Option(..., "--component", "-k", help="Component index in the set."),
+    seeds: Optional[str] = typer.Option(None, help="Seeds (default: the set's review seeds)."),
+    steps: int = typer.Option(7, help="Steps from −span σ to +span σ."),
+    span: float = typer.Option(3.0, help="Largest step in σ."),
+    layers: str = typer.Option("all", help="all | coarse | middle | fine | A-B (ws rows, inclusive)."),
+    centred: bool = typer.Option(False, "--centred", help="Remove each seed's own projection first."),
+    resolution: Optional[int] = typer.Option(None, help="Render size (default: preview size for large models)."),
+    network: Optional[Path] = _network_option(),
+    out: Path = typer.Option(Path("strip.png"), help="Output image (.png, .jpg or .webp)."),
+) -> None:
+    """Render one component's review strip (seeds × σ steps), through the strip cache."""
+    import shutil
+
+    from PIL import Image
+
+    from model import discovery as D
+    from model.bench import preview_resolution
+    from model.render import configure_threads, parse_seeds
+    from model.strips import StripCache, StripSpec, sigma_steps
+
+    configure_threads()
+    info, vectors, sigmas, model = _load_set(set_id)
+    if not 0 <= component < len(vectors):
+        raise AtelierError(f"component {component} is not in set {set_id} (it has 0 … {len(vectors) - 1})")
+    renderer = _renderer_for(model, network)
+    seed_list = parse_seeds(seeds) if seeds else (info.review_seeds or D.choose_review_seeds(rng_seed=set_id))
+    start, stop = D.row_span(renderer.G, D.parse_layers(layers, renderer.num_ws))
+    spec = StripSpec(str(set_id), component, tuple(seed_list), sigma_steps(steps, span), start, stop, centred,
+                     resolution or (preview_resolution(renderer) if renderer.resolution >= 256 else None))
+    t0 = time.perf_counter()
+    cached = StripCache().get_or_render(renderer, vectors[component], float(sigmas[component]), spec)
+    ms = (time.perf_counter() - t0) * 1000
+    if out.suffix.lower() in (".jpg", ".jpeg"):
+        shutil.copyfile(cached.image, out)
+    else:
+        Image.open(cached.image).save(out)
+    typer.echo(f"wrote {out} ({'cached' if cached.cached else 'rendered'} in {ms:.0f} ms; heat map {cached.heatmap})")
+
+
+@exit_on_user_error
+def score(
+    set_id: int = typer.Option(..., "--set", help="Component set id."),
+    seeds: int = typer.Option(8, help="Seeds per component."),
+    resolution: Optional[int] = typer.Option(None, help="Render size (default: preview size for large models)."),
+    network: Optional[Path] = _network_option(),
+) -> None:
+    """Score every component of a set (effect, consistency, locality, colour share, layers, category, priority)."""
+    from model.bench import preview_resolution
+    from model.render import configure_threads
+    from model.scores import DEFAULT_SCORE_SEEDS, score_set, store_scores
+
+    configure_threads()
+    info, vectors, sigmas, model = _load_set(set_id)
+    renderer = _renderer_for(model, network)
+    res = resolution or (preview_resolution(renderer) if renderer.resolution >= 256 else None)
+    t0 = time.perf_counter()
+    with _progress(len(vectors), "scoring") as bar:
+        scores = score_set(renderer, vectors, sigmas, seeds=list(range(1000, 1000 + seeds)) if seeds != 8
+                           else DEFAULT_SCORE_SEEDS, resolution=res, progress=bar.update)
+    store_scores(set_id, scores)
+    dead = sum(s.dead for s in scores)
+    typer.echo(f"scored {len(scores)} components in {time.perf_counter() - t0:.1f} s ({dead} dead)")
+
+
+@exit_on_user_error
+def eval_model(
+    network: Optional[Path] = _network_option(),
+    samples: int = typer.Option(10_000, help="Generated and real images per split."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Factor distributions (TV per factor) and Fréchet distance in the factor predictor's feature space."""
+    from model.factors import Predictor, eval_model as run_eval, format_eval
+    from model.render import Renderer, configure_threads
+
+    configure_threads()
+    if samples < 10:
+        raise AtelierError("--samples must be at least 10")
+    renderer = Renderer(network, device="cpu")
+    with _progress(3 * samples, "rendering and predicting") as bar:
+        result = run_eval(renderer, Predictor.load(), samples, progress=bar.update)
+    if as_json:
+        typer.echo(json.dumps({k: result[k] for k in ("tv", "frechet", "frechet_real_baseline")}))
+    else:
+        typer.echo(format_eval(result))
+
+
+@exit_on_user_error
+def factors_train(
+    count: int = typer.Option(12_000, help="Synthetic training images."),
+    epochs: int = typer.Option(6),
+    out: Path = typer.Option(None, help="Output file (default: the shipped model/assets/factor_predictor.safetensors)."),
+) -> None:
+    """(Re)train the factor predictor on synthetic runway images (CPU: ~15 minutes with one thread)."""
+    from model.factors import PREDICTOR_PATH, train_predictor
+
+    predictor = train_predictor(count=count, epochs=epochs, progress=lambda m: typer.echo(m, err=True))
+    typer.echo(f"wrote {predictor.save(out or PREDICTOR_PATH)}")
+
+
+@exit_on_user_error
+def bench_discovery(
+    network: Optional[Path] = _network_option(),
+    method: str = typer.Option("sefa", help="Set to benchmark: sefa | pca."),
+    pca_samples: int = typer.Option(100_000, help="Samples for the PCA timing."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Ground truth (factor predictor on synthetic factors) and speed: SeFa, PCA, strips, scoring, peak memory."""
+    from model import discovery as D
+    from model.bench import peak_rss_mb
+    from model.factors import Predictor, format_benchmark, ground_truth_benchmark
+    from model.render import Renderer, configure_threads
+    from model.strips import StripCache, StripSpec, sigma_steps
+
+    configure_threads()
+    renderer = Renderer(network, device="cpu")
+    predictor = Predictor.load()
+    speed: dict[str, float] = {}
+    w, _ = D.sample_w(renderer, D.SIGMA_SAMPLES)
+    t0 = time.perf_counter()
+    sefa_set = D.sefa(renderer.G, "all", w_samples=w, fingerprint=renderer.fingerprint)
+    speed["sefa_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    pca_set = D.pca(renderer, n=pca_samples)
+    speed["pca_s"] = time.perf_counter() - t0
+    cs = sefa_set if method == "sefa" else pca_set
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = StripCache(tmp)
+        spec = StripSpec("bench", 0, tuple(range(6)), sigma_steps(7, 3.0))
+        renderer.synthesize(renderer.ws_from_seeds([0]))  # warm-up
+        t0 = time.perf_counter()
+        cache.get_or_render(renderer, cs.vectors[0], float(cs.sigmas[0]), spec)
+        speed["strip_uncached_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        hit = cache.get_or_render(renderer, cs.vectors[0], float(cs.sigmas[0]), spec)
+        speed["strip_cached_s"] = time.perf_counter() - t0
+        assert hit.cached
+    with _progress(len(cs), "scoring") as bar:
+        result = ground_truth_benchmark(renderer, predictor, cs.vectors, cs.sigmas, progress=bar.update)
+    speed["scoring_s"] = result["scoring_seconds"]
+    speed["peak_rss_mb"] = peak_rss_mb()
+    out = {"factors": result["factors"], "spearman": result["spearman"],
+           "speed": {k: round(v, 4) for k, v in speed.items()}, "method": method, "components": len(cs),
+           "network": str(renderer.network.source), "kimg": renderer.network.kimg}
+    if as_json:
+        typer.echo(json.dumps(out))
+        return
+    typer.echo(f"network {out['network']} (kimg {out['kimg']}), {method}, {len(cs)} components")
+    typer.echo(format_benchmark(result))
+    typer.echo(f"SeFa {speed['sefa_s']:.2f} s; PCA on {pca_samples:,} samples {speed['pca_s']:.1f} s; strip 6×7 "
+               f"uncached {speed['strip_uncached_s'] * 1000:.0f} ms, cached {speed['strip_cached_s'] * 1000:.1f} ms; "
+               f"scoring {len(cs)} components {speed['scoring_s']:.1f} s; peak memory {speed['peak_rss_mb']:.0f} MB")
+
+
+def register(app: typer.Typer) -> None:
+    from model.commands import bench_app
+
+    app.command("discover")(discover)
+    app.command("strip")(strip)
+    app.command("score")(score)
+    app.command("eval-model")(eval_model)
+    factors_app.command("train")(factors_train)
+    app.add_typer(factors_app, name="factors")
+    bench_app.command("discovery")(bench_discovery)

@@ -1,0 +1,458 @@
+"""A small factor predictor trained on synthetic runway images, and the quality measures built on it.
+
+The predictor is a 5-layer CNN on 64-px images (others are resized). It regresses the continuous factors (sleeve,
+length, hue as cos/sin, saturation, value, height, x offset, skin, hair, background) and classifies garment (4),
+pattern (4) and layer (3). Its 128-d penultimate layer is the feature space of the Fréchet distance.
+Weights ship as ``model/assets/factor_predictor.safetensors`` (float16, < 1 MB); ``train_predictor`` rebuilds them.
+
+Seeds: predictor training uses synthetic seeds from 800,000,000 up, the held-out real splits from 900,000,000
+up; the demo generator is trained on seeds counting up from 0, so neither overlaps its training data.
+
+Factor distances (used to normalise edits): each factor f gets a code — the value for continuous factors, the
+(cos, sin) point for hue, the class-probability vector for categorical ones — and a scale, the mean distance
+between the codes of two random real images (for a categorical factor: the chance two images differ). A change of
+1.0 in a factor therefore means "as different as two typical real images are in it".
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from model.errors import AtelierError
+from model.settings import PACKAGE_DIR
+
+PREDICTOR_PATH = PACKAGE_DIR / "assets" / "factor_predictor.safetensors"
+TRAIN_SEED0 = 800_000_000
+REAL_SEED0 = 900_000_000
+INPUT_SIZE = 64
+CONTINUOUS = ("sleeve", "length", "hue_cos", "hue_sin", "saturation", "value", "height", "x_offset", "skin", "hair",
+              "background")
+CATEGORICAL = {"garment": ("dress", "top_skirt", "top_trousers", "coat"),
+               "pattern": ("plain", "stripes", "dots", "check"),
+               "layer": ("none", "jacket", "long_coat")}
+FACTORS = ("garment", "sleeve", "length", "hue", "saturation", "value", "pattern", "layer", "height", "x_offset",
+           "skin", "hair", "background")
+FEATURES = 128
+
+
+class FactorPredictor(nn.Module):
+    def __init__(self, width: int = 16):
+        super().__init__()
+        w = width
+        self.convs = nn.ModuleList([
+            nn.Conv2d(3, w, 3, padding=1),  # 64
+            nn.Conv2d(w, 2 * w, 3, stride=2, padding=1),  # 32
+            nn.Conv2d(2 * w, 4 * w, 3, stride=2, padding=1),  # 16
+            nn.Conv2d(4 * w, 4 * w, 3, stride=2, padding=1),  # 8
+            nn.Conv2d(4 * w, 4 * w, 3, stride=2, padding=1),  # 4
+        ])
+        self.fc = nn.Linear(4 * w * 16, FEATURES)
+        self.head = nn.Linear(FEATURES, len(CONTINUOUS) + sum(len(c) for c in CATEGORICAL.values()))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        for conv in self.convs:
+            x = F.leaky_relu(conv(x), 0.2)
+        return F.leaky_relu(self.fc(x.flatten(1)), 0.2)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        f = self.features(x)
+        return self.head(f), f
+
+
+def to_input(images: np.ndarray) -> torch.Tensor:
+    """uint8 [N, H, W, 3] -> float [N, 3, 64, 64] in −1 … 1 (area-resized when H ≠ 64)."""
+    x = torch.as_tensor(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1
+    if x.shape[-1] != INPUT_SIZE:
+        x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="area" if x.shape[-1] > INPUT_SIZE else "bilinear",
+                          align_corners=None if x.shape[-1] > INPUT_SIZE else False)
+    return x
+
+
+def targets(factors) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    cont = np.array([[f.sleeve, f.length, math.cos(2 * math.pi * f.hue), math.sin(2 * math.pi * f.hue),
+                      f.saturation, f.value, f.height, f.x_offset, f.skin, f.hair, f.background] for f in factors],
+                    np.float32)
+    cats = {name: np.array([choices.index(getattr(f, name)) for f in factors]) for name, choices in CATEGORICAL.items()}
+    return cont, cats
+
+
+@dataclass
+class Predictions:
+    continuous: np.ndarray  # [N, len(CONTINUOUS)]
+    probs: dict[str, np.ndarray]  # factor -> [N, classes]
+    features: np.ndarray  # [N, FEATURES]
+
+    def codes(self) -> dict[str, np.ndarray]:
+        """Per factor a code [N, d]: continuous value, hue (cos, sin) scaled by predicted saturation... see module doc."""
+        c = {name: self.continuous[:, i:i + 1] for i, name in enumerate(CONTINUOUS)}
+        out = {}
+        for name in FACTORS:
+            if name in CATEGORICAL:
+                out[name] = self.probs[name]
+            elif name == "hue":
+                out[name] = np.concatenate([c["hue_cos"], c["hue_sin"]], axis=1)
+            else:
+                out[name] = c[name]
+        return out
+
+    def values(self) -> dict[str, np.ndarray]:
+        """Per factor one value per image: class index, hue in [0, 1), or the continuous value."""
+        out = {}
+        for name in FACTORS:
+            if name in CATEGORICAL:
+                out[name] = self.probs[name].argmax(axis=1)
+            elif name == "hue":
+                i, j = CONTINUOUS.index("hue_cos"), CONTINUOUS.index("hue_sin")
+                out[name] = (np.arctan2(self.continuous[:, j], self.continuous[:, i]) / (2 * np.pi)) % 1.0
+            else:
+                out[name] = self.continuous[:, CONTINUOUS.index(name)]
+        return out
+
+
+def true_codes(factors) -> dict[str, np.ndarray]:
+    cont, cats = targets(factors)
+    p = Predictions(cont, {n: np.eye(len(CATEGORICAL[n]), dtype=np.float32)[cats[n]] for n in CATEGORICAL},
+                    np.zeros((len(cont), 0)))
+    return p.codes()
+
+
+def code_scales(codes: dict[str, np.ndarray], pairs: int = 20_000, seed: int = 0) -> dict[str, float]:
+    """Mean distance between the codes of two random samples, per factor (categorical: half the L1 = TV)."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name, code in codes.items():
+        a, b = rng.integers(len(code), size=(2, pairs))
+        d = code[a] - code[b]
+        dist = 0.5 * np.abs(d).sum(axis=1) if name in CATEGORICAL else np.linalg.norm(d, axis=1)
+        out[name] = float(max(dist.mean(), 1e-6))
+    return out
+
+
+class Predictor:
+    """A loaded FactorPredictor with its factor scales."""
+
+    def __init__(self, module: FactorPredictor, scales: dict[str, float], meta: dict | None = None):
+        self.module = module.eval()
+        self.scales = scales
+        self.meta = meta or {}
+
+    @torch.inference_mode()
+    def predict(self, images: np.ndarray, batch: int = 512) -> Predictions:
+        conts, probs, feats = [], {n: [] for n in CATEGORICAL}, []
+        for start in range(0, len(images), batch):
+            out, f = self.module(to_input(images[start:start + batch]))
+            k = len(CONTINUOUS)
+            conts.append(out[:, :k].numpy())
+            for name, choices in CATEGORICAL.items():
+                probs[name].append(torch.softmax(out[:, k:k + len(choices)], dim=1).numpy())
+                k += len(choices)
+            feats.append(f.numpy())
+        if not conts:
+            raise AtelierError("no images to predict")
+        return Predictions(np.concatenate(conts), {n: np.concatenate(v) for n, v in probs.items()},
+                           np.concatenate(feats))
+
+    def save(self, path: str | Path = PREDICTOR_PATH) -> Path:
+        from safetensors.torch import save
+
+        from model.checkpoint import atomic_write_bytes
+
+        tensors = {k: v.detach().to(torch.float16).contiguous() for k, v in self.module.state_dict().items()}
+        meta = {"format": "atelier-factor-predictor", "scales": json.dumps(self.scales),
+                "meta": json.dumps(self.meta), "width": str(self.module.convs[0].out_channels)}
+        atomic_write_bytes(Path(path), save(tensors, metadata=meta))
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | Path = PREDICTOR_PATH) -> "Predictor":
+        from safetensors import safe_open
+
+        path = Path(path)
+        if not path.exists():
+            raise AtelierError(f"the factor predictor {path} is missing; run `atelier factors train` to build it")
+        with safe_open(str(path), framework="pt") as fh:
+            meta = fh.metadata() or {}
+            state = {k: fh.get_tensor(k).float() for k in fh.keys()}
+        if meta.get("format") != "atelier-factor-predictor":
+            raise AtelierError(f"{path} is not an Atelier factor predictor")
+        module = FactorPredictor(int(meta["width"]))
+        module.load_state_dict(state)
+        return cls(module, json.loads(meta["scales"]), json.loads(meta.get("meta", "{}")))
+
+
+def _render_real(seeds: Sequence[int], resolution: int = INPUT_SIZE):
+    from scrape.synth import render_batch
+
+    return render_batch(seeds, resolution)
+
+
+def train_predictor(count: int = 12_000, epochs: int = 6, batch: int = 64, lr: float = 2e-3, width: int = 16,
+                    seed0: int = TRAIN_SEED0, seed: int = 0, progress: Callable[[str], None] | None = None,
+                    images=None) -> Predictor:
+    """Train on `count` synthetic images (seeds seed0 …), Adam with a cosine schedule; returns the predictor.
+
+    `images` may pass pre-rendered (uint8 [N, 64, 64, 3], factors) to skip rendering. Losses: MSE on the
+    continuous factors (hue only where saturation ≥ 0.2, since grey has no hue), cross-entropy on the categories.
+    """
+    torch.manual_seed(seed)
+    if images is None:
+        t0 = time.perf_counter()
+        images = _render_real(range(seed0, seed0 + count))
+        if progress:
+            progress(f"rendered {count} images in {time.perf_counter() - t0:.0f} s")
+    pixels, factors = images
+    cont, cats = targets(factors)
+    x_all = to_input(pixels)
+    y_cont = torch.as_tensor(cont)
+    y_cats = {n: torch.as_tensor(v) for n, v in cats.items()}
+    hue_weight = torch.as_tensor([f.saturation >= 0.2 for f in factors], dtype=torch.float32)
+    module = FactorPredictor(width)
+    opt = torch.optim.Adam(module.parameters(), lr=lr)
+    steps = epochs * math.ceil(len(x_all) / batch)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
+    hue_idx = [CONTINUOUS.index("hue_cos"), CONTINUOUS.index("hue_sin")]
+    other_idx = [i for i in range(len(CONTINUOUS)) if i not in hue_idx]
+    gen = torch.Generator().manual_seed(seed)
+    module.train()
+    for epoch in range(epochs):
+        order = torch.randperm(len(x_all), generator=gen)
+        total = 0.0
+        for start in range(0, len(order), batch):
+            idx = order[start:start + batch]
+            x = x_all[idx]
+            if x.shape[0] > 1:  # a little robustness to generator artefacts: noise
+                x = x + 0.03 * torch.randn_like(x)
+            out, _ = module(x)
+            k = len(CONTINUOUS)
+            err = (out[:, :k] - y_cont[idx]) ** 2
+            loss = err[:, other_idx].mean() + (err[:, hue_idx].mean(1) * hue_weight[idx]).mean()
+            for name, choices in CATEGORICAL.items():
+                loss = loss + 0.5 * F.cross_entropy(out[:, k:k + len(choices)], y_cats[name][idx])
+                k += len(choices)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss.detach()) * len(idx)
+        if progress:
+            progress(f"epoch {epoch + 1}/{epochs}: loss {total / len(order):.4f}")
+    module.eval()
+    scales = code_scales(true_codes(factors))
+    return Predictor(module, scales, {"count": len(x_all), "epochs": epochs, "seed0": seed0, "width": width})
+
+
+# --- distribution measures ---------------------------------------------------------------------------------------
+
+def tv_distance(p: np.ndarray, q: np.ndarray) -> float:
+    """Total variation between two discrete distributions (normalised here): ½ Σ |p − q|."""
+    p = np.asarray(p, np.float64)
+    q = np.asarray(q, np.float64)
+    return float(0.5 * np.abs(p / p.sum() - q / q.sum()).sum())
+
+
+FACTOR_RANGES = {"x_offset": (-1.0, 1.0)}
+
+
+def factor_histograms(values: dict[str, np.ndarray], bins: int = 10) -> dict[str, np.ndarray]:
+    """Class frequencies for categorical factors, 10-bin histograms (values clipped to the range) for the rest."""
+    out = {}
+    for name, v in values.items():
+        if name in CATEGORICAL:
+            out[name] = np.bincount(np.asarray(v, int), minlength=len(CATEGORICAL[name])).astype(float)
+        else:
+            lo, hi = FACTOR_RANGES.get(name, (0.0, 1.0))
+            out[name] = np.histogram(np.clip(v, lo, hi - 1e-9), bins=bins, range=(lo, hi))[0].astype(float)
+    return out
+
+
+def tv_per_factor(a: dict[str, np.ndarray], b: dict[str, np.ndarray], bins: int = 10) -> dict[str, float]:
+    ha, hb = factor_histograms(a, bins), factor_histograms(b, bins)
+    return {name: tv_distance(ha[name], hb[name]) for name in FACTORS if name in ha and name in hb}
+
+
+def gaussian_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    x = np.asarray(features, np.float64)
+    return x.mean(axis=0), np.atleast_2d(np.cov(x, rowvar=False))
+
+
+def frechet_distance(mu1, cov1, mu2, cov2) -> float:
+    """‖μ1 − μ2‖² + tr(Σ1 + Σ2 − 2 (Σ1 Σ2)^½) (the FID formula), with scipy's matrix square root."""
+    from scipy import linalg
+
+    mu1, mu2 = np.atleast_1d(mu1), np.atleast_1d(mu2)
+    cov1, cov2 = np.atleast_2d(cov1), np.atleast_2d(cov2)
+    covmean = linalg.sqrtm(cov1 @ cov2)
+    if not np.isfinite(covmean).all():
+        eps = np.eye(len(cov1)) * 1e-6
+        covmean = linalg.sqrtm((cov1 + eps) @ (cov2 + eps))
+    covmean = np.real(covmean)
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(cov1) + np.trace(cov2) - 2 * np.trace(covmean))
+
+
+def real_predictions(predictor: Predictor, count: int, seed0: int, progress: Callable[[int], None] | None = None,
+                     chunk: int = 1000) -> Predictions:
+    parts = []
+    for start in range(0, count, chunk):
+        n = min(chunk, count - start)
+        images, _ = _render_real(range(seed0 + start, seed0 + start + n))
+        parts.append(predictor.predict(images))
+        if progress:
+            progress(n)
+    return _concat(parts)
+
+
+def generated_predictions(predictor: Predictor, renderer, count: int, seed0: int = 0, psi: float = 1.0,
+                          progress: Callable[[int], None] | None = None, chunk: int = 256) -> Predictions:
+    parts = []
+    for start in range(0, count, chunk):
+        n = min(chunk, count - start)
+        images = renderer.render_seeds(list(range(seed0 + start, seed0 + start + n)), psi=psi)
+        parts.append(predictor.predict(images))
+        if progress:
+            progress(n)
+    return _concat(parts)
+
+
+def _concat(parts: list[Predictions]) -> Predictions:
+    return Predictions(np.concatenate([p.continuous for p in parts]),
+                       {n: np.concatenate([p.probs[n] for p in parts]) for n in CATEGORICAL},
+                       np.concatenate([p.features for p in parts]))
+
+
+def eval_model(renderer, predictor: Predictor, samples: int = 10_000, progress: Callable[[int], None] | None = None
+               ) -> dict:
+    """TV per factor (generated vs held-out real, both as the predictor reads them) and Fréchet distances."""
+    gen = generated_predictions(predictor, renderer, samples, progress=progress)
+    real_a = real_predictions(predictor, samples, REAL_SEED0, progress=progress)
+    real_b = real_predictions(predictor, samples, REAL_SEED0 + samples, progress=progress)
+    tv = tv_per_factor(gen.values(), real_a.values())
+    mu_g, cov_g = gaussian_stats(gen.features)
+    mu_a, cov_a = gaussian_stats(real_a.features)
+    mu_b, cov_b = gaussian_stats(real_b.features)
+    return {"tv": {k: round(v, 4) for k, v in tv.items()},
+            "frechet": round(frechet_distance(mu_g, cov_g, mu_a, cov_a), 4),
+            "frechet_real_baseline": round(frechet_distance(mu_a, cov_a, mu_b, cov_b), 4),
+            "samples": samples, "network": str(getattr(renderer.network, "source", "")),
+            "kimg": getattr(renderer.network, "kimg", None)}
+
+
+def format_eval(result: dict) -> str:
+    lines = [f"network {result['network']} (kimg {result['kimg']}), {result['samples']} samples",
+             f"{'factor':<12} {'TV':>6}  (target ≤ 0.15)"]
+    for name, value in result["tv"].items():
+        lines.append(f"{name:<12} {value:>6.3f}  {'ok' if value <= 0.15 else 'over'}")
+    lines.append(f"Fréchet distance (predictor features): {result['frechet']:.3f}; "
+                 f"real-vs-real baseline: {result['frechet_real_baseline']:.3f}")
+    return "\n".join(lines)
+
+
+# --- edits measured in factor space ------------------------------------------------------------------------------
+
+def factor_changes(predictor: Predictor, before: Predictions, after: Predictions) -> dict[str, np.ndarray]:
+    """Per factor, the normalised signed change of its code [N, d] (divided by the factor's real scale)."""
+    a, b = before.codes(), after.codes()
+    return {name: (b[name] - a[name]) / predictor.scales[name] for name in FACTORS}
+
+
+def edit_factor_stats(changes: dict[str, np.ndarray]) -> dict:
+    """For one component (rows = seeds): per-factor magnitude, purity and the ground-truth consistency.
+
+    magnitude_f = mean over seeds of |Δ_f| (categorical: ½ L1, others: L2); purity_f = Σ_s |Δ_f,s| / Σ_s Σ_g |Δ_g,s|;
+    consistency = mean pairwise cosine of the seeds' full Δ vectors (all factors), clipped to [0, 1].
+    """
+    mags = {}
+    for name, d in changes.items():
+        mags[name] = 0.5 * np.abs(d).sum(axis=1) if name in CATEGORICAL else np.linalg.norm(d, axis=1)
+    total = sum(m.sum() for m in mags.values())
+    purity = {n: float(m.sum() / total) if total > 0 else 0.0 for n, m in mags.items()}
+    full = np.concatenate([changes[n] for n in FACTORS], axis=1)
+    norms = np.linalg.norm(full, axis=1)
+    if len(full) < 2:
+        consistency = 1.0
+    else:
+        unit = full / np.where(norms > 1e-12, norms, np.inf)[:, None]
+        sim = unit @ unit.T
+        s = len(full)
+        consistency = float(np.clip((sim.sum() - np.trace(sim)) / (s * (s - 1)), 0.0, 1.0))
+    return {"magnitude": {n: float(m.mean()) for n, m in mags.items()}, "purity": purity,
+            "consistency": consistency}
+
+
+def varied_factors(gen: Predictions, real: Predictions, ratio: float = 0.5) -> dict[str, float]:
+    """Spread of each factor in generated samples relative to real ones (as the predictor reads both)."""
+    sg, sr = code_scales(gen.codes()), code_scales(real.codes())
+    return {n: sg[n] / sr[n] for n in FACTORS}
+
+
+def ground_truth_benchmark(renderer, predictor: Predictor, vectors: np.ndarray, sigmas: np.ndarray,
+                           seeds: Sequence[int] | None = None, span: float | None = None, resolution: int | None = None,
+                           varied_samples: int = 2000, top: int = 100, min_share: float = 0.25,
+                           progress: Callable[[int], None] | None = None) -> dict:
+    """Score every component, measure the same edits with the predictor, and match components to factors.
+
+    For each factor varied by the generator (generated spread ≥ 0.5 × real spread), the best-matching component is
+    the purest one among those that move the factor at least `min_share` × the strongest component's mean move.
+    Spearman: automatic consistency vs ground-truth consistency over the `top` components by priority.
+    """
+    from scipy.stats import spearmanr
+
+    from model import scores as S
+
+    seeds = list(seeds) if seeds is not None else list(S.DEFAULT_SCORE_SEEDS)
+    span = S.DEFAULT_SPAN if span is None else span
+    stats: dict[int, dict] = {}
+    base_pred: list[Predictions] = []
+
+    def on_images(start: int, edited: np.ndarray, base: np.ndarray) -> None:
+        if not base_pred:
+            base_pred.append(predictor.predict(base))
+        c, s = edited.shape[:2]
+        after = predictor.predict(edited.reshape(c * s, *edited.shape[2:]))
+        for i in range(c):
+            rows = slice(i * s, (i + 1) * s)
+            sub = Predictions(after.continuous[rows], {n: p[rows] for n, p in after.probs.items()},
+                              after.features[rows])
+            stats[start + i] = edit_factor_stats(factor_changes(predictor, base_pred[0], sub))
+
+    t0 = time.perf_counter()
+    scores = S.score_set(renderer, vectors, sigmas, seeds=seeds, span=span, resolution=resolution,
+                         progress=progress, on_images=on_images)
+    seconds = time.perf_counter() - t0
+    order = S.priority_order(scores)
+    rank = {index: r + 1 for r, index in enumerate(order)}
+    gen = generated_predictions(predictor, renderer, varied_samples, seed0=5_000_000)
+    real = real_predictions(predictor, varied_samples, REAL_SEED0 + 50_000)
+    spread = varied_factors(gen, real)
+    rows = []
+    for name in FACTORS:
+        mags = np.array([stats[i]["magnitude"][name] for i in range(len(scores))])
+        purity = np.array([stats[i]["purity"][name] for i in range(len(scores))])
+        strong = mags >= min_share * mags.max() if mags.max() > 0 else np.ones(len(mags), bool)
+        best = int(np.argmax(np.where(strong, purity, -1)))
+        rows.append({"factor": name, "component": best, "purity": round(float(purity[best]), 3),
+                     "consistency": round(stats[best]["consistency"], 3), "rank": rank[best],
+                     "varied": bool(spread[name] >= 0.5), "spread": round(float(spread[name]), 3)})
+    top_ids = order[:min(top, len(order))]
+    auto = [scores[i].consistency for i in top_ids]
+    truth = [stats[i]["consistency"] for i in top_ids]
+    rho = float(spearmanr(auto, truth).correlation) if len(top_ids) > 2 else float("nan")
+    return {"factors": rows, "spearman": round(rho, 3), "scoring_seconds": round(seconds, 2),
+            "scores": scores, "components": len(scores)}
+
+
+def format_benchmark(result: dict) -> str:
+    lines = [f"{'factor':<12} {'varied':>6} {'component':>9} {'purity':>7} {'consist.':>8} {'rank':>5}"]
+    for row in result["factors"]:
+        lines.append(f"{row['factor']:<12} {('yes' if row['varied'] else 'no'):>6} {row['component']:>9} "
+                     f"{row['purity']:>7.3f} {row['consistency']:>8.3f} {row['rank']:>5}")
+    lines.append(f"Spearman (automatic vs ground-truth consistency, top 100 by priority): {result['spearman']:.3f}")
+    return "\n".join(lines)

@@ -1,0 +1,74 @@
+"""Factor predictor: a tiny training run learns something; TV and Fréchet formulas on known cases."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from model import factors as FA
+
+
+@pytest.fixture(scope="module")
+def trained():
+    from scrape.synth import render_batch
+
+    torch.set_num_threads(1)
+    images = render_batch(range(FA.TRAIN_SEED0, FA.TRAIN_SEED0 + 256))
+    predictor = FA.train_predictor(images=images, epochs=1, batch=32, lr=3e-3, width=8)
+    test = render_batch(range(FA.REAL_SEED0, FA.REAL_SEED0 + 120))
+    return predictor, test
+
+
+def test_tiny_training_learns_the_backdrop_and_position(trained):
+    predictor, (images, factors) = trained
+    pred = predictor.predict(images)
+    values = pred.values()
+    truth = np.array([f.background for f in factors])
+    assert np.corrcoef(values["background"], truth)[0, 1] > 0.5  # chance would be about 0
+    assert pred.features.shape == (120, FA.FEATURES)
+    assert set(predictor.scales) == set(FA.FACTORS)
+
+
+def test_predictor_round_trips_through_safetensors(trained, tmp_path):
+    predictor, (images, _) = trained
+    loaded = FA.Predictor.load(predictor.save(tmp_path / "p.safetensors"))
+    a, b = predictor.predict(images[:8]), loaded.predict(images[:8])
+    np.testing.assert_allclose(a.continuous, b.continuous, atol=0.05)  # stored as float16
+    assert loaded.scales == predictor.scales
+    assert (tmp_path / "p.safetensors").stat().st_size < 2_000_000
+
+
+def test_tv_distance_known_values():
+    assert FA.tv_distance([1, 0], [0, 1]) == 1.0
+    assert FA.tv_distance([5, 5], [1, 1]) == 0.0
+    assert FA.tv_distance([0.5, 0.5, 0], [0.25, 0.25, 0.5]) == pytest.approx(0.5)
+    a = {"garment": np.array([0, 0, 1, 1]), "sleeve": np.array([0.05, 0.15, 0.25, 0.35])}
+    b = {"garment": np.array([0, 0, 0, 0]), "sleeve": np.array([0.05, 0.15, 0.25, 0.35])}
+    tv = FA.tv_per_factor(a, b)
+    assert tv == {"garment": 0.5, "sleeve": 0.0}
+
+
+def test_frechet_distance_known_values():
+    assert FA.frechet_distance(np.zeros(3), np.eye(3), np.zeros(3), np.eye(3)) == pytest.approx(0.0, abs=1e-9)
+    assert FA.frechet_distance([0.0], [[1.0]], [1.0], [[1.0]]) == pytest.approx(1.0)
+    # Diagonal Gaussians: |Δμ|² + Σ (σ1 − σ2)²
+    d = FA.frechet_distance([0, 0], np.diag([4.0, 1.0]), [1, 2], np.diag([1.0, 9.0]))
+    assert d == pytest.approx(5 + (2 - 1) ** 2 + (1 - 3) ** 2)
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((20000, 2)), rng.standard_normal((20000, 2)) + [1.0, 0.0]
+    assert FA.frechet_distance(*FA.gaussian_stats(x), *FA.gaussian_stats(y)) == pytest.approx(1.0, abs=0.05)
+
+
+def test_edit_factor_stats_purity_and_consistency():
+    zeros = {n: np.zeros((3, 1)) for n in FA.FACTORS if n not in FA.CATEGORICAL}
+    zeros.update({n: np.zeros((3, len(c))) for n, c in FA.CATEGORICAL.items()})
+    zeros["hue"] = np.zeros((3, 2))
+    only_sleeve = dict(zeros, sleeve=np.array([[0.5], [0.4], [0.6]]))
+    stats = FA.edit_factor_stats(only_sleeve)
+    assert stats["purity"]["sleeve"] == pytest.approx(1.0) and stats["consistency"] == pytest.approx(1.0)
+    flipping = dict(zeros, sleeve=np.array([[0.5], [-0.5], [0.5]]))
+    assert FA.edit_factor_stats(flipping)["consistency"] == 0.0
+    mixed = dict(zeros, sleeve=np.array([[0.3]] * 3), garment=np.array([[0.5, -0.5, 0, 0]] * 3))
+    stats = FA.edit_factor_stats(mixed)
+    assert stats["purity"]["sleeve"] == pytest.approx(0.3 / 0.8)
+    assert stats["purity"]["garment"] == pytest.approx(0.5 / 0.8)
