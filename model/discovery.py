@@ -401,7 +401,7 @@ def discover(renderer, method: str, layers: str = "all", samples: int | None = N
     """Run one method and record timing in params."""
     t0 = time.perf_counter()
     if method == "sefa":
-        w, _ = sample_w(renderer, sigma_samples, seed=seed)
+        w, _ = sample_w(renderer, samples or sigma_samples, seed=seed)
         cs = sefa(renderer.G, layers, w_samples=w, fingerprint=renderer.fingerprint)
     elif method == "pca":
         cs = pca(renderer, n=samples or DEFAULT_PCA_SAMPLES, seed=seed, progress=progress)

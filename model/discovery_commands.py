@@ -57,13 +57,14 @@ def _renderer_for(model, network: Optional[Path]):
 def discover(
     method: str = typer.Option("sefa", help="sefa | pca | kmeans"),
     layers: str = typer.Option("all", help="SeFa layers: all | coarse | middle | fine | A-B (ws rows, inclusive)."),
-    samples: Optional[int] = typer.Option(None, help="Latents to sample (pca: 100,000; kmeans: 20,000)."),
+    samples: Optional[int] = typer.Option(None, help="Latents to sample (pca: 100,000; sefa σ and kmeans: 20,000)."),
     k: int = typer.Option(16, help="k-means clusters (looks)."),
     seed: int = typer.Option(0, help="Sampling seed."),
     network: Optional[Path] = _network_option(),
     name: Optional[str] = typer.Option(None, help="Model name in the database (default: the file name)."),
-    map_points: int = typer.Option(0, "--map", help="Also store a 2-D UMAP map of this many sampled latents "
-                                                   "(with seeds) for the map page; 0 = none (kmeans: 5,000)."),
+    map_points: Optional[int] = typer.Option(None, "--map", help="Also store a 2-D UMAP map of this many sampled "
+                                                             "latents (with seeds) for the map page; 0 = none "
+                                                             "(default: 5,000 for kmeans, none otherwise)."),
     out: Optional[Path] = typer.Option(None, help="Also write the set to this .npz file."),
 ) -> None:
     """Find directions in W and store them as a component set; prints the set id."""
@@ -77,8 +78,8 @@ def discover(
     total = samples or (D.DEFAULT_PCA_SAMPLES if method == "pca" else D.SIGMA_SAMPLES)
     with _progress(total, f"{method}: sampling W") as bar:
         cs = D.discover(renderer, method, layers=layers, samples=samples, k=k, seed=seed, progress=bar.update)
-    if method == "kmeans" and map_points == 0:
-        map_points = D.DEFAULT_MAP_POINTS
+    if map_points is None:
+        map_points = D.DEFAULT_MAP_POINTS if method == "kmeans" else 0
     if map_points:
         typer.echo(f"embedding {map_points} latents with UMAP …", err=True)
         w, seeds = D.sample_w(renderer, map_points, seed=seed, renderable=True)

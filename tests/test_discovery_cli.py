@@ -1,0 +1,34 @@
+"""The discovery commands end to end on the tiny reference generator: discover -> strip (cached) -> score."""
+from __future__ import annotations
+
+import numpy as np
+from typer.testing import CliRunner
+
+from model.cli import app
+
+
+def test_discover_strip_score(reference_dir, tmp_path):
+    from db.engine import read_session
+    from db.queries import list_components
+
+    pkl = str(reference_dir / "sg2ada_tiny32.pkl")
+    runner = CliRunner()
+    result = runner.invoke(app, ["discover", "--method", "kmeans", "--k", "3", "--samples", "300", "--map", "0",
+                                 "--network", pkl, "--out", str(tmp_path / "set.npz")])
+    assert result.exit_code == 0, result.output
+    set_id = int(result.stdout.strip().splitlines()[-1])
+    out = tmp_path / "strip.png"
+    args = ["strip", "--set", str(set_id), "--component", "1", "--steps", "3", "--out", str(out)]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    assert "rendered" in first.stdout and out.exists()
+    again = runner.invoke(app, args)
+    assert "cached" in again.stdout
+    bad = runner.invoke(app, ["strip", "--set", str(set_id), "--component", "9", "--out", str(out)])
+    assert bad.exit_code == 1 and "component 9" in bad.stderr
+    scored = runner.invoke(app, ["score", "--set", str(set_id), "--seeds", "2"])
+    assert scored.exit_code == 0, scored.output
+    with read_session() as session:
+        comps = list_components(session, set_id)
+    assert len(comps) == 3 and all(c.priority is not None and c.suggested_category for c in comps)
+    assert np.isfinite([c.effect for c in comps]).all()
