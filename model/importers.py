@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 
 from model.direction_set import (
-    JSON_MEMBER,
     MAX_DIRECTIONS,
     MAX_W_DIM,
+    REQUIRED_MEMBERS,
     DirectionSetError,
     check_zip_members,
     open_zip,
@@ -69,7 +69,7 @@ def detect_kind(data: bytes, label: str) -> str:
     if data[:2] == b"PK":
         with open_zip(data, label, what="file") as zf:
             names = zf.namelist()
-        if JSON_MEMBER in names:
+        if any(n in REQUIRED_MEMBERS for n in names):
             return "atelier"
         if names and all(n.endswith(".npy") for n in names):
             return "ganspace"
