@@ -137,14 +137,14 @@ def strip(
 @exit_on_user_error
 def score(
     set_id: int = typer.Option(..., "--set", help="Component set id."),
-    seeds: int = typer.Option(8, help="Seeds per component."),
+    seeds: int = typer.Option(6, help="Seeds per component (seeds 1000 … 1000+N-1)."),
     resolution: Optional[int] = typer.Option(None, help="Render size (default: preview size for large models)."),
     network: Optional[Path] = _network_option(),
 ) -> None:
     """Score every component of a set (effect, consistency, locality, colour share, layers, category, priority)."""
     from model.bench import preview_resolution
     from model.render import configure_threads
-    from model.scores import DEFAULT_SCORE_SEEDS, score_set, store_scores
+    from model.scores import score_set, store_scores
 
     configure_threads()
     info, vectors, sigmas, model = _load_set(set_id)
@@ -152,8 +152,8 @@ def score(
     res = resolution or (preview_resolution(renderer) if renderer.resolution >= 256 else None)
     t0 = time.perf_counter()
     with _progress(len(vectors), "scoring") as bar:
-        scores = score_set(renderer, vectors, sigmas, seeds=list(range(1000, 1000 + seeds)) if seeds != 8
-                           else DEFAULT_SCORE_SEEDS, resolution=res, progress=bar.update)
+        scores = score_set(renderer, vectors, sigmas, seeds=list(range(1000, 1000 + seeds)), resolution=res,
+                           progress=bar.update)
     store_scores(set_id, scores)
     dead = sum(s.dead for s in scores)
     typer.echo(f"scored {len(scores)} components in {time.perf_counter() - t0:.1f} s ({dead} dead)")

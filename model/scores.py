@@ -1,6 +1,6 @@
 """Automatic scores for every component, measured on rendered edits, and the review priority built from them.
 
-For each component, S seeds (default 8) are rendered unedited (once for the whole set) and at +a σ (a = 2) with the
+For each component, S seeds (default 6) are rendered unedited (once for the whole set) and at +a σ (a = 2) with the
 edit on all ws rows; the per-seed change field is D_s = (img(+aσ) − img(0)) / a, images in 0 … 1. Then:
 
 - effect       mean over seeds of the RMS (over pixels) of the per-pixel RGB change length, per σ.
@@ -27,7 +27,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 CATEGORIES = ("colour", "sleeve", "length", "layers", "pattern", "silhouette", "background", "other")
-DEFAULT_SCORE_SEEDS = tuple(range(1000, 1008))
+DEFAULT_SCORE_SEEDS = tuple(range(1000, 1006))
 DEFAULT_SPAN = 2.0
 LAYER_SEEDS = 1
 DEAD_FRACTION = 0.05
