@@ -163,7 +163,8 @@ def _check_labels(path: Path, meta: Any, names: list[str]) -> tuple[dict[str, in
     if raw is None:
         return None, 0, None
     if not isinstance(raw, list):
-        raise _fail(path, f'"labels" in {DATASET_JSON} must be null or a list of [name, class], got {type(raw).__name__}')
+        raise _fail(path, f'"labels" in {DATASET_JSON} must be null or a list of [name, class], '
+                    f"got {type(raw).__name__}")
     labels: dict[str, int] = {}
     for entry in raw:
         if (not isinstance(entry, list) or len(entry) != 2 or not isinstance(entry[0], str)

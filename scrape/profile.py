@@ -116,7 +116,8 @@ class _Reader:
     def reject_unknown(self, known: set[str]) -> None:
         for key in self.table:
             if key not in known:
-                self.fail(f"unknown key {self.where(key)!r}", f"use one of {', '.join(sorted(known))} (check the spelling)")
+                self.fail(f"unknown key {self.where(key)!r}",
+                          f"use one of {', '.join(sorted(known))} (check the spelling)")
 
     def text(self, key: str, default: str | None = None, required: bool = False) -> str | None:
         value = self.table.get(key, default)
@@ -144,7 +145,8 @@ class _Reader:
         ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
         if isinstance(value, bool) or not ok_type or value < minimum:
             kind = "a whole number" if integer else "a number"
-            self.fail(f"{self.where(key)} must be {kind} >= {minimum}, got {value!r}", f"set {key} to {kind} >= {minimum}")
+            self.fail(f"{self.where(key)} must be {kind} >= {minimum}, got {value!r}",
+                      f"set {key} to {kind} >= {minimum}")
         return int(value) if integer else float(value)
 
     def text_list(self, key: str, required: bool = False) -> list[str]:
@@ -154,7 +156,8 @@ class _Reader:
                 self.fail(f"missing key {self.where(key)!r}", f"add {key} = [\"...\"] under [{self.table_name}]")
             return []
         if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
-            self.fail(f"{self.where(key)} must be a list of strings, got {value!r}", f"write {key} = [\"...\", \"...\"]")
+            self.fail(f"{self.where(key)} must be a list of strings, got {value!r}",
+                      f"write {key} = [\"...\", \"...\"]")
         if required and not value:
             self.fail(f"{self.where(key)} is empty", f"list at least one entry in {key}")
         return [v.strip() for v in value]
@@ -169,7 +172,8 @@ def load_profile(path: str | Path) -> SiteProfile:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise AtelierError(f"Site profile {path} is not valid TOML ({exc}). Fix: correct the syntax at that line.") from exc
+        raise AtelierError(f"Site profile {path} is not valid TOML ({exc}). "
+                           "Fix: correct the syntax at that line.") from exc
     return parse_profile(data, path)
 
 
@@ -185,7 +189,8 @@ def parse_profile(data: dict[str, Any], path: Path) -> SiteProfile:
     for url in start_urls:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            site.fail(f"[site] start_urls has {url!r}, which is not an http(s) URL", "write full URLs like https://host/path")
+            site.fail(f"[site] start_urls has {url!r}, which is not an http(s) URL",
+                      "write full URLs like https://host/path")
     contact = site.text("contact", required=True)
     assert contact is not None
     # Same-site rule: the hosts of the start URLs, plus any the profile adds explicitly (e.g. an image CDN).
@@ -246,7 +251,8 @@ def _parse_timeout(reader: _Reader) -> tuple[float, float]:
         value = [value, value]
     if (not isinstance(value, list) or len(value) != 2
             or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in value)):
-        reader.fail(f"[crawl] timeout must be [connect, read] seconds, both > 0, got {value!r}", "write timeout = [10, 30]")
+        reader.fail(f"[crawl] timeout must be [connect, read] seconds, both > 0, got {value!r}",
+                    "write timeout = [10, 30]")
     return float(value[0]), float(value[1])
 
 
@@ -257,8 +263,8 @@ def _parse_fields(path: Path, table: Any) -> tuple[FieldRule, ...]:
         if isinstance(spec, str):
             spec = {"selector": spec}
         if not isinstance(spec, dict):
-            reader.fail(f"[fields] {name} must be a selector string or a table {{selector, attr, pattern}}, got {spec!r}",
-                        f"write {name} = \".css-selector\"")
+            reader.fail(f"[fields] {name} must be a selector string or a table {{selector, attr, pattern}}, "
+                        f"got {spec!r}", f"write {name} = \".css-selector\"")
         sub = _Reader(path, f"fields.{name}", spec)
         sub.reject_unknown({"selector", "attr", "pattern"})
         selector = sub.selector("selector", required=True)

@@ -151,8 +151,8 @@ class StateDB:
             with self.transaction() as tx:
                 tx.execute("INSERT INTO meta (key, value) VALUES ('profile', ?)", (name,))
         elif row[0] != name:
-            raise AtelierError(f"{self.path} holds a crawl made with profile {row[0]!r}, not {name!r}. Fix: use another "
-                               "--out folder for this profile (or delete that state file to start over).")
+            raise AtelierError(f"{self.path} holds a crawl made with profile {row[0]!r}, not {name!r}. Fix: use "
+                               "another --out folder for this profile (or delete that state file to start over).")
 
     # ------------------------------------------------------------------------------------------ queue
     def enqueue(self, url: str, kind: str, depth: int, parent: str | None, fields: dict[str, str]) -> bool:
@@ -163,7 +163,8 @@ class StateDB:
     def _insert(tx: sqlite3.Connection, url: str, kind: str, depth: int, parent: str | None,
                 fields: dict[str, str]) -> bool:
         cursor = tx.execute(
-            "INSERT OR IGNORE INTO urls (url, kind, priority, depth, parent, fields, updated) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR IGNORE INTO urls (url, kind, priority, depth, parent, fields, updated) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
             (url, kind, PRIORITY[kind], depth, parent, json.dumps(fields, sort_keys=True), time.time()))
         return cursor.rowcount > 0
 

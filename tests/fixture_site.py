@@ -208,7 +208,8 @@ def build_archive() -> Archive:
          Route(routes[media("/designers/maison-aurore/fall-2021/look-2/")].body, "image/jpeg", behaviour="fail_once"))
     trap("/designers/casa-verde/spring-2021/look-1/", "slow",
          Route(routes[media("/designers/casa-verde/spring-2021/look-1/")].body, "image/jpeg", behaviour="slow"))
-    trap("/designers/casa-verde/spring-2021/look-2/", "too large", Route(noise_png(300, seed=7), "image/png", send_length=False))
+    trap("/designers/casa-verde/spring-2021/look-2/", "too large",
+         Route(noise_png(300, seed=7), "image/png", send_length=False))
     # Valid downloads that preparation must drop.
     trap("/designers/studio-bleu/fall-2021/look-3/", "tiny", Route(jpeg_bytes(draw_look(901, (48, 64))), "image/jpeg"))
     trap("/designers/casa-verde/fall-2021/look-1/", "panorama",

@@ -38,7 +38,8 @@ def scraped(tmp_path_factory) -> Path:
 
 
 def scraped_fields(scraped: Path) -> dict[str, dict]:
-    return {json.loads(line)["path"]: json.loads(line) for line in (scraped / "metadata.jsonl").read_text().splitlines()}
+    lines = (scraped / "metadata.jsonl").read_text().splitlines()
+    return {record["path"]: record for record in map(json.loads, lines)}
 
 
 def test_scrape_to_conditional_zip_dataset_by_season(scraped, tmp_path):

@@ -17,7 +17,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from fixture_site import FixtureServer, build_archive, write_profile
+from fixture_site import Archive, FixtureServer, Route, build_archive, draw_look, jpeg_bytes, write_profile
 from scrape.commands import register
 from scrape.profile import load_profile
 from scrape.scraper import METADATA_FILE, STATE_FILE, scrape
@@ -263,3 +263,19 @@ def test_cli_scrape_reports_a_bad_profile_without_traceback(tmp_path):
     result = CliRunner().invoke(cli_app(), ["scrape", "--profile", str(bad), "--out", str(tmp_path / "out")])
     assert result.exit_code == 1
     assert "missing key '[site] contact'" in result.output and "Traceback" not in result.output
+
+
+def test_retry_failed_queues_earlier_failures_again(tmp_path):
+    look = "<span class='season'>Spring 2022</span><img class='look-image' src='/media/1.jpg'>"
+    routes = {"/robots.txt": Route(b"", "text/plain"),
+              "/runway/": Route(b"<a class='look' href='/look-1/'>1</a>"),
+              "/look-1/": Route(look.encode())}
+    with FixtureServer(Archive(routes=routes, traps={})) as server:
+        profile = load_profile(write_profile(tmp_path / "site.toml", server.base_url))
+        first = scrape(profile, tmp_path / "out", progress=False)
+        assert first.images_kept == 0 and first.failures == {"HTTP 404": 1}
+        routes["/media/1.jpg"] = Route(jpeg_bytes(draw_look(5)), "image/jpeg")  # the site fixed its image
+        assert scrape(profile, tmp_path / "out", progress=False).images_kept == 0  # failures stay failed...
+        again = scrape(profile, tmp_path / "out", retry_failed=True, progress=False)  # ...unless asked
+        assert again.images_kept == 1 and again.failures == {}
+        assert metadata(tmp_path / "out")[0]["fields"] == {"season": "Spring 2022", "year": "2022"}

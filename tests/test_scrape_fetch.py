@@ -129,3 +129,15 @@ def test_parse_retry_after_reads_seconds_and_dates():
     assert parse_retry_after(None) is None and parse_retry_after("soon") is None
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412460.0) == pytest.approx(20.0)
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # in the past: no wait
+
+
+def test_robots_crawl_delay_outranks_a_shorter_profile_delay(tmp_path):
+    # Python's robots parser reads whole seconds only, as most sites write them.
+    routes = {"/robots.txt": Route(b"User-agent: *\nCrawl-delay: 1\n", "text/plain"), "/a": Route(b"a", "text/plain")}
+    with serve(routes) as server:
+        fetcher = fetcher_for(server, tmp_path, delay=0)
+        for _ in range(2):
+            assert fetcher.refusal(f"{server.base_url}/a") is None
+            fetcher.get(f"{server.base_url}/a", 1000)
+        first, second = request_times(server, "/a")
+        assert second - first >= 0.95
