@@ -58,6 +58,7 @@ class CrawlSettings:
     max_pages: int | None = None
     max_images: int | None = None
     max_page_bytes: int = 5_000_000
+    max_consecutive_failures: int = 20
 
 
 @dataclass(frozen=True)
@@ -214,7 +215,7 @@ def parse_profile(data: dict[str, Any], path: Path) -> SiteProfile:
 
     crawl_reader = _Reader(path, "crawl", data.get("crawl"))
     crawl_reader.reject_unknown({"delay", "timeout", "max_attempts", "backoff", "max_wait", "max_depth", "max_pages",
-                                 "max_images", "max_page_bytes"})
+                                 "max_images", "max_page_bytes", "max_consecutive_failures"})
     connect_timeout, read_timeout = _parse_timeout(crawl_reader)
     defaults = CrawlSettings()
     crawl = CrawlSettings(
@@ -228,6 +229,8 @@ def parse_profile(data: dict[str, Any], path: Path) -> SiteProfile:
         max_pages=crawl_reader.number("max_pages", None, 1, integer=True),
         max_images=crawl_reader.number("max_images", None, 1, integer=True),
         max_page_bytes=crawl_reader.number("max_page_bytes", defaults.max_page_bytes, 1024, integer=True),
+        max_consecutive_failures=crawl_reader.number("max_consecutive_failures", defaults.max_consecutive_failures,
+                                                     1, integer=True),
     )
 
     img_reader = _Reader(path, "images", data.get("images"))

@@ -24,7 +24,7 @@ import requests
 from bs4 import BeautifulSoup, Tag
 from tqdm import tqdm
 
-from scrape.fetch import Fetcher, FetchError
+from scrape.fetch import Fetched, Fetcher, FetchError
 from scrape.images import ImageRejected, NearDuplicateIndex, check_image, hash_to_hex, hex_to_hash
 from scrape.profile import FieldRule, SiteProfile
 from scrape.state import KINDS, ImageRecord, Link, QueuedUrl, StateDB
@@ -46,6 +46,7 @@ class ScrapeSummary:
     failures: dict[str, int] = field(default_factory=dict)
     stopped_by: str | None = None
     requests_made: int = 0
+    image_urls_found: int = 0
 
     def lines(self) -> list[str]:
         lines = [
@@ -62,6 +63,10 @@ class ScrapeSummary:
             lines.append(f"  {self.queued_left} URLs still queued: run the same command again to continue")
         else:
             lines.append("  crawl complete: nothing left in the queue")
+        if self.pages_visited and not self.image_urls_found:
+            # The usual first-run problem with a new profile: selectors that match nothing on the real pages.
+            lines.append("  hint: no page had an image matching the profile's selectors; open a look page in a "
+                         "browser and check [selectors] look_links and image")
         lines.append(f"  metadata: {self.out_dir / METADATA_FILE}")
         return lines
 
@@ -88,6 +93,7 @@ class Crawler:
         self.sha_to_kept: dict[str, str] = {}
         self.kept = 0
         self.pages_visited = 0
+        self.failure_streak = 0
 
     def close(self) -> None:
         self.state.close()
@@ -115,6 +121,12 @@ class Crawler:
                     if not pages_allowed and self.state.count_queued():
                         stopped_by = f"max_pages ({self.limits.max_pages}) reached"
                     break
+                if self.failure_streak >= self.profile.crawl.max_consecutive_failures:
+                    # Every recent request failed after retries: the site is down or is refusing us. Hammering on
+                    # would be rude; stop, and let a later run (with --retry-failed) pick up from here.
+                    stopped_by = (f"{self.failure_streak} requests in a row failed after retries (site down or "
+                                  "blocking us?); run again later with --retry-failed")
+                    break
                 kept_before = self.kept
                 self._process(item)
                 bar.update(self.kept - kept_before)
@@ -130,7 +142,8 @@ class Crawler:
         return ScrapeSummary(out_dir=self.out_dir, pages_visited=counts.pages("visited"), images_kept=counts.kept,
                              exact_duplicates=counts.exact_duplicates, near_duplicates=counts.near_duplicates,
                              queued_left=self.state.count_queued(), failures=counts.failure_reasons,
-                             stopped_by=stopped_by, requests_made=self.fetcher.requests_made)
+                             stopped_by=stopped_by, requests_made=self.fetcher.requests_made,
+                             image_urls_found=counts.get(kind="image"))
 
     def _remove_stale_temp_files(self) -> None:
         """A kill during a file write leaves a '.tmp-' file; the image itself is downloaded again, so drop it."""
@@ -146,6 +159,21 @@ class Crawler:
                 self.index.add(record.sha256, hex_to_hash(record.phash))
                 self.kept += 1
 
+    def _fetch(self, item: QueuedUrl, max_bytes: int) -> Fetched | None:
+        """Fetch or record the failure; counts failures that look like the site (not the URL) is the problem."""
+        try:
+            fetched = self.fetcher.get(item.url, max_bytes)
+        except FetchError as exc:
+            self.state.finish(item.url, "failed", exc.reason, exc.attempts)
+            site_trouble = exc.reason.startswith(("HTTP 429", "HTTP 5", "timed out", "connection"))
+            self.failure_streak = self.failure_streak + 1 if site_trouble else 0
+            return None
+        self.failure_streak = 0
+        if fetched.redirect is not None:
+            self._follow_redirect(item, fetched.redirect, fetched.attempts)
+            return None
+        return fetched
+
     def _process(self, item: QueuedUrl) -> None:
         refusal = self.fetcher.refusal(item.url)
         if refusal is not None:
@@ -158,13 +186,8 @@ class Crawler:
 
     # ------------------------------------------------------------------------------------------ pages
     def _process_page(self, item: QueuedUrl) -> None:
-        try:
-            fetched = self.fetcher.get(item.url, self.profile.crawl.max_page_bytes)
-        except FetchError as exc:
-            self.state.finish(item.url, "failed", exc.reason, exc.attempts)
-            return
-        if fetched.redirect is not None:
-            self._follow_redirect(item, fetched.redirect, fetched.attempts)
+        fetched = self._fetch(item, self.profile.crawl.max_page_bytes)
+        if fetched is None:
             return
         if fetched.media_type and fetched.media_type not in HTML_TYPES:
             self.state.finish(item.url, "failed", f"not an HTML page: Content-Type {fetched.media_type}",
@@ -187,13 +210,8 @@ class Crawler:
     # ------------------------------------------------------------------------------------------ images
     def _process_image(self, item: QueuedUrl) -> None:
         settings = self.profile.images
-        try:
-            fetched = self.fetcher.get(item.url, settings.max_bytes)
-        except FetchError as exc:
-            self.state.finish(item.url, "failed", exc.reason, exc.attempts)
-            return
-        if fetched.redirect is not None:
-            self._follow_redirect(item, fetched.redirect, fetched.attempts)
+        fetched = self._fetch(item, settings.max_bytes)
+        if fetched is None:
             return
         try:
             checked = check_image(fetched.body, settings.max_pixels, settings.formats)

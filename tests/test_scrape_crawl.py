@@ -274,8 +274,31 @@ def test_retry_failed_queues_earlier_failures_again(tmp_path):
         profile = load_profile(write_profile(tmp_path / "site.toml", server.base_url))
         first = scrape(profile, tmp_path / "out", progress=False)
         assert first.images_kept == 0 and first.failures == {"HTTP 404": 1}
+        assert not any("hint" in line for line in first.lines())
         routes["/media/1.jpg"] = Route(jpeg_bytes(draw_look(5)), "image/jpeg")  # the site fixed its image
         assert scrape(profile, tmp_path / "out", progress=False).images_kept == 0  # failures stay failed...
         again = scrape(profile, tmp_path / "out", retry_failed=True, progress=False)  # ...unless asked
         assert again.images_kept == 1 and again.failures == {}
         assert metadata(tmp_path / "out")[0]["fields"] == {"season": "Spring 2022", "year": "2022"}
+
+
+def test_a_profile_whose_selectors_match_nothing_gets_a_hint(tmp_path):
+    routes = {"/runway/": Route(b"<a class='look' href='/look-1/'>1</a>"), "/look-1/": Route(b"<img src='/a.jpg'>")}
+    with FixtureServer(Archive(routes=routes, traps={})) as server:
+        profile = load_profile(write_profile(tmp_path / "site.toml", server.base_url))
+        summary = scrape(profile, tmp_path / "out", progress=False)
+    assert summary.pages_visited == 2 and summary.images_kept == 0
+    assert any("hint: no page had an image matching" in line for line in summary.lines())
+
+
+def test_a_site_that_keeps_failing_stops_the_crawl(tmp_path):
+    links = "".join(f"<img class='look-image' src='/media/{n}.jpg'>" for n in range(5))
+    routes = {"/runway/": Route(b"<a class='look' href='/look/'>x</a>"), "/look/": Route(links.encode()),
+              **{f"/media/{n}.jpg": Route(b"", status=503) for n in range(5)}}
+    with FixtureServer(Archive(routes=routes, traps={})) as server:
+        profile = load_profile(write_profile(tmp_path / "site.toml", server.base_url, max_attempts=2,
+                                             max_consecutive_failures=3))
+        summary = scrape(profile, tmp_path / "out", progress=False)
+        assert summary.stopped_by.startswith("3 requests in a row failed")
+        assert summary.queued_left == 2 and summary.failures == {"HTTP 503": 3}
+        assert len([p for p in server.paths() if p.startswith("/media/")]) == 3 * 2
