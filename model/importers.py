@@ -257,10 +257,12 @@ def read_sefa_legacy(data: bytes, label: str) -> RawDirections:
     )
 
 
-def sigmas_from_model(renderer: Any, vectors: np.ndarray, samples: int = SIGMA_SAMPLES, seed: int = 0) -> np.ndarray:
-    """σ of each vector: the standard deviation (ddof 0) of mapped w projected on it, from ``samples`` z draws."""
+def sigmas_from_model(renderer: Any, vectors: np.ndarray, samples: int | None = None, seed: int = 0) -> np.ndarray:
+    """σ of each vector: the standard deviation (ddof 0) of mapped w projected on it, from ``samples`` z draws
+    (default ``SIGMA_SAMPLES``) of ``numpy.random.default_rng(seed)``."""
     import torch
 
+    samples = samples or SIGMA_SAMPLES
     rng = np.random.default_rng(seed)
     ws = []
     for start in range(0, samples, 4096):
