@@ -1,6 +1,6 @@
 """Atelier's browser app: `atelier app` (or `streamlit run annotator/app.py`).
 
-The entry point only sets the page up, signs the reviewer in and routes; each page is a small file in pages/.
+The entry point only sets the page up, signs the reviewer in and routes; each page is a small file in views/.
 """
 from __future__ import annotations
 

@@ -371,9 +371,15 @@ def sigma_steps(max_sigma: float, steps: int) -> list[float]:
 
 def direction_sigma(direction: q.DirectionInfo, url: str | None = None) -> float:
     """The σ a published direction's slider counts in: its component's σ; for supervised directions, 1."""
-    if direction.component_id is None:
-        return 1.0
     with read_session(_url(url)) as session:
+        try:
+            from model.direction_set import direction_sigma as shared_sigma
+        except ImportError:
+            shared_sigma = None
+        if shared_sigma is not None:
+            return float(shared_sigma(session, direction))
+        if direction.component_id is None:
+            return 1.0
         return float(q.get_component(session, direction.component_id).sigma)
 
 

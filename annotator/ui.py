@@ -1,6 +1,6 @@
 """Streamlit helpers shared by the pages: start-up, the signed-in reviewer, errors, page links.
 
-The only module besides app.py and pages/ that imports streamlit; all logic lives in the non-Streamlit modules.
+The only module besides app.py and views/ that imports streamlit; all logic lives in the non-Streamlit modules.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from db import queries as q
 from db.engine import read_session, write_session
 from model.errors import AtelierError
 
-PAGES_DIR = Path(__file__).resolve().parent / "pages"
+PAGES_DIR = Path(__file__).resolve().parent / "views"
 REVIEWER_KEY = "reviewer"
 
 

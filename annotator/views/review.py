@@ -49,6 +49,8 @@ def go_to(component_id: int | None, remember: bool = True) -> None:
 
 
 def decide(decision: str, component_id: int) -> None:
+    if component_id != state.get("rv.current"):
+        return  # a press on the previous component's form while the page was still changing: ignore it
     form = review.ReviewForm(
         label=state.get(f"rv.label.{component_id}") or "",
         category=state.get(f"rv.category.{component_id}"),

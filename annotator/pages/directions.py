@@ -1,4 +1,0 @@
-import streamlit as st
-
-st.title("directions")
-st.info("Coming soon.")

@@ -1,4 +1,0 @@
-import streamlit as st
-
-st.title("looks")
-st.info("Coming soon.")

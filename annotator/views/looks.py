@@ -1,0 +1,55 @@
+"""Looks: the team's saved looks as a gallery; reopen one in Generate or delete it."""
+from __future__ import annotations
+
+import streamlit as st
+
+from annotator import generate, services, ui
+from db import queries as q
+from db.engine import read_session, write_session
+from model.errors import AtelierError
+
+ctx = ui.context()
+renderer = ui.renderer(ctx)
+st.title("Looks")
+
+with read_session(ctx.url) as session:
+    looks = q.list_looks(session, ctx.model.id)
+    directions = q.active_directions(session, ctx.model.id)
+available = generate.sliders(directions, lambda d: services.direction_sigma(d, ctx.url))
+
+if not looks:
+    st.info("No saved looks yet. Design one on the Generate page and press Save look.")
+
+
+def delete(look_id: int) -> None:
+    try:
+        with write_session(ctx.url) as session:
+            q.delete_look(session, look_id)
+        st.session_state["looks.flash"] = "Look deleted."
+    except AtelierError as exc:
+        st.session_state["looks.flash"] = str(exc)
+
+
+if st.session_state.get("looks.flash"):
+    st.toast(st.session_state.pop("looks.flash"))
+
+COLUMNS = 4
+for row in range(0, len(looks), COLUMNS):
+    for column, look in zip(st.columns(COLUMNS, gap="medium"), looks[row:row + COLUMNS]):
+        with column, st.container(border=True):
+            state, warnings = generate.look_from_saved(look, available)
+            try:
+                st.image(generate.render_jpeg(renderer, state, available, display=256), width="stretch")
+            except AtelierError as exc:
+                st.error(str(exc))
+            st.text(look.name)
+            edits = ", ".join(f"{e.name} {e.value:+g}σ" for e in look.edits) or "no sliders moved"
+            st.caption(f"seed {look.seed} · ψ {look.psi:g} · by {ui.md(look.reviewer)}")
+            st.text(edits)
+            for warning in warnings:
+                st.caption(ui.md(warning))
+            with st.container(horizontal=True):
+                if st.button("Open in Generate", key=f"looks.open.{look.id}", icon=":material/open_in_new:"):
+                    st.switch_page(ui.page_path("generate"), query_params=generate.to_query(state))
+                st.button("Delete", key=f"looks.delete.{look.id}", icon=":material/delete:", type="tertiary",
+                          on_click=delete, args=(look.id,))

@@ -1,0 +1,232 @@
+"""End to end in a real browser: `streamlit run` headless + Debian's chromium driven by Playwright.
+
+Signs in, reviews three components with the keyboard (reject, unsure, approve with a label), publishes the
+approved one, moves its slider on Generate, saves the look and reopens it from Looks. A screenshot of every page
+goes to test-artifacts/screenshots/ (or $ATELIER_SCREENSHOTS); with ATELIER_UPDATE_DOCS_SCREENSHOTS=1 the Review
+and Generate shots are also written to docs/screenshots/ for the README.
+
+The model is the reference tiny 32 px generator converted to safetensors (fast on CPU), unless ATELIER_BROWSER_MODEL
+names another file (e.g. the demo model, for the README screenshots).
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import REFERENCE, REPO, require_service
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(420)]
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic", "--disable-dev-shm-usage"]
+LABEL = "longer <b>sleeves</b> **bold**"
+SLIDER_NAME = "longer sleeves"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_healthy(url: str, process: subprocess.Popen, log: Path, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"streamlit exited with {process.returncode}:\n{log.read_text()[-4000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise AssertionError(f"streamlit did not become healthy in {timeout} s:\n{log.read_text()[-4000:]}")
+
+
+@pytest.fixture(scope="module")
+def screenshots() -> Path:
+    folder = Path(os.environ.get("ATELIER_SCREENSHOTS", REPO / "test-artifacts" / "screenshots"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    require_service(CHROMIUM.exists(), f"{CHROMIUM} is missing (install it with .ci/browser.sh)")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        require_service(False, "playwright is not installed (pip install -e '.[test]')")
+    home = tmp_path_factory.mktemp("browser-home")
+    model = os.environ.get("ATELIER_BROWSER_MODEL")
+    if not model:
+        model = str(home / "tiny32.safetensors")
+        from model.checkpoint import convert
+
+        convert(REFERENCE / "sg2ada_tiny32.pkl", model)
+    port = _free_port()
+    env = dict(os.environ, ATELIER_HOME=str(home), ATELIER_MODEL=model, ATELIER_SCORE_ON_START="0",
+               ATELIER_RUNS=str(home / "runs"), PYTHONUNBUFFERED="1")
+    env.pop("ATELIER_DATABASE_URL", None)
+    log = home / "streamlit.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", str(REPO / "annotator" / "app.py"),
+             "--server.headless", "true", "--server.address", "127.0.0.1", "--server.port", str(port),
+             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
+             "--client.toolbarMode", "minimal"],
+            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, process, log)
+        yield url, log
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def _settle(page, timeout: float = 60_000) -> None:
+    """Wait until Streamlit has finished the current run: no running indicator and no stale (greyed) element
+    left from the previous run, so keys and clicks reach the new widgets."""
+    page.wait_for_timeout(200)
+    page.wait_for_function(
+        """() => !document.querySelector('[data-testid="stStatusWidgetRunningIcon"]')
+                 && !document.querySelector('[data-stale="true"]')""", timeout=timeout)
+    page.wait_for_timeout(200)
+
+
+def _heading(page) -> str:
+    return page.locator("h1").first.inner_text(timeout=60_000)
+
+
+def _wait_heading_change(page, before: str, timeout_s: float = 60) -> str:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        now = _heading(page)
+        if now != before and now.startswith("Component"):
+            return now
+        page.wait_for_timeout(100)
+    raise AssertionError(f"the Review page stayed on {before!r}")
+
+
+def _nav(page, title: str) -> None:
+    page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=title).click()
+    page.get_by_role("heading", name=title, level=1).wait_for(timeout=60_000)
+    _settle(page)
+
+
+def _shot(page, folder: Path, name: str) -> Path:
+    path = folder / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def test_review_publish_generate_save_reopen(server, screenshots):
+    from playwright.sync_api import expect, sync_playwright
+
+    url, log = server
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        try:
+            context = browser.new_context(viewport={"width": 1500, "height": 1000})
+            page = context.new_page()
+            page.set_default_timeout(60_000)
+            page.on("pageerror", lambda exc: print("page error:", exc))
+            page.goto(url)
+            _settle(page)
+
+            # Sign in (once per browser session).
+            sidebar = page.locator('[data-testid="stSidebar"]')
+            sidebar.get_by_label("Your name", exact=True).fill("Ana")
+            sidebar.get_by_role("button", name="Sign in").click()
+            page.get_by_role("heading", name=re.compile(r"^Component \d+$")).wait_for()
+            _settle(page)
+            page.get_by_role("img").first.wait_for()
+            _shot(page, screenshots, "review")
+
+            # Three components with the keyboard: reject, unsure, then approve with a label.
+            first = _heading(page)
+            page.locator("h1").first.click()
+            page.keyboard.press("x")
+            second = _wait_heading_change(page, first)
+            _settle(page)
+            page.locator("h1").first.click()
+            page.keyboard.press("u")
+            third = _wait_heading_change(page, second)
+            _settle(page)
+            page.get_by_label("Label", exact=True).fill(LABEL)
+            page.locator("h1").first.click()  # leave the text box: shortcuts never fire while typing
+            page.keyboard.press("a")
+            _wait_heading_change(page, third)
+            _settle(page)
+            approved_index = int(third.split()[-1])
+
+            # Publish the approved component under a clean name.
+            _nav(page, "Directions & export")
+            form = page.locator('[data-testid="stForm"]').first
+            expect(page.get_by_text(f"Component {approved_index}", exact=False).first).to_be_visible()
+            # The label from the review arrives as the default name, literally (no HTML, no Markdown).
+            expect(form.get_by_label("Name", exact=True)).to_have_value(LABEL)
+            form.get_by_label("Name", exact=True).fill(SLIDER_NAME)
+            form.get_by_role("button", name="Publish").click()
+            _settle(page)
+            expect(page.get_by_text("Nothing published yet.")).to_have_count(0)
+            _shot(page, screenshots, "directions")
+
+            # Generate: the direction is a slider; move it and watch the URL follow.
+            _nav(page, "Generate")
+            slider = page.locator('[data-testid="stSlider"]').filter(has_text=SLIDER_NAME).get_by_role("slider")
+            slider.wait_for()
+            slider.focus()
+            for _ in range(8):
+                page.keyboard.press("ArrowRight")
+            page.wait_for_function("() => /d\\.\\d+=0\\.8/.test(window.location.search)", timeout=30_000)
+            _settle(page)
+            shared = page.url
+            assert "seed=" in shared
+            page.get_by_label("Look name", exact=True).fill("first look")
+            page.get_by_role("button", name="Save look").click()
+            expect(page.get_by_text("Saved look")).to_be_visible()
+            _shot(page, screenshots, "generate")
+
+            # Looks: reopen the look in Generate, slider value and all.
+            _nav(page, "Looks")
+            expect(page.get_by_text("first look")).to_be_visible()
+            _shot(page, screenshots, "looks")
+            page.get_by_role("button", name="Open in Generate").first.click()
+            page.get_by_role("heading", name="Generate", level=1).wait_for()
+            page.wait_for_function("() => /d\\.\\d+=0\\.8/.test(window.location.search)", timeout=30_000)
+            _settle(page)
+            reopened = page.locator('[data-testid="stSlider"]').filter(has_text=SLIDER_NAME)
+            expect(reopened.get_by_test_id("stSliderThumbValue")).to_have_text("+0.8 σ")
+
+            for title, name in (("Overview", "overview"), ("Components", "components"), ("Map", "map"),
+                                ("Models", "models")):
+                _nav(page, title)
+                _shot(page, screenshots, name)
+            assert "Traceback" not in log.read_text()
+        except BaseException:
+            _shot(page, screenshots, "failure")
+            print(log.read_text()[-3000:])
+            raise
+        finally:
+            browser.close()
+
+    if os.environ.get("ATELIER_UPDATE_DOCS_SCREENSHOTS") == "1":
+        docs = REPO / "docs" / "screenshots"
+        docs.mkdir(parents=True, exist_ok=True)
+        for name in ("review", "generate"):
+            shutil.copyfile(screenshots / f"{name}.png", docs / f"{name}.png")
