@@ -2,7 +2,7 @@
 
 Layout of the output folder::
 
-    OUT/scrape-state.sqlite       queue, visited/failed URLs with reasons, downloaded images (the resumable state)
+    OUT/state.sqlite              queue, visited/failed URLs with reasons, downloaded images (the resumable state)
     OUT/images/ab/ab12...ef.jpg   kept images, named by their sha256
     OUT/metadata.jsonl            one line per kept image: url, page_url, path, sha256, phash, size, fields
 
@@ -29,7 +29,7 @@ from scrape.images import ImageRejected, NearDuplicateIndex, check_image, hash_t
 from scrape.profile import FieldRule, SiteProfile
 from scrape.state import KINDS, ImageRecord, Link, QueuedUrl, StateDB
 
-STATE_FILE = "scrape-state.sqlite"
+STATE_FILE = "state.sqlite"
 METADATA_FILE = "metadata.jsonl"
 IMAGES_DIR = "images"
 HTML_TYPES = ("text/html", "application/xhtml+xml")
