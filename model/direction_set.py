@@ -60,6 +60,8 @@ MAX_MEMBERS = 20_000
 MAX_DIRECTIONS = 10_000
 MAX_W_DIM = 16_384
 MAX_NAME_LENGTH = 200
+# Right-to-left overrides and isolates can make "evil.exe" display as something else in file listings.
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
 # Component-set params key under which an import records where the set came from (file, original component
@@ -208,7 +210,7 @@ def check_direction_name(name: Any, where: str = "direction name") -> str:
         raise DirectionSetError(f"{where} {name!r} contains a path separator ('/' or '\\'); {fix}")
     if ".." in name:
         raise DirectionSetError(f"{where} {name!r} contains '..'; {fix}")
-    if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in name):
+    if any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") or ch in _BIDI_CONTROLS for ch in name):
         raise DirectionSetError(f"{where} {name!r} contains control characters; {fix}")
     return name
 
@@ -374,7 +376,9 @@ class _Doc:
             self.fail(where, f"is {len(value)} characters long; at most {max_length}")
         return value
 
-    def name(self, value: Any, where: str, max_length: int) -> str:
+    def name(self, value: Any, where: str, max_length: int, nullable: bool = False) -> str | None:
+        if value is None and nullable:
+            return None
         text = self.text(value, where, max_length=max_length)
         if not text.strip() or text != text.strip():
             self.fail(where, f"must be a non-empty name without surrounding spaces, got {value!r}")
@@ -495,7 +499,7 @@ def _validate_document(doc: Any, label: str) -> tuple[dict[str, Any], list[Direc
             v.fail(f"{where}.name", f"{name!r} is used by two directions; names must be unique")
         seen.add(name)
         status = v.choice(entry["status"], where + ".status", STATUSES)
-        v.text(entry["category"], where + ".category", nullable=True, max_length=60)
+        v.name(entry["category"], where + ".category", 60, nullable=True)
         source = entry["source"]
         if not isinstance(source, dict) or source.get("kind") not in ("component", "supervised"):
             v.fail(where + ".source", "must be {\"kind\": \"component\", ...} or {\"kind\": \"supervised\"}")
@@ -520,7 +524,7 @@ def _validate_document(doc: Any, label: str) -> tuple[dict[str, Any], list[Direc
             v.fail(where + ".reviews", "must be null for a supervised direction")
         scores = _validate_scores(v, entry["scores"], where + ".scores")
         if published:
-            v.text(entry["published_by"], where + ".published_by", nullable=True, max_length=100)
+            v.name(entry["published_by"], where + ".published_by", 100, nullable=True)
         elif entry["published_by"] is not None or entry["published_at"] is not None:
             v.fail(where, "is not published, so published_by and published_at must be null")
         published_at = v.timestamp(entry["published_at"], where + ".published_at")
@@ -569,7 +573,7 @@ def _validate_reviews(v: _Doc, value: Any, where: str, num_ws: int) -> dict[str,
         v.text(review["label"], at + ".label")
         if review["decision"] == "approve" and not review["label"].strip():
             v.fail(at + ".label", "is empty, but an approval needs a label")
-        v.text(review["category"], at + ".category", nullable=True, max_length=60)
+        v.name(review["category"], at + ".category", 60, nullable=True)
         if review["consistency"] is not None:
             v.integer(review["consistency"], at + ".consistency", 1, 5)
         v.layer_range(review["layer_range"], at + ".layer_range", num_ws)
@@ -672,6 +676,8 @@ def parse_direction_set(data: bytes, label: str = "the file") -> DirectionSet:
             raise DirectionSetError(f"{label}: {JSON_MEMBER} is not UTF-8 text") from None
         except json.JSONDecodeError as exc:
             raise DirectionSetError(f"{label}: {JSON_MEMBER} is not valid JSON ({exc}); export the file again") from None
+        except RecursionError:
+            raise DirectionSetError(f"{label}: {JSON_MEMBER} is nested too deeply to be a direction set") from None
         doc, metas = _validate_document(doc, label)
         names = [m.name for m in metas]
         raw_vectors = read_member(zf, by_name[VECTORS_MEMBER], label, MAX_MEMBER_BYTES[VECTORS_MEMBER])
@@ -1122,31 +1128,6 @@ def _resolve(session: Any, ds: DirectionSet, model: Any, source: str) -> _Resolu
     from db import queries
 
     res = _Resolution()
-    # Categories and reviewers the file needs.
-    active = {c.name for c in queries.list_categories(session)}
-    retired = {c.name for c in queries.list_categories(session, include_retired=True)} - active
-    wanted_categories: list[str] = []
-    wanted_reviewers: list[str] = []
-    for meta in ds.directions:
-        if meta.published and meta.category:
-            wanted_categories.append(meta.category)
-        if meta.published and meta.published_by:
-            wanted_reviewers.append(meta.published_by)
-        for review in (meta.reviews or {}).get("by_reviewer", []):
-            wanted_reviewers.append(review["reviewer"])
-            if review["category"]:
-                wanted_categories.append(review["category"])
-    for name in dict.fromkeys(wanted_categories):
-        if name not in active:
-            res.categories.append(name)
-            res.items.append(PlanItem("add-category", repr(name), "restore the retired category" if name in retired
-                                      else "not in this database's taxonomy yet"))
-    known = {r.name for r in queries.list_reviewers(session)}
-    for name in dict.fromkeys(wanted_reviewers):
-        if name not in known:
-            res.reviewers.append(name)
-            res.items.append(PlanItem("add-reviewer", repr(name)))
-
     # Component sets: reuse one that already holds exactly these vectors (re-importing is then a no-op).
     sets_in_file = {s["key"]: s for s in ds.metadata["component_sets"]}
     by_set: dict[str, list[int]] = {}
@@ -1234,6 +1215,29 @@ def _resolve(session: Any, ds: DirectionSet, model: Any, source: str) -> _Resolu
         else:
             res.items.append(PlanItem("publish", repr(meta.name), _describe(meta)))
             res.publishes.append((i, None))
+
+    # Categories and reviewers that the new reviews and publications need and the database lacks.
+    categories: list[str] = []
+    reviewers: list[str] = []
+    for action in res.sets:
+        if action.existing_id is None:
+            for review in (r for comp in action.components for r in comp.reviews):
+                reviewers.append(review["reviewer"])
+                categories += [review["category"]] if review["category"] else []
+    for i, _ in res.publishes:
+        meta = ds.directions[i]
+        categories += [meta.category] if meta.category else []
+        reviewers += [meta.published_by] if meta.published_by else []
+    active = {c.name for c in queries.list_categories(session)}
+    retired = {c.name for c in queries.list_categories(session, include_retired=True)} - active
+    known = {r.name for r in queries.list_reviewers(session)}
+    res.categories = [name for name in dict.fromkeys(categories) if name not in active]
+    res.reviewers = [name for name in dict.fromkeys(reviewers) if name not in known]
+    res.items[:0] = (
+        [PlanItem("add-category", repr(name), "restore the retired category" if name in retired
+                  else "not in this database's taxonomy yet") for name in res.categories]
+        + [PlanItem("add-reviewer", repr(name)) for name in res.reviewers]
+    )
     return res
 
 

@@ -227,6 +227,11 @@ BAD_FILES = {
     "name with backslash": (lambda d: rename(d, "Volume", "a\\b"), "contains a path separator"),
     "name with dot-dot": (lambda d: rename(d, "Volume", "up..there"), "contains '..'"),
     "name with control character": (lambda d: rename(d, "Volume", "bell\x07"), "control characters"),
+    "name with bidi override": (lambda d: rename(d, "Volume", "photo\u202egpj.exe"), "control characters"),
+    "category with spaces": (lambda d: edit_json(d, lambda doc: _first(doc).update(category=" sleeve")),
+                             "without surrounding spaces"),
+    "deeply nested json": (lambda d: rezip({**members(d), JSON_MEMBER: b"[" * 200_000 + b"]" * 200_000}),
+                           "nested too deeply"),
     "duplicate names": (lambda d: edit_json(d, lambda doc: doc["directions"][1].update(name=_first(doc)["name"])),
                         "is used by two directions"),
     "layer range beyond num_ws": (lambda d: edit_json(d, lambda doc: _first(doc).update(layer_range=[2, 9])),
@@ -374,3 +379,13 @@ def test_cli_import_shows_the_plan_and_asks(tmp_path, good, reference_dir):
     assert result.exit_code == 1 and "--force" in result.output and "nothing was written" in result.output
     result = runner.invoke(app, ["import", str(path), "--database", other_url, "--model", "other", "--force", "--yes"])
     assert result.exit_code == 0 and "4 published" in result.output
+
+
+def test_names_may_hold_any_printable_text():
+    from model.direction_set import check_direction_name
+
+    for name in ("Ärmel länger", "Colour: red (warm)", "袖の長さ", "👩\u200d🎨 artsy", "-Hemline", "a.b"):
+        assert check_direction_name(name) == name
+    for name in ("", " padded", "a/b", "..", "tab\there", "line\u2028break", "rtl\u202eoverride"):
+        with pytest.raises(DirectionSetError):
+            check_direction_name(name)
