@@ -119,6 +119,9 @@ def open_training_data(cfg: TrainConfig, rank: int, world: int, start: int = 0
         return DataInfo(cfg.resolution, c_dim, None), synthetic()
     from scrape.dataset import open_dataset, validate_dataset
     info = validate_dataset(cfg.data)
+    if info.channels != 3:
+        raise AtelierError(f"{cfg.data} has {info.channels}-channel images; Atelier trains on RGB. Prepare the "
+                           f"dataset again with `atelier prepare` (it always writes RGB).")
     if cfg.conditional and not info.labels:
         raise AtelierError(f"{cfg.data} has no class labels in dataset.json, so it cannot train a conditional "
                            f"model. Drop --cond, or prepare the dataset with --label-field.")
