@@ -286,3 +286,25 @@ def test_cli_export(tmp_path, source):
     assert result.exit_code == 1 and "must end in .zip" in result.output
     result = runner.invoke(app, ["export", "--out", str(out), "--model", "nope", "--database", url])
     assert result.exit_code == 1 and "no model matches 'nope'" in result.output and "Traceback" not in result.output
+
+
+def test_cli_import_into_an_empty_database_registers_the_network(tmp_path, reference_dir, source):
+    from model.cli import app
+
+    url, model_id = source
+    path = export_direction_set(url, model_id, tmp_path / "team.zip", all_reviewed=True)
+    empty = f"sqlite:///{tmp_path / 'empty.db'}"
+    result = runner.invoke(app, ["import", str(path), "--database", empty, "--yes"])
+    assert result.exit_code == 1 and "register it first" in result.output
+    result = runner.invoke(app, ["import", str(path), "--database", empty, "--yes", "--reviewer", "ana",
+                                 "--network", str(reference_dir / "sg2ada_tiny32.pkl")])
+    assert result.exit_code == 0, result.output
+    assert "registered model 'sg2ada_tiny32'" in result.output and "4 published" in result.output
+    with read_session(empty) as s:
+        (model,) = queries.list_models(s)
+    assert model.path.endswith("sg2ada_tiny32.pkl")
+    # Registered under the file's name rather than "tiny": everything but model.name comes back the same.
+    again, original = load_direction_set(export_direction_set(empty, model.id, all_reviewed=True)), load_direction_set(path)
+    assert again.metadata["model"]["name"] == "sg2ada_tiny32"
+    again.metadata["model"]["name"] = original.metadata["model"]["name"]
+    assert again.metadata == original.metadata and again.vectors.tobytes() == original.vectors.tobytes()
