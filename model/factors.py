@@ -395,7 +395,7 @@ def varied_factors(gen: Predictions, real: Predictions, ratio: float = 0.5) -> d
 
 def ground_truth_benchmark(renderer, predictor: Predictor, vectors: np.ndarray, sigmas: np.ndarray,
                            seeds: Sequence[int] | None = None, span: float | None = None, resolution: int | None = None,
-                           varied_samples: int = 2000, top: int = 100, min_share: float = 0.25,
+                           varied_samples: int = 1000, top: int = 100, min_share: float = 0.25,
                            progress: Callable[[int], None] | None = None) -> dict:
     """Score every component, measure the same edits with the predictor, and match components to factors.
 

@@ -72,3 +72,21 @@ def test_edit_factor_stats_purity_and_consistency():
     stats = FA.edit_factor_stats(mixed)
     assert stats["purity"]["sleeve"] == pytest.approx(0.3 / 0.8)
     assert stats["purity"]["garment"] == pytest.approx(0.5 / 0.8)
+
+
+def test_ground_truth_benchmark_shape(trained, reference_dir):
+    from model import discovery as D
+    from model.render import Renderer
+
+    predictor, _ = trained
+    r = Renderer(reference_dir / "sg2ada_tiny32.pkl", device="cpu")
+    w, _ = D.sample_w(r, 300)
+    cs = D.sefa(r.G, "all", w_samples=w)
+    result = FA.ground_truth_benchmark(r, predictor, cs.vectors[:6], cs.sigmas[:6], seeds=[1, 2, 3],
+                                       varied_samples=20)
+    assert [row["factor"] for row in result["factors"]] == list(FA.FACTORS)
+    for row in result["factors"]:
+        assert 0 <= row["component"] < 6 and 1 <= row["rank"] <= 6 and 0 <= row["purity"] <= 1
+        assert 0 <= row["consistency"] <= 1
+    assert -1 <= result["spearman"] <= 1 or np.isnan(result["spearman"])
+    assert "tv" not in result and len(result["scores"]) == 6
