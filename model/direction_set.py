@@ -711,7 +711,8 @@ def _iso(moment: datetime | None) -> str | None:
 
 
 def _strip_import(params: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in params.items() if k != IMPORT_KEY}
+    """Params without the import bookkeeping, keys sorted (so the file does not depend on how a backend stores JSON)."""
+    return json.loads(json.dumps({k: v for k, v in params.items() if k != IMPORT_KEY}, sort_keys=True))
 
 
 def _original_indices(set_info: Any) -> dict[int, int]:
@@ -1379,7 +1380,13 @@ def _raw_to_set(raw: Any, model: Any, publish: bool, names: Sequence[str] | None
         "component_sets": [{"key": "s1", "method": raw.method, "params": raw.params, "sample_count": 0,
                             "review_seeds": [], "agreement": {"decision_alpha": None, "category_alpha": None,
                                                               "decision_units": 0, "category_units": 0}}],
-        "directions": [],
+        "directions": [
+            {"name": m.name, "status": m.status, "category": None, "source": dict(m.source),
+             "layer_range": _pair(m.layer_range, int), "strength_range": _pair(m.strength_range, float),
+             "sigma": m.sigma, "reviews": None, "scores": m.scores, "published_by": None, "published_at": None,
+             "preview": None}
+            for m in metas
+        ],
     }
     return DirectionSet(names=names, vectors=raw.vectors.astype(np.float32), metadata=doc, directions=metas)
 

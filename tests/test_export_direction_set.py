@@ -308,3 +308,26 @@ def test_cli_import_into_an_empty_database_registers_the_network(tmp_path, refer
     assert again.metadata["model"]["name"] == "sg2ada_tiny32"
     again.metadata["model"]["name"] = original.metadata["model"]["name"]
     assert again.metadata == original.metadata and again.vectors.tobytes() == original.vectors.tobytes()
+
+
+@pytest.mark.postgres
+def test_round_trip_through_postgresql(tmp_path, renderer, source):
+    from db_fixtures import postgres_base_url, postgres_schema
+
+    url, model_id = source
+    first = export_direction_set(url, model_id, all_reviewed=True)
+    with postgres_schema(postgres_base_url()) as team_url:
+        team_url, team_id = fresh_db_at(team_url, renderer)
+        apply_import(plan_import(first, None, url=team_url), team_url, "importer")
+        from_postgres = export_direction_set(team_url, team_id, all_reviewed=True)
+    assert from_postgres == first
+    back_url, back_id = fresh_db(tmp_path / "back.db", renderer.fingerprint, architecture(renderer))
+    apply_import(plan_import(from_postgres, None, url=back_url), back_url, "importer")
+    assert export_direction_set(back_url, back_id, all_reviewed=True) == first
+
+
+def fresh_db_at(url: str, renderer):
+    ensure_current(url)
+    with write_session(url) as session:
+        model = queries.register_model(session, "tiny", "tiny.pkl", renderer.fingerprint, architecture(renderer))
+    return url, model.id
