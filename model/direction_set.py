@@ -1217,6 +1217,12 @@ def _resolve(session: Any, ds: DirectionSet, model: Any, source: str) -> _Resolu
             res.items.append(PlanItem("publish", repr(meta.name), _describe(meta)))
             res.publishes.append((i, None))
 
+    for i, _ in res.publishes:
+        meta = ds.directions[i]
+        if meta.source["kind"] == "supervised" and meta.sigma != SUPERVISED_SIGMA:
+            res.warnings.append(f"{meta.name!r} is supervised with σ {meta.sigma:g}, but the database keeps no σ for "
+                                f"supervised directions: its sliders will count in vector units (σ 1)")
+
     # Categories and reviewers that the new reviews and publications need and the database lacks.
     categories: list[str] = []
     reviewers: list[str] = []

@@ -389,3 +389,12 @@ def test_names_may_hold_any_printable_text():
     for name in ("", " padded", "a/b", "..", "tab\there", "line\u2028break", "rtl\u202eoverride"):
         with pytest.raises(DirectionSetError):
             check_direction_name(name)
+
+
+def test_supervised_sigma_that_the_database_cannot_keep_is_a_warning(good, target):
+    url, _ = target
+
+    def scaled(doc):
+        next(d for d in doc["directions"] if d["source"]["kind"] == "supervised").update(sigma=2.5)
+    plan = plan_import(edit_json(good, scaled), None, url=url)
+    assert plan.ok and any("keeps no σ for supervised directions" in w for w in plan.warnings)
