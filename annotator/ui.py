@@ -47,7 +47,15 @@ def renderer(ctx: services.Context):
 
 
 def reviewer() -> str | None:
-    return st.session_state.get(REVIEWER_KEY)
+    """The signed-in reviewer, made sure to exist in this database (it may have been switched since sign-in)."""
+    name = st.session_state.get(REVIEWER_KEY)
+    if name:
+        url = context().url
+        if st.session_state.get("reviewer_db") != (name, url):
+            with write_session(url) as session:
+                q.ensure_reviewer(session, name)
+            st.session_state["reviewer_db"] = (name, url)
+    return name
 
 
 def _sign_in() -> None:
