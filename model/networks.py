@@ -123,10 +123,10 @@ class SynthesisLayer(nn.Module):
             noise = torch.randn([x.shape[0], 1, self.resolution, self.resolution], device=x.device) * self.noise_strength
         elif self.use_noise and noise_mode == "const":
             noise = self.noise_const * self.noise_strength
-        x = modulated_conv2d(x, self.weight, styles, noise=noise, up=self.up, padding=self.padding,
-                             resample_filter=self.resample_filter)
         clamp = None if self.conv_clamp is None else self.conv_clamp * gain
-        return bias_act(x, self.bias.to(x.dtype), act=self.activation, gain=self.act_gain * gain, clamp=clamp)
+        return modulated_conv2d(x, self.weight, styles, noise=noise, bias=self.bias, activation=self.activation,
+                                gain=self.act_gain * gain, clamp=clamp, up=self.up, padding=self.padding,
+                                resample_filter=self.resample_filter)
 
 
 class ToRGBLayer(nn.Module):
@@ -143,8 +143,7 @@ class ToRGBLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         styles = self.affine(w) * self.weight_gain
-        x = modulated_conv2d(x, self.weight, styles, demodulate=False)
-        return bias_act(x, self.bias.to(x.dtype), clamp=self.conv_clamp)
+        return modulated_conv2d(x, self.weight, styles, bias=self.bias, clamp=self.conv_clamp, demodulate=False)
 
 
 class SynthesisBlock(nn.Module):
