@@ -15,6 +15,7 @@ import json
 import math
 import os
 import re
+import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -54,6 +55,9 @@ SCORE_FIELDS: tuple[str, ...] = (
     "suggested_category", "priority", "dead",
 )
 _FINGERPRINT = re.compile(r"^[0-9a-f]{64}$")
+MAX_DIRECTION_NAME_LENGTH = 200
+# Right-to-left overrides and isolates can make "evil.exe" display as something else in file listings.
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 class InvalidInput(AtelierError):
@@ -237,6 +241,8 @@ class DirectionInfo:
     vector: np.ndarray = field(compare=False, repr=False)
     layer_range: tuple[int, int]
     strength_range: tuple[float, float]
+    # The σ its sliders count in, as stored; None means 1.0 (model.direction_set.direction_sigma resolves it).
+    sigma: float | None
     source: str  # "component" or "supervised"
     component_id: int | None
     published_by: str
@@ -305,6 +311,32 @@ def _name(name: str, value: Any, max_length: int) -> str:
     if len(text) > max_length:
         raise InvalidInput(f"{name} is {len(text)} characters long; keep it to {max_length}.")
     return text
+
+
+def check_direction_name(name: Any, where: str = "direction name") -> str:
+    """A direction name is a safetensors key and shows in file listings: no separators, no '..', no controls.
+
+    The one rule for direction names: publishing refuses what the export (``model.direction_set``) would refuse,
+    and importing a file refuses the same names.
+    """
+    if not isinstance(name, str):
+        raise InvalidInput(f"{where} must be text, got {type(name).__name__}")
+    fix = "use letters, digits, spaces, '-' or '_'"
+    if not name.strip():
+        raise InvalidInput(f"{where} is empty: give every direction a name")
+    if name != name.strip():
+        raise InvalidInput(f"{where} {name!r} starts or ends with spaces; remove them")
+    if len(name) > MAX_DIRECTION_NAME_LENGTH:
+        raise InvalidInput(
+            f"{where} {name[:40]!r}… is {len(name)} characters; keep it to {MAX_DIRECTION_NAME_LENGTH}"
+        )
+    if "/" in name or "\\" in name:
+        raise InvalidInput(f"{where} {name!r} contains a path separator ('/' or '\\'); {fix}")
+    if ".." in name:
+        raise InvalidInput(f"{where} {name!r} contains '..'; {fix}")
+    if any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") or ch in _BIDI_CONTROLS for ch in name):
+        raise InvalidInput(f"{where} {name!r} contains control characters; {fix}")
+    return name
 
 
 def _layer_range(value: Any, num_ws: int) -> tuple[int, int]:
@@ -859,6 +891,20 @@ def latest_review(session: Session, reviewer: str, component_id: int) -> ReviewR
     return _record(*found)
 
 
+def latest_votes(session: Session, set_id: int) -> dict[int, list[ReviewRecord]]:
+    """Component id -> each reviewer's latest review of it when that review is a vote, oldest first.
+
+    One query for the whole set. A reviewer whose latest review is a skip or withdrawn has no vote (an earlier
+    vote of theirs does not count); components without votes are left out.
+    """
+    _set(session, set_id)
+    votes: dict[int, list[ReviewRecord]] = defaultdict(list)
+    for record in _latest_per_reviewer(session, set_id):
+        if record.decision in VOTES:
+            votes[record.component_id].append(record)
+    return dict(votes)
+
+
 def _latest_per_reviewer(session: Session, set_id: int) -> list[ReviewRecord]:
     """Each reviewer's latest review of each component in the set (one query, answered by an index)."""
     latest_ids = (
@@ -1035,7 +1081,8 @@ def _direction_info(session: Session, row: PublishedDirection) -> DirectionInfo:
     return DirectionInfo(
         id=row.id, model_id=row.model_id, name=row.name, category=None if category is None else category.name,
         vector=row.vector_array(), layer_range=(row.layer_start, row.layer_end),
-        strength_range=(row.strength_min, row.strength_max), source=row.source, component_id=row.component_id,
+        strength_range=(row.strength_min, row.strength_max), sigma=row.sigma, source=row.source,
+        component_id=row.component_id,
         published_by=names[row.published_by], published_at=row.published_at, unpublished_at=row.unpublished_at,
         unpublished_by=None if row.unpublished_by is None else names[row.unpublished_by],
     )
@@ -1052,15 +1099,31 @@ def publish_direction(
     category: str | None = None,
     layer_range: tuple[int, int] | None = None,
     strength_range: tuple[float, float] | None = None,
+    sigma: float | None = None,
+    published_at: datetime | None = None,
 ) -> DirectionInfo:
     """Make a direction available to the generate page and the export.
 
     From a component (its vector unless one is given; source "component") or from a vector alone (source
-    "supervised"). Layer range defaults to every layer, strength range to ``DEFAULT_STRENGTH_RANGE``.
+    "supervised"). Layer range defaults to every layer, strength range to ``DEFAULT_STRENGTH_RANGE``. ``sigma``
+    (the σ its sliders count in) defaults to the component's; a supervised direction without one counts in
+    vector units (σ 1). ``published_at`` defaults to now; an import passes the original time.
+    The name must be one the export accepts (:func:`check_direction_name`); surrounding spaces are trimmed.
     """
     model = _model(session, model_id)
     person = _reviewer(session, reviewer)
-    clean = _name("direction name", name, 200)
+    try:
+        clean = check_direction_name(_text("direction name", name).strip())
+    except InvalidInput as exc:
+        raise InvalidInput(f"Cannot publish: {str(exc).rstrip('.')}.") from None
+    if sigma is not None:
+        sigma = _float("sigma", sigma)
+        if sigma < 0:
+            raise InvalidInput(f"sigma must be 0 or more (it scales the sliders), got {sigma}.")
+    if published_at is not None and (not isinstance(published_at, datetime) or published_at.tzinfo is None):
+        raise InvalidInput(
+            f"published_at must be a datetime with a time zone (e.g. datetime.now(timezone.utc)), got {published_at!r}."
+        )
     w_dim, num_ws = int(model.architecture["w_dim"]), int(model.architecture["num_ws"])
     source = "supervised"
     if component_id is not None:
@@ -1071,6 +1134,8 @@ def publish_direction(
         source = "component"
         if vector is None:
             vector = component.vector_array()
+        if sigma is None:
+            sigma = component.sigma
     if vector is None:
         raise InvalidInput("Give a component to publish, or the direction's vector (for supervised directions).")
     values = _vector("direction vector", vector, w_dim)
@@ -1093,8 +1158,9 @@ def publish_direction(
     row = PublishedDirection(
         model_id=model.id, name=clean, category_id=None if category_row is None else category_row.id,
         w_dim=w_dim, vector=vector_to_bytes(values), layer_start=layers[0], layer_end=layers[1],
-        strength_min=strengths[0], strength_max=strengths[1], source=source, component_id=component_id,
-        published_by=person.id, published_at=utcnow(),
+        strength_min=strengths[0], strength_max=strengths[1], sigma=sigma, source=source,
+        component_id=component_id, published_by=person.id,
+        published_at=utcnow() if published_at is None else published_at,
     )
     session.add(row)
     try:

@@ -256,6 +256,9 @@ class PublishedDirection(Base):
     layer_end: Mapped[int]
     strength_min: Mapped[float]
     strength_max: Mapped[float]
+    # Added by revision 0003: the σ the sliders count in. Publishing from a component stores the component's;
+    # NULL (supervised directions published without one) means vector units, i.e. 1.0.
+    sigma: Mapped[float | None]
     source: Mapped[str] = mapped_column(String(20))
     component_id: Mapped[int | None] = mapped_column(ForeignKey("components.id"))
     published_by: Mapped[int] = mapped_column(ForeignKey("reviewers.id"))

@@ -24,7 +24,6 @@ import io
 import json
 import math
 import re
-import unicodedata
 import zipfile
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -35,6 +34,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from db.queries import MAX_DIRECTION_NAME_LENGTH, InvalidInput, check_direction_name
 from model.errors import AtelierError
 from model.render import Edit
 
@@ -59,15 +59,14 @@ RATIO_CHECK_FROM = 1 * MiB
 MAX_MEMBERS = 20_000
 MAX_DIRECTIONS = 10_000
 MAX_W_DIM = 16_384
-MAX_NAME_LENGTH = 200
-# Right-to-left overrides and isolates can make "evil.exe" display as something else in file listings.
-_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+# Direction names follow one rule, db.queries.check_direction_name (publishing checks it too).
+MAX_NAME_LENGTH = MAX_DIRECTION_NAME_LENGTH
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
 # Component-set params key under which an import records where the set came from (file, original component
 # indices). It is bookkeeping, not a discovery parameter: the export leaves it out and uses the indices.
 IMPORT_KEY = "atelier_import"
-# Published directions without a component have no σ in the database: their vectors are in their own units.
+# σ of a supervised direction published without one (σ NULL in the database): its vector is in its own units.
 SUPERVISED_SIGMA = 1.0
 
 STATUSES = ("published", "approved", "rejected", "conflict", "unsure", "in_review", "unreviewed")
@@ -101,13 +100,21 @@ def edit_for(vector: np.ndarray | Sequence[float], sigma: float, value: float, l
                 layer_stop=None if layer_stop is None else int(layer_stop))
 
 
+def _stored_sigma(direction: Any, component: Any = None) -> float:
+    """σ of a published direction from what is at hand: its own σ, else its component's, else 1.0."""
+    if direction.sigma is not None:
+        return float(direction.sigma)
+    return SUPERVISED_SIGMA if component is None else float(component.sigma)
+
+
 def direction_sigma(session: Any, direction: Any) -> float:
-    """σ of a published direction (``db.queries.DirectionInfo``): its component's σ, or 1.0 without a component."""
-    if direction.component_id is None:
-        return SUPERVISED_SIGMA
+    """σ of a published direction (``db.queries.DirectionInfo``): the σ stored with it; for rows without one, its
+    component's σ, or 1.0 without a component (vector units)."""
+    if direction.sigma is not None or direction.component_id is None:
+        return _stored_sigma(direction)
     from db import queries
 
-    return float(queries.get_component(session, direction.component_id).sigma)
+    return _stored_sigma(direction, queries.get_component(session, direction.component_id))
 
 
 def direction_edit(session: Any, direction: Any, value: float) -> Edit:
@@ -193,26 +200,6 @@ class DirectionSet:
     def edits(self, values: Mapping[str, float]) -> list[Edit]:
         """Slider values in σ by direction name -> edits for ``Renderer.render_seeds(..., edits=...)``."""
         return [self.edit(name, value) for name, value in values.items()]
-
-
-def check_direction_name(name: Any, where: str = "direction name") -> str:
-    """A direction name is a safetensors key and shows in file listings: no separators, no '..', no controls."""
-    if not isinstance(name, str):
-        raise DirectionSetError(f"{where} must be text, got {type(name).__name__}")
-    fix = "use letters, digits, spaces, '-' or '_'"
-    if not name.strip():
-        raise DirectionSetError(f"{where} is empty: give every direction a name")
-    if name != name.strip():
-        raise DirectionSetError(f"{where} {name!r} starts or ends with spaces; remove them")
-    if len(name) > MAX_NAME_LENGTH:
-        raise DirectionSetError(f"{where} {name[:40]!r}… is {len(name)} characters; keep it to {MAX_NAME_LENGTH}")
-    if "/" in name or "\\" in name:
-        raise DirectionSetError(f"{where} {name!r} contains a path separator ('/' or '\\'); {fix}")
-    if ".." in name:
-        raise DirectionSetError(f"{where} {name!r} contains '..'; {fix}")
-    if any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") or ch in _BIDI_CONTROLS for ch in name):
-        raise DirectionSetError(f"{where} {name!r} contains control characters; {fix}")
-    return name
 
 
 def load_direction_set(source: str | Path | bytes | bytearray | memoryview | BinaryIO) -> DirectionSet:
@@ -493,7 +480,7 @@ def _validate_document(doc: Any, label: str) -> tuple[dict[str, Any], list[Direc
                              "reviews", "scores", "published_by", "published_at", "preview"))
         try:
             name = check_direction_name(entry["name"], f"{where}.name")
-        except DirectionSetError as exc:
+        except InvalidInput as exc:
             raise DirectionSetError(f"{label}: {JSON_MEMBER}: {exc}; rename it in the file") from None
         if name in seen:
             v.fail(f"{where}.name", f"{name!r} is used by two directions; names must be unique")
@@ -723,16 +710,6 @@ def _original_indices(set_info: Any) -> dict[int, int]:
     return {i: i for i in range(set_info.component_count)}
 
 
-def _latest_votes(session: Any, component_id: int) -> list[Any]:
-    """Each reviewer's latest review of a component when it is a vote, oldest first (import replays this order)."""
-    from db import queries
-
-    latest: dict[str, Any] = {}
-    for record in queries.review_history(session, component_id):
-        latest[record.reviewer] = record
-    return sorted((r for r in latest.values() if r.decision in VOTES), key=lambda r: r.id)
-
-
 def _majority_share(decisions: Sequence[str]) -> float | None:
     """Per-direction agreement: the share of voting reviewers who made the most common decision (None below 2)."""
     if len(decisions) < 2:
@@ -769,11 +746,18 @@ def _collect(session: Any, model_id: int, all_reviewed: bool) -> tuple[Any, dict
             published_components.add(component.id)
     sets = {s.id: s for s in queries.list_component_sets(session, model.id)}
     statuses: dict[int, dict[int, Any]] = {}
+    votes_by_set: dict[int, dict[int, list[Any]]] = {}
 
     def status_of(set_id: int, component_id: int) -> Any:
         if set_id not in statuses:
             statuses[set_id] = {s.component_id: s for s in queries.component_statuses(session, set_id)}
         return statuses[set_id][component_id]
+
+    def votes_of(set_id: int, component_id: int) -> list[Any]:
+        """Each reviewer's latest review when it is a vote, oldest first (import replays this order)."""
+        if set_id not in votes_by_set:
+            votes_by_set[set_id] = queries.latest_votes(session, set_id)
+        return votes_by_set[set_id].get(component_id, [])
 
     if all_reviewed:
         for set_id in sorted(sets):
@@ -798,7 +782,7 @@ def _collect(session: Any, model_id: int, all_reviewed: bool) -> tuple[Any, dict
             entry.name = f"{method}_{keys[entry.set_id]}_{originals[entry.set_id][entry.component.index]:03d}"
         try:
             check_direction_name(entry.name)
-        except DirectionSetError as exc:
+        except InvalidInput as exc:
             raise DirectionSetError(f"cannot export: {exc}. Unpublish it and publish it again under another "
                                     f"name") from None
     counts = Counter(e.name for e in entries)
@@ -815,17 +799,16 @@ def _collect(session: Any, model_id: int, all_reviewed: bool) -> tuple[Any, dict
         record: dict[str, Any] = {"name": entry.name, "status": entry.status,
                                   "category": None if d is None else d.category}
         reviews = scores = None
+        sigma = float(entry.component.sigma) if d is None else _stored_sigma(d, entry.component)
         if entry.component is None:
             record["source"] = {"kind": "supervised"}
-            sigma = SUPERVISED_SIGMA
         else:
             c = entry.component
             original = originals[entry.set_id][c.index]
             record["source"] = {"kind": "component", "set": keys[entry.set_id], "method": sets[entry.set_id].method,
                                 "index": original}
-            sigma = float(c.sigma)
             status = status_of(entry.set_id, c.id)
-            votes = _latest_votes(session, c.id)
+            votes = votes_of(entry.set_id, c.id)
             units[entry.set_id].setdefault(original, votes)
             reviews = {
                 "status": status.status, "reviewers": sorted(r.reviewer for r in votes),
@@ -1176,8 +1159,9 @@ def _resolve(session: Any, ds: DirectionSet, model: Any, source: str) -> _Resolu
         if action.existing_id is not None:
             res.items.append(PlanItem("reuse-set", key, f"{action.method}: its {len(ordered)} component(s) are "
                                                         f"already in set {action.existing_id}"))
+            votes = queries.latest_votes(session, action.existing_id)
             for comp in ordered:
-                current = {r.reviewer: r for r in _latest_votes(session, action.component_ids[comp.original_index])}
+                current = {r.reviewer: r for r in votes.get(action.component_ids[comp.original_index], [])}
                 for review in comp.reviews:
                     mine = current.get(review["reviewer"])
                     if mine is None or mine.decision != review["decision"] or mine.label != review["label"]:
@@ -1205,7 +1189,8 @@ def _resolve(session: Any, ds: DirectionSet, model: Any, source: str) -> _Resolu
             layers = meta.layer_range
             same = (existing.vector.tobytes() == ds.vectors[i].tobytes() and existing.layer_range == layers
                     and existing.strength_range == meta.strength_range and existing.category == meta.category
-                    and existing.component_id == component_id)
+                    and existing.component_id == component_id
+                    and direction_sigma(session, existing) == meta.sigma)
             if same:
                 res.items.append(PlanItem("unchanged", repr(meta.name), "already published as in the file"))
                 res.unchanged += 1
@@ -1216,12 +1201,6 @@ def _resolve(session: Any, ds: DirectionSet, model: Any, source: str) -> _Resolu
         else:
             res.items.append(PlanItem("publish", repr(meta.name), _describe(meta)))
             res.publishes.append((i, None))
-
-    for i, _ in res.publishes:
-        meta = ds.directions[i]
-        if meta.source["kind"] == "supervised" and meta.sigma != SUPERVISED_SIGMA:
-            res.warnings.append(f"{meta.name!r} is supervised with σ {meta.sigma:g}, but the database keeps no σ for "
-                                f"supervised directions: its sliders will count in vector units (σ 1)")
 
     # Categories and reviewers that the new reviews and publications need and the database lacks.
     categories: list[str] = []
@@ -1406,7 +1385,6 @@ def apply_import(plan: ImportPlan, url: str | None = None, reviewer: str = "impo
     """
     from db import queries
     from db.engine import write_session
-    from db.schema import PublishedDirection
 
     if not plan.ok or plan.direction_set is None:
         raise DirectionSetError("the import has problems; nothing was written:\n- " + "\n- ".join(plan.errors))
@@ -1473,16 +1451,12 @@ def apply_import(plan: ImportPlan, url: str | None = None, reviewer: str = "impo
             component_id = None
             if meta.source["kind"] == "component":
                 component_id = set_actions[meta.source["set"]].component_ids[meta.source["index"]]
-            info = queries.publish_direction(
+            # A restored direction keeps its σ and when it was really published (not "now").
+            queries.publish_direction(
                 session, model.id, meta.name, meta.published_by or importer, component_id=component_id,
                 vector=ds.vectors[i], category=meta.category, layer_range=meta.layer_range,
-                strength_range=meta.strength_range)
-            if meta.published_at is not None:
-                # publish_direction stamps "now"; a restored direction keeps when it was really published.
-                # (Direct row update until db.queries.publish_direction takes a published_at argument.)
-                row = session.get(PublishedDirection, info.id)
-                row.published_at = datetime.fromisoformat(meta.published_at)
-                session.flush()
+                strength_range=meta.strength_range, sigma=meta.sigma,
+                published_at=None if meta.published_at is None else datetime.fromisoformat(meta.published_at))
             result.published.append(meta.name)
         result.unchanged = res.unchanged
     return result

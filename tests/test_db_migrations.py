@@ -11,6 +11,7 @@ import typer
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
+from sqlalchemy.exc import IntegrityError
 from typer.testing import CliRunner
 
 from db import migrate, queries as q
@@ -22,6 +23,7 @@ from db_fixtures import backend, empty_url  # noqa: F401
 REPO = Path(__file__).resolve().parents[1]
 CORE_TABLES = {"models", "component_sets", "components", "reviewers", "categories", "reviews"}
 LATER_TABLES = {"published_directions", "looks"}
+HEAD = "0003"
 
 
 def tables(url: str) -> set[str]:
@@ -32,18 +34,30 @@ def tables(url: str) -> set[str]:
         engine.dispose()
 
 
+def columns(url: str, table: str) -> set[str]:
+    engine = make_engine(url)
+    try:
+        return {column["name"] for column in inspect(engine).get_columns(table)}
+    finally:
+        engine.dispose()
+
+
 def test_upgrade_from_empty_then_down_and_up_again(empty_url: str) -> None:
     assert migrate.current(empty_url) is None
-    assert migrate.upgrade(empty_url) == migrate.head_revision() == "0002"
+    assert migrate.upgrade(empty_url) == migrate.head_revision() == HEAD
     assert tables(empty_url) == CORE_TABLES | LATER_TABLES
-    assert migrate.upgrade(empty_url) == "0002"  # running it twice is harmless
+    assert "sigma" in columns(empty_url, "published_directions")
+    assert migrate.upgrade(empty_url) == HEAD  # running it twice is harmless
 
+    assert migrate.downgrade(empty_url, "0002") == "0002"
+    assert tables(empty_url) == CORE_TABLES | LATER_TABLES
+    assert "sigma" not in columns(empty_url, "published_directions")
     assert migrate.downgrade(empty_url, "0001") == "0001"
     assert tables(empty_url) == CORE_TABLES
     assert migrate.downgrade(empty_url, "base") is None
     assert tables(empty_url) == set()
 
-    assert migrate.upgrade(empty_url) == "0002"
+    assert migrate.upgrade(empty_url) == HEAD
     assert tables(empty_url) == CORE_TABLES | LATER_TABLES
     with read_session(empty_url) as session:
         assert len(q.list_categories(session)) == 8  # seeded once, not twice
@@ -89,7 +103,7 @@ def test_database_made_by_first_revision_upgrades_with_data_intact(empty_url: st
     finally:
         engine.dispose()
 
-    assert migrate.upgrade(url) == "0002"
+    assert migrate.upgrade(url) == HEAD
 
     def check() -> None:
         with read_session(url) as session:
@@ -107,13 +121,88 @@ def test_database_made_by_first_revision_upgrades_with_data_intact(empty_url: st
 
     # Down to 0001 rebuilds `components` on SQLite (batch mode) under rows that reference it; up again.
     assert migrate.downgrade(url, "0001") == "0001"
-    assert migrate.upgrade(url) == "0002"
+    assert migrate.upgrade(url) == HEAD
     check()
 
 
+def test_database_at_0002_upgrades_to_0003_with_data_intact(empty_url: str) -> None:
+    """Directions published before 0003 keep everything; those from a component get its σ, supervised ones NULL."""
+    url = empty_url
+    assert migrate.upgrade(url, "0002") == "0002"
+    vector = np.linspace(-1, 1, 4)
+    engine = make_engine(url)
+    try:
+        # Plain SQL, as the code of revision 0002's time would have written it.
+        with engine.begin() as c:
+            c.execute(text("INSERT INTO models (id, name, path, fingerprint, architecture, added_at) VALUES "
+                           "(1, 'old', '/old.pkl', :fp, :arch, CURRENT_TIMESTAMP)"),
+                      {"fp": "0f" * 32, "arch": '{"w_dim": 4, "num_ws": 3, "c_dim": 0}'})
+            c.execute(text("INSERT INTO component_sets (id, model_id, method, params, sample_count, review_seeds, "
+                           "created_at) VALUES (1, 1, 'sefa', '{}', 0, '[5]', CURRENT_TIMESTAMP)"))
+            c.execute(text("INSERT INTO components (id, set_id, component_index, w_dim, vector, sigma, dead) "
+                           "VALUES (1, 1, 0, 4, :v, 2.5, :dead)"), {"v": vector_to_bytes(vector), "dead": True})
+            c.execute(text("INSERT INTO reviewers (id, name, created_at) VALUES (1, 'ana', CURRENT_TIMESTAMP)"))
+            c.execute(text("INSERT INTO looks (model_id, name, seed, psi, edits, reviewer_id, created_at) VALUES "
+                           "(1, 'gown', 7, 0.7, :edits, 1, CURRENT_TIMESTAMP)"),
+                      {"edits": '[{"direction_id": 1, "name": "Sleeves", "value": 1.5}]'})
+            # Ids 1, 2, 3 in order (left to the database, so PostgreSQL's sequence knows them): "Sleeves" was
+            # withdrawn and published again, "Shine" is supervised.
+            rows = [(1, "Sleeves", "component", 1, True), (2, "Sleeves", "component", 1, False),
+                    (3, "Shine", "supervised", None, False)]
+            for did, name, source, component, unpublished in rows:
+                c.execute(text("INSERT INTO published_directions (model_id, name, category_id, w_dim, vector, "
+                               "layer_start, layer_end, strength_min, strength_max, source, component_id, "
+                               "published_by, published_at, unpublished_at, unpublished_by) VALUES (1, :name, "
+                               "(SELECT id FROM categories WHERE name = 'sleeve'), 4, :v, 0, 2, -2.0, 2.0, :source, "
+                               ":component, 1, '2025-01-31 12:00:00+00:00', :gone, :by)"),
+                          {"name": name, "v": vector_to_bytes(vector * did), "source": source,
+                           "component": component, "gone": "2025-02-01 12:00:00+00:00" if unpublished else None,
+                           "by": 1 if unpublished else None})
+    finally:
+        engine.dispose()
+
+    assert migrate.upgrade(url) == HEAD
+
+    def check(supervised_sigma: float | None) -> None:
+        with read_session(url) as session:
+            history = q.direction_history(session, 1)
+            assert [(d.id, d.name, d.source, d.active, d.sigma) for d in history] == [
+                (1, "Sleeves", "component", False, 2.5), (2, "Sleeves", "component", True, 2.5),
+                (3, "Shine", "supervised", True, supervised_sigma)]
+            assert [(d.category, d.layer_range, d.strength_range, d.published_by) for d in history] == [
+                ("sleeve", (0, 2), (-2.0, 2.0), "ana")] * 3
+            assert history[2].published_at.isoformat() == "2025-01-31T12:00:00+00:00"
+            np.testing.assert_allclose(history[2].vector, vector * 3, rtol=1e-6)
+            assert [c.dead for c in q.list_components(session, 1)] == [True]
+            assert q.list_looks(session, 1)[0].edits == (q.LookEdit("Sleeves", 1.5, 1),)
+
+    check(None)
+    with write_session(url) as session:  # the new column is written, and the active-name index still holds
+        with pytest.raises(q.InvalidInput, match="already published"):
+            q.publish_direction(session, 1, "Sleeves", "ana", vector=vector)
+        q.unpublish_direction(session, 3, "ana")
+        assert q.publish_direction(session, 1, "Shine", "ana", vector=vector, sigma=0.25).sigma == 0.25
+
+    # Down to 0002 rebuilds `published_directions` on SQLite (batch mode); its σ goes, its rows and index stay.
+    assert migrate.downgrade(url, "0002") == "0002"
+    assert "sigma" not in columns(url, "published_directions")
+    engine = make_engine(url)
+    try:
+        with engine.begin() as c:
+            assert c.execute(text("SELECT count(*) FROM published_directions")).scalar() == 4
+        with pytest.raises(IntegrityError), engine.begin() as c:
+            c.execute(text("UPDATE published_directions SET unpublished_at = NULL WHERE id = 1"))
+    finally:
+        engine.dispose()
+    assert migrate.upgrade(url) == HEAD
+    with read_session(url) as session:
+        assert [(d.id, d.active, d.sigma) for d in q.direction_history(session, 1)] == [
+            (1, False, 2.5), (2, True, 2.5), (3, False, None), (4, True, None)]
+
+
 def test_ensure_current_upgrades_fresh_and_refuses_newer(empty_url: str) -> None:
-    assert migrate.ensure_current(empty_url) == "0002"
-    assert migrate.ensure_current(empty_url) == "0002"
+    assert migrate.ensure_current(empty_url) == HEAD
+    assert migrate.ensure_current(empty_url) == HEAD
     engine = make_engine(empty_url)
     try:
         with engine.begin() as c:
@@ -131,7 +220,7 @@ def test_simultaneous_upgrades_of_a_fresh_database(empty_url: str) -> None:
                               stderr=subprocess.PIPE, text=True) for _ in range(3)]
     results = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], [err for _, err in results]
-    assert [out.strip() for out, _ in results] == ["0002"] * 3
+    assert [out.strip() for out, _ in results] == [HEAD] * 3
     with read_session(empty_url) as session:
         assert len(q.list_categories(session)) == 8
 
@@ -176,12 +265,12 @@ def test_cli_upgrade_current_downgrade(cli: typer.Typer, tmp_path: Path, monkeyp
     result = runner.invoke(cli, ["db", "upgrade", "0001"])
     assert result.exit_code == 0 and "at revision 0001" in result.stdout
     result = runner.invoke(cli, ["db", "current"])
-    assert "at revision 0001; the latest is 0002: run `atelier db upgrade`" in result.stdout
+    assert f"at revision 0001; the latest is {HEAD}: run `atelier db upgrade`" in result.stdout
     assert runner.invoke(cli, ["db", "upgrade"]).exit_code == 0
-    assert "0002 (latest)" in runner.invoke(cli, ["db", "current"]).stdout
+    assert f"{HEAD} (latest)" in runner.invoke(cli, ["db", "current"]).stdout
 
     result = runner.invoke(cli, ["db", "downgrade", "base"], input="n\n")
-    assert result.exit_code != 0 and migrate.current() == "0002"  # declined
+    assert result.exit_code != 0 and migrate.current() == HEAD  # declined
     result = runner.invoke(cli, ["db", "downgrade", "base", "--yes"])
     assert result.exit_code == 0 and "base (no tables)" in result.stdout
 

@@ -1,11 +1,12 @@
 """The review rules and the reads/writes pages use, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
-from datetime import timezone
+import re
+from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from db import queries as q
 from db.engine import read_session, write_session
@@ -118,6 +119,45 @@ def test_undo_walks_back_and_history_keeps_everything(seeded: Seeded) -> None:
     # Reviewing again after an undo works as usual.
     review(s, "ana", 0, "approve", label="again")
     assert statuses(s)[0].approvals == 2
+
+
+def test_latest_votes_per_component_in_one_query(seeded: Seeded) -> None:
+    s = seeded
+    review(s, "ana", 0, "reject")
+    review(s, "ben", 0, "unsure")
+    review(s, "ana", 0, "approve", label="wider")  # an edit: ana's newer review counts
+    review(s, "cleo", 0, "approve", label="skirt")
+    review(s, "cleo", 0, "skip")  # cleo's latest is no vote, so her earlier approval does not count
+    review(s, "ben", 1, "approve", label="red")
+    with write_session(s.url) as session:
+        q.undo_last_review(session, "ben", s.component_ids[1])  # withdrawn: no vote left on component 1
+    review(s, "ana", 2, "reject")
+
+    statements: list[str] = []
+
+    def seen(connection, cursor, statement, *args) -> None:
+        statements.append(statement)
+
+    with read_session(s.url) as session:
+        engine = session.get_bind()
+        event.listen(engine, "before_cursor_execute", seen)
+        try:
+            votes = q.latest_votes(session, s.set_id)
+        finally:
+            event.remove(engine, "before_cursor_execute", seen)
+    assert len([sql for sql in statements if "reviews" in sql]) == 1
+    assert {cid: [(r.reviewer, r.decision, r.label) for r in records] for cid, records in votes.items()} == {
+        s.component_ids[0]: [("ben", "unsure", ""), ("ana", "approve", "wider")],
+        s.component_ids[2]: [("ana", "reject", "")],
+    }
+    with read_session(s.url) as session:
+        # The same as replaying each component's history.
+        for cid in s.component_ids:
+            latest = {r.reviewer: r for r in q.review_history(session, cid)}
+            expected = sorted((r for r in latest.values() if r.decision in q.VOTES), key=lambda r: r.id)
+            assert votes.get(cid, []) == expected
+        with pytest.raises(q.NotFound, match="Unknown component set 999"):
+            q.latest_votes(session, 999)
 
 
 # ----------------------------------------------------------------------------------------------- queue
@@ -361,6 +401,53 @@ def test_publish_unpublish_republish_keeps_history(seeded: Seeded) -> None:
         assert [(x.id, x.active) for x in q.direction_history(session, s.model_id)] == [
             (d.id, False), (sup.id, True), (again.id, True)]
         assert session.scalar(select(func.count()).select_from(PublishedDirection)) == 3
+
+
+def test_publish_keeps_sigma_and_time(seeded: Seeded) -> None:
+    s = seeded
+    when = datetime(2025, 1, 31, 12, 0, tzinfo=timezone.utc)
+    with write_session(s.url) as session:
+        from_component = q.publish_direction(session, s.model_id, "Sleeves", "ana", component_id=s.component_ids[1])
+        assert from_component.sigma == q.get_component(session, s.component_ids[1]).sigma == pytest.approx(1.8)
+        own = q.publish_direction(session, s.model_id, "Own", "ana", component_id=s.component_ids[2], sigma=0.5)
+        supervised = q.publish_direction(session, s.model_id, "Shine", "ana", vector=np.ones(W_DIM))
+        scaled = q.publish_direction(session, s.model_id, "Gloss", "ana", vector=np.ones(W_DIM), sigma=2.5,
+                                     published_at=when.astimezone(timezone(timedelta(hours=2))))
+        assert (own.sigma, supervised.sigma, scaled.sigma) == (0.5, None, 2.5)
+        assert scaled.published_at == when and supervised.published_at > when
+        for bad, message in [({"sigma": -1.0}, "sigma must be 0 or more"), ({"sigma": float("nan")}, "finite"),
+                             ({"sigma": "2"}, "sigma must be a number"),
+                             ({"published_at": datetime(2025, 1, 31)}, "published_at must be a datetime with a time"),
+                             ({"published_at": "2025-01-31T12:00:00+00:00"}, "published_at must be a datetime")]:
+            with pytest.raises(q.InvalidInput, match=message):
+                q.publish_direction(session, s.model_id, "x", "ana", vector=np.ones(W_DIM), **bad)
+    with read_session(s.url) as session:
+        stored = {d.name: (d.sigma, d.published_at) for d in q.active_directions(session, s.model_id)}
+    assert stored["Gloss"] == (2.5, when) and stored["Shine"][0] is None
+    assert stored["Sleeves"][0] == from_component.sigma and stored["Own"][0] == 0.5
+
+
+@pytest.mark.parametrize(("name", "message"), [
+    ("sleeves/long", re.escape("contains a path separator ('/' or '\\'); use letters, digits")),
+    ("back\\slash", "contains a path separator"),
+    ("..", "contains '..'; use letters"),
+    ("tab\there", "contains control characters; use letters"),
+    ("rtl\u202eoverride", "contains control characters"),
+    ("   ", "direction name is empty: give every direction a name"),
+    ("x" * 201, "is 201 characters; keep it to 200"),
+    (7, r"direction name must be text, got int\.$"),
+], ids=["slash", "backslash", "dots", "tab", "bidi", "blank", "long", "not-text"])
+def test_publish_refuses_names_the_export_would_refuse(seeded: Seeded, name: object, message: str) -> None:
+    s = seeded
+    with write_session(s.url) as session:
+        with pytest.raises(q.InvalidInput, match="^Cannot publish: .*" + message):
+            q.publish_direction(session, s.model_id, name, "ana", vector=np.ones(W_DIM))  # type: ignore[arg-type]
+        # Surrounding spaces are trimmed as before; any other printable text is a fine name.
+        assert q.publish_direction(session, s.model_id, "  Ärmel: länger (a.b) ", "ana",
+                                   vector=np.ones(W_DIM)).name == "Ärmel: länger (a.b)"
+        assert q.publish_direction(session, s.model_id, "x" * 200, "ana", vector=np.ones(W_DIM)).name == "x" * 200
+    with read_session(s.url) as session:
+        assert len(q.active_directions(session, s.model_id)) == 2
 
 
 def test_looks_save_list_delete(seeded: Seeded) -> None:

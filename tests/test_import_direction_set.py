@@ -384,17 +384,30 @@ def test_cli_import_shows_the_plan_and_asks(tmp_path, good, reference_dir):
 def test_names_may_hold_any_printable_text():
     from model.direction_set import check_direction_name
 
+    assert check_direction_name is queries.check_direction_name  # one rule for the file and for publishing
     for name in ("Ärmel länger", "Colour: red (warm)", "袖の長さ", "👩\u200d🎨 artsy", "-Hemline", "a.b"):
         assert check_direction_name(name) == name
     for name in ("", " padded", "a/b", "..", "tab\there", "line\u2028break", "rtl\u202eoverride"):
-        with pytest.raises(DirectionSetError):
+        with pytest.raises(queries.InvalidInput):
             check_direction_name(name)
 
 
-def test_supervised_sigma_that_the_database_cannot_keep_is_a_warning(good, target):
-    url, _ = target
+def test_supervised_sigma_in_the_file_is_kept(good, target):
+    url, model_id = target
 
     def scaled(doc):
         next(d for d in doc["directions"] if d["source"]["kind"] == "supervised").update(sigma=2.5)
-    plan = plan_import(edit_json(good, scaled), None, url=url)
-    assert plan.ok and any("keeps no σ for supervised directions" in w for w in plan.warnings)
+    data = edit_json(good, scaled)
+    plan = plan_import(data, None, url=url)
+    assert plan.ok and not any("σ" in w for w in plan.warnings), plan.summary()
+    apply_import(plan, url, "importer")
+    with read_session(url) as s:
+        hemline = next(d for d in queries.active_directions(s, model_id) if d.name == "-Hemline")
+        assert hemline.source == "supervised" and hemline.sigma == 2.5
+        assert hemline.published_at.isoformat() == load_direction_set(data).direction("-Hemline").published_at
+    assert load_direction_set(export_direction_set(url, model_id)).direction("-Hemline").sigma == 2.5
+    assert plan_import(data, None, url=url).counts() == {"reuse-set": 2, "unchanged": 4}
+
+    # Another σ for the same direction is a change: the file's replaces the database's.
+    plan = plan_import(edit_json(good, lambda doc: None), None, url=url)
+    assert plan.counts()["replace"] == 1 and "σ 1" in next(i.detail for i in plan.items if i.action == "replace")
