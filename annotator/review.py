@@ -46,17 +46,9 @@ def strip_request(ctx: services.Context, component: q.ComponentInfo, vector, set
 
 
 def queue(url: str, reviewer: str, set_id: int) -> list[q.QueueItem]:
-    """This reviewer's queue: unreviewed components best-first, skipped ones last.
-
-    model.scores gives *higher* priority to the components to review first (dead ones −1), while
-    db.queries.queue_for orders lower first; until the two agree, the unreviewed part is re-ordered here.
-    """
+    """This reviewer's queue: unreviewed components best-first, skipped ones last."""
     with read_session(url) as session:
-        items = q.queue_for(session, reviewer, set_id)
-    fresh = [item for item in items if not item.skipped]
-    skipped = [item for item in items if item.skipped]
-    fresh.sort(key=lambda i: (i.priority is None, -(i.priority if i.priority is not None else 0.0), i.index))
-    return fresh + skipped
+        return q.queue_for(session, reviewer, set_id)
 
 
 def after(items: Sequence[q.QueueItem], current_id: int | None) -> int | None:

@@ -7,7 +7,7 @@ written, and since a write session is one transaction, nothing partial is ever l
 The rules that live here:
 - a component's status comes from its reviews, each reviewer's *latest* review counting (:func:`component_statuses`);
 - agreement across reviewers is Krippendorff's alpha (:func:`agreement`);
-- a reviewer's queue is what they have not reviewed, by priority, skipped ones last (:func:`queue_for`).
+- a reviewer's queue is what they have not reviewed, highest priority first, skipped ones last (:func:`queue_for`).
 """
 from __future__ import annotations
 
@@ -987,8 +987,9 @@ def component_status(session: Session, component_id: int, min_approvals: int | N
 def queue_for(
     session: Session, reviewer: str, set_id: int, limit: int | None = None, *, include_dead: bool = False
 ) -> list[QueueItem]:
-    """What this reviewer should look at next: components they have not reviewed, by priority (lower first,
-    unscored last, then index); components they skipped come after all of those, earliest skip first.
+    """What this reviewer should look at next: components they have not reviewed, by priority (higher first, as
+    model.scores assigns it; unscored last, then index); components they skipped come after all of those,
+    earliest skip first.
     Components the scorer marked dead are left out unless ``include_dead``.
     """
     person = _reviewer(session, reviewer)
@@ -1004,7 +1005,7 @@ def queue_for(
             fresh.append(QueueItem(component_id=c.id, index=c.index, priority=c.priority, skipped=False))
         elif review.decision == "skip":
             skipped.append((review.id, QueueItem(component_id=c.id, index=c.index, priority=c.priority, skipped=True)))
-    fresh.sort(key=lambda q: (q.priority is None, q.priority if q.priority is not None else 0.0, q.index))
+    fresh.sort(key=lambda q: (q.priority is None, -(q.priority if q.priority is not None else 0.0), q.index))
     skipped.sort(key=lambda pair: pair[0])
     queue = fresh + [item for _, item in skipped]
     if limit is not None:

@@ -174,8 +174,9 @@ def test_queue_is_priority_order_with_skips_last(seeded: Seeded) -> None:
             # 4 and 5 are unscored: after all scored ones, by index.
         ])
     with read_session(s.url) as session:
-        assert [i.index for i in q.queue_for(session, "ana", s.set_id)] == [1, 2, 0, 4, 5]
-        assert [i.index for i in q.queue_for(session, "ana", s.set_id, include_dead=True)] == [1, 3, 2, 0, 4, 5]
+        # Higher priority first (model.scores gives the most promising components the highest numbers).
+        assert [i.index for i in q.queue_for(session, "ana", s.set_id)] == [0, 2, 1, 4, 5]
+        assert [i.index for i in q.queue_for(session, "ana", s.set_id, include_dead=True)] == [0, 2, 3, 1, 4, 5]
     review(s, "ana", 1, "skip")
     review(s, "ana", 2, "approve")
     review(s, "ana", 0, "skip")
@@ -184,7 +185,7 @@ def test_queue_is_priority_order_with_skips_last(seeded: Seeded) -> None:
         queue = q.queue_for(session, "ana", s.set_id)
         assert [(i.index, i.skipped) for i in queue] == [(4, False), (5, False), (1, True), (0, True)]
         assert [i.index for i in q.queue_for(session, "ana", s.set_id, limit=2)] == [4, 5]
-        assert [i.index for i in q.queue_for(session, "ben", s.set_id)] == [1, 2, 0, 5]
+        assert [i.index for i in q.queue_for(session, "ben", s.set_id)] == [0, 2, 1, 5]
     review(s, "ana", 1, "skip")  # skipped again: goes behind 0
     with read_session(s.url) as session:
         assert [i.index for i in q.queue_for(session, "ana", s.set_id)][-2:] == [0, 1]
