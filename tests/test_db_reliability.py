@@ -169,10 +169,9 @@ def test_sqlite_write_session_takes_the_lock_up_front(tmp_path: Path) -> None:
             other.close()
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])  # SQLite's file lock only; PostgreSQL locks rows
 def test_sqlite_writer_waits_instead_of_failing(db_url: str, backend: str) -> None:
     """A writer that finds the lock taken waits for it (busy timeout) rather than raising 'database is locked'."""
-    if backend != "sqlite":
-        pytest.skip("SQLite locking only")
     s = seed(db_url, reviewers=("ana", "ben"))
     holding = threading.Event()
     release = threading.Event()

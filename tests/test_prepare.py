@@ -175,9 +175,7 @@ def test_cli_prepare_prints_the_summary_and_errors_cleanly(scraped, tmp_path):
 
 def test_the_trainer_reads_the_prepared_dataset(scraped, tmp_path):
     """The trainer's own data path (validation, labels as classes, batches) on a dataset made from the scrape."""
-    train = pytest.importorskip("model.train")
-    if not hasattr(train, "open_training_data"):
-        pytest.skip("model.train has no open_training_data yet")
+    import model.train as train
     dst = tmp_path / "train.zip"
     prepare(scraped, dst, PrepareOptions(resolution=32, label_field="season", sample=0), progress=False)
     config = train.TrainConfig(data=str(dst), conditional=True)

@@ -239,7 +239,8 @@ def test_shards_partition_the_seeds():
 
 
 def test_stream_two_workers_yield_each_seed_once():
-    torch = pytest.importorskip("torch")
+    import torch
+
     from scrape.synth import SyntheticRunwayStream
 
     count = 24
@@ -257,7 +258,6 @@ def test_stream_two_workers_yield_each_seed_once():
 
 
 def test_stream_ranks_are_disjoint_and_endless():
-    pytest.importorskip("torch")
     from scrape.synth import SyntheticRunwayStream
 
     def first(rank: int, n: int) -> list[bytes]:
