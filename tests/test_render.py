@@ -64,7 +64,9 @@ def test_strip_equals_direct_edits(renderer):
     for s in range(2):
         for t, offset in enumerate(offsets):
             direct = renderer.synthesize(ws[s:s + 1], [Edit(d, offset, 2, 5)])
-            assert np.array_equal(strip[s * 3 + t], direct[0])
+            # One image and a batch take different (equivalent) arithmetic paths: at most one level apart.
+            diff = np.abs(strip[s * 3 + t].astype(int) - direct[0].astype(int))
+            assert diff.max() <= 1 and diff.mean() < 0.01
 
 
 def test_centred_strip_removes_own_projection(renderer):
