@@ -273,10 +273,14 @@ class DatasetWriter:
 
     def add(self, image: Image.Image) -> str:
         """Store one image as the next PNG; returns its name inside the dataset."""
-        name = image_name(self.count)
         buffer = io.BytesIO()
         image.save(buffer, "PNG")
-        self._write(name, buffer.getvalue())
+        return self.add_png(buffer.getvalue())
+
+    def add_png(self, data: bytes) -> str:
+        """Store already-encoded PNG bytes (e.g. encoded in worker processes) as the next image; returns its name."""
+        name = image_name(self.count)
+        self._write(name, data)
         self.count += 1
         return name
 
@@ -326,8 +330,8 @@ def _check_destination(out: Path, force: bool) -> None:
         raise AtelierError(f"{out} {what}. Fix: choose another destination, or pass --force to replace it.")
     if out.is_dir() and not (out / DATASET_JSON).exists():
         # --force replaces a dataset, never an unrelated folder that happens to have the destination's name.
-        raise AtelierError(f"{out} is a folder without {DATASET_JSON}, so it is not a dataset; refusing to replace it "
-                           "even with --force. Fix: choose another destination.")
+        raise AtelierError(f"{out} is a folder that holds files but no {DATASET_JSON}, so it is not a dataset; "
+                           "refusing to replace it even with --force. Fix: choose another destination.")
 
 
 def _remove(path: Path) -> None:

@@ -15,8 +15,6 @@ import functools
 import io
 import json
 import math
-import os
-import shutil
 import zipfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, fields
@@ -27,6 +25,7 @@ import numpy as np
 from PIL import Image, ImageChops, ImageDraw
 
 from model.errors import AtelierError
+from scrape.dataset import DatasetWriter, image_name
 
 Color = tuple[int, int, int]
 Point = tuple[float, float]
@@ -512,11 +511,6 @@ def preview_grid(seed0: int = 0, resolution: int = 64, rows: int = 8, cols: int 
 # --- dataset files (stylegan2-ada layout) --------------------------------------------------------------------------
 
 
-def image_name(index: int) -> str:
-    """stylegan2-ada's naming: a five-digit folder per thousand images."""
-    return f"{index // 1000:05d}/img{index:08d}.png"
-
-
 def _render_png(seed: int, resolution: int, supersample: int) -> tuple[bytes, RunwayFactors]:
     """One encoded image; module-level so worker processes can run it."""
     factors = sample_factors(seed)
@@ -538,61 +532,6 @@ def _rendered(seeds: range, resolution: int, supersample: int, workers: int
         yield from pool.imap(render, seeds, chunksize=64)
 
 
-ZIP_DATE = (1980, 1, 1, 0, 0, 0)
-
-
-class _Sink:
-    """Receives (name, bytes) pairs into a zip (stored: PNGs are already compressed) or a folder."""
-
-    def __init__(self, path: Path, as_zip: bool):
-        self.path = path
-        self.zip = zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) if as_zip else None
-        if self.zip is None:
-            path.mkdir(parents=True)
-
-    def write(self, name: str, data: bytes) -> None:
-        if self.zip is not None:
-            # A fixed timestamp keeps the archive byte-identical for the same seeds, run after run.
-            self.zip.writestr(zipfile.ZipInfo(name, date_time=ZIP_DATE), data)
-            return
-        target = self.path / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
-
-    def close(self) -> None:
-        if self.zip is not None:
-            self.zip.close()
-
-
-def _is_empty(path: Path) -> bool:
-    return path.is_dir() and not any(path.iterdir())
-
-
-def _check_destination(out: Path, overwrite: bool) -> None:
-    if not out.exists() or _is_empty(out):
-        return
-    if not overwrite:
-        what = "is a folder that is not empty" if out.is_dir() else "already exists"
-        raise AtelierError(f"{out} {what}; choose another --out, or pass --force to replace it.")
-    if out.is_dir() and not (out / "dataset.json").exists():
-        # --force replaces a dataset, never an arbitrary folder that happens to be named as the output.
-        raise AtelierError(f"{out} is a folder that holds files but no dataset.json, so it is not a dataset; "
-                           "refusing to replace it even with --force. Choose another --out.")
-
-
-def _move_into_place(tmp: Path, out: Path) -> None:
-    if out.is_dir():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path, ignore_errors=True)
-    elif path.exists():
-        path.unlink()
-
-
 def write_dataset(out: Path | str, count: int, resolution: int = 64, seed0: int = 0,
                   conditional_on: str | None = "garment", workers: int = 1, overwrite: bool = False,
                   supersample: int = 4, progress: bool = True) -> Path:
@@ -609,40 +548,20 @@ def write_dataset(out: Path | str, count: int, resolution: int = 64, seed0: int 
     if conditional_on not in (None, *LABEL_CHOICES):
         raise AtelierError(f"cannot label images by '{conditional_on}'; use one of {', '.join(LABEL_CHOICES)} "
                            "or none.")
-    _check_destination(out, overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
-    _remove(tmp)
-    labels: list[list[Any]] = []
+    labels: dict[str, int] = {}
     factors: list[list[Any]] = []
-    try:
-        sink = _Sink(tmp, as_zip=out.suffix.lower() == ".zip")
-        try:
-            seeds = range(seed0, seed0 + count)
-            rendered = _rendered(seeds, resolution, supersample, workers)
-            for index, (png, f) in enumerate(tqdm(rendered, total=count, unit="img", desc="synth",
-                                                  disable=not progress)):
-                name = image_name(index)
-                sink.write(name, png)
-                labels.append([name, f.garment_index])
-                factors.append([name, f.to_dict()])
-            meta = {
-                "labels": labels if conditional_on else None,
-                "factors": factors,
-                "factor_names": list(RunwayFactors.FACTOR_NAMES),
-                "class_names": list(RunwayFactors.GARMENTS) if conditional_on else [],
-                "vector_names": list(RunwayFactors.VECTOR_NAMES),
-                "generator": {"name": "atelier-synth", "resolution": resolution, "supersample": supersample,
-                              "seed0": seed0, "count": count},
-            }
-            sink.write("dataset.json", json.dumps(meta).encode())
-        finally:
-            sink.close()
-        _move_into_place(tmp, out)
-    except BaseException:
-        _remove(tmp)
-        raise
-    return out
+    with DatasetWriter(out, force=overwrite) as writer:
+        rendered = _rendered(range(seed0, seed0 + count), resolution, supersample, workers)
+        for png, f in tqdm(rendered, total=count, unit="img", desc="synth", disable=not progress):
+            name = writer.add_png(png)
+            labels[name] = f.garment_index
+            factors.append([name, f.to_dict()])
+        return writer.commit(
+            labels if conditional_on else None, list(RunwayFactors.GARMENTS) if conditional_on else None,
+            extra={"factors": factors, "factor_names": list(RunwayFactors.FACTOR_NAMES),
+                   "vector_names": list(RunwayFactors.VECTOR_NAMES),
+                   "generator": {"name": "atelier-synth", "resolution": resolution, "supersample": supersample,
+                                 "seed0": seed0, "count": count}})
 
 
 def read_factors(dataset: Path | str) -> list[tuple[str, RunwayFactors]]:
