@@ -6,10 +6,11 @@ from dataclasses import dataclass, replace
 from typing import Sequence
 
 from annotator import services
-from annotator.strips import StripRequest
+from annotator.strips import StripRequest, strip_resolution
 from db import queries as q
 from db.engine import read_session, write_session
 from model.errors import AtelierError
+from model.strips import StripSpec
 
 DECISION_KEYS = {"approve": "A", "reject": "X", "unsure": "U", "skip": "S"}
 PRESET_NAMES = ("all", "coarse", "middle", "fine", "custom")
@@ -36,13 +37,14 @@ class StripSettings:
 def strip_request(ctx: services.Context, component: q.ComponentInfo, vector, settings: StripSettings,
                   renderer, seeds: Sequence[int]) -> StripRequest:
     start, stop = settings.layers(renderer)
-    return StripRequest(
-        model_path=ctx.model.path, fingerprint=ctx.model.fingerprint, set_id=component.set_id,
-        index=component.index, sigma=float(component.sigma) or 1.0, seeds=tuple(int(s) for s in seeds),
-        steps=tuple(services.sigma_steps(settings.max_sigma, settings.steps)), layer_start=start,
-        layer_stop=stop, centred=settings.centred, psi=settings.psi,
-        class_index=0 if renderer.c_dim else None, vector=vector,
+    spec = StripSpec(
+        set_key=str(component.set_id), component=component.index, seeds=tuple(int(s) for s in seeds),
+        steps=tuple(services.sigma_steps(settings.max_sigma, settings.steps)), layer_start=start, layer_stop=stop,
+        centred=settings.centred, resolution=strip_resolution(renderer), psi=settings.psi,
+        class_index=0 if renderer.c_dim else None,
     )
+    return StripRequest(fingerprint=ctx.model.fingerprint, spec=spec, sigma=float(component.sigma) or 1.0,
+                        vector=vector)
 
 
 def queue(url: str, reviewer: str, set_id: int) -> list[q.QueueItem]:

@@ -1,52 +1,42 @@
-"""Review strips for the Review page: rendering, an on-disk JPEG cache, and prefetch of the next components.
+"""Review strips for the Review page: model.strips' cache drawn for the page, and prefetch of the next components.
 
 A strip is seeds × steps: each seed's w moved along the component by each step (in σ of that component), on the
-chosen ws rows. The grid (σ under each column) and the change heat map are stored as display-size JPEGs keyed by
-everything that changes the picture, so moving back and forth, and every teammate, reuses them.
+chosen ws rows. Rendering, the key and the folder are model.strips.StripCache's, shared with `atelier strip`; this
+module draws the grid (σ under each column) and the change heat map as display-size JPEGs under their own suffixes,
+so moving back and forth, and every teammate, reuses them.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 
 from annotator import imaging
-from model.settings import cache_dir
+from model.strips import StripCache, StripResult, StripSpec
 
 log = logging.getLogger("atelier.annotator")
 
-CACHE_VERSION = 2
 CELL_TARGET = 112  # px per image in the grid (a whole multiple of the model's resolution)
 MAX_STRIP_RESOLUTION = 128
+SUFFIXES = (".review.jpg", ".review-heat.jpg")  # beside the CLI's .jpg and -heat.png of the same key
 
 
 @dataclass(frozen=True)
 class StripRequest:
-    model_path: str
+    """One component's strip as the page asks for it: what decides the pixels, and the direction to render it."""
+
     fingerprint: str
-    set_id: int
-    index: int
+    spec: StripSpec
     sigma: float
-    seeds: tuple[int, ...]
-    steps: tuple[float, ...]  # in σ
-    layer_start: int
-    layer_stop: int
-    centred: bool = False
-    psi: float = 0.7
-    class_index: int | None = None
     vector: np.ndarray | None = field(default=None, compare=False, hash=False, repr=False)
 
     def key(self) -> str:
-        values = {k: v for k, v in asdict(self).items() if k not in ("vector", "model_path")}
-        values["version"] = CACHE_VERSION
-        return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:32]
+        return self.spec.key(self.fingerprint)
 
 
 @dataclass(frozen=True)
@@ -57,55 +47,24 @@ class StripImages:
     heat_path: Path
 
 
-def strip_dir() -> Path:
-    path = cache_dir() / "strips"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def _paths(request: StripRequest) -> tuple[Path, Path]:
-    key = request.key()
-    folder = strip_dir() / key[:2]
-    return folder / f"{key}.jpg", folder / f"{key}.heat.jpg"
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{threading.get_ident()}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
-
-
-def render_strip_images(request: StripRequest, renderer) -> tuple[bytes, bytes]:
-    """Render the grid and the heat map as JPEG bytes (pixels from model.strips; layout from annotator.imaging)."""
-    from model import strips as model_strips
-
-    if request.vector is None:
-        raise ValueError("StripRequest.vector is needed to render")
-    unit = np.asarray(request.vector, dtype=np.float64)
-    unit = (unit / max(float(np.linalg.norm(unit)), 1e-12)).astype(np.float32)
+def strip_resolution(renderer) -> int | None:
+    """The resolution strips render at: at most MAX_STRIP_RESOLUTION (None = the model's own)."""
     resolution = min(renderer.resolution, MAX_STRIP_RESOLUTION)
-    spec = model_strips.StripSpec(
-        set_key=str(request.set_id), component=request.index, seeds=request.seeds, steps=request.steps,
-        layer_start=request.layer_start, layer_stop=request.layer_stop, centred=request.centred,
-        resolution=None if resolution == renderer.resolution else resolution, psi=request.psi)
-    if renderer.c_dim == 0:
-        result = model_strips.render_strip(renderer, unit, request.sigma, spec)
-        images, heat = result.images, result.heatmap
-    else:  # model.strips renders unconditional models only; conditional ones use class 0 here
-        from model.render import strip_ws
+    return None if resolution == renderer.resolution else resolution
 
-        ws = renderer.ws_from_seeds(list(request.seeds), psi=request.psi, class_index=request.class_index or 0)
-        moved = strip_ws(ws, unit, model_strips.strip_offsets(request.sigma, request.steps), request.layer_start,
-                         request.layer_stop, request.centred)
-        flat = renderer.synthesize(moved, resolution=spec.resolution, chunk=moved.shape[0])
-        images = flat.reshape(len(request.seeds), len(request.steps), *flat.shape[1:])
-        heat = model_strips.change_heatmap(images)
-    s, t = images.shape[:2]
-    flat = images.reshape(s * t, *images.shape[2:])
+
+def draw_for_page(result: StripResult, spec: StripSpec) -> tuple[bytes, bytes]:
+    """The grid and the heat map as JPEG bytes (pixels from model.strips; layout from annotator.imaging)."""
+    s, t = result.images.shape[:2]
+    flat = result.images.reshape(s * t, *result.images.shape[2:])
     cell = imaging.display_size(flat.shape[1], CELL_TARGET)
-    grid = imaging.strip_grid(flat, request.seeds, request.steps, cell=cell)
-    return imaging.to_jpeg(grid), imaging.to_jpeg(imaging.heat_image(heat, 256))
+    grid = imaging.strip_grid(flat, spec.seeds, spec.steps, cell=cell)
+    return imaging.to_jpeg(grid), imaging.to_jpeg(imaging.heat_image(result.heatmap, 256))
+
+
+def strip_cache() -> StripCache:
+    """The strip cache under this ATELIER_HOME, drawn for the page."""
+    return StripCache(draw=draw_for_page, suffixes=SUFFIXES)
 
 
 _inflight: dict[str, Future] = {}
@@ -113,9 +72,11 @@ _inflight_lock = threading.Lock()
 
 
 def cached(request: StripRequest) -> StripImages | None:
-    grid_path, heat_path = _paths(request)
+    hit = strip_cache().lookup(request.fingerprint, request.spec)
+    if hit is None:
+        return None
     try:
-        return StripImages(grid_path.read_bytes(), heat_path.read_bytes(), grid_path, heat_path)
+        return StripImages(hit.image.read_bytes(), hit.heatmap.read_bytes(), hit.image, hit.heatmap)
     except OSError:
         return None
 
@@ -138,13 +99,15 @@ def get_strip(request: StripRequest, renderer) -> StripImages:
         if found is not None:
             return found
     try:
-        grid, heat = render_strip_images(request, renderer)
-        grid_path, heat_path = _paths(request)
-        _atomic_write(heat_path, heat)
-        _atomic_write(grid_path, grid)
+        if request.vector is None:
+            raise ValueError("StripRequest.vector is needed to render")
+        unit = np.asarray(request.vector, dtype=np.float64)
+        unit = (unit / max(float(np.linalg.norm(unit)), 1e-12)).astype(np.float32)
+        strip = strip_cache().get_or_render(renderer, unit, request.sigma, request.spec)
+        images = StripImages(strip.image.read_bytes(), strip.heatmap.read_bytes(), strip.image, strip.heatmap)
         if mine:
             future.set_result(True)
-        return StripImages(grid, heat, grid_path, heat_path)
+        return images
     except BaseException as exc:
         if mine:
             future.set_exception(exc)
@@ -181,7 +144,7 @@ class Prefetcher:
         try:
             get_strip(request, renderer)
         except Exception:
-            log.exception("prefetch of component %s failed", request.index)
+            log.exception("prefetch of component %s failed", request.spec.component)
         finally:
             with self._lock:
                 self._queued.discard(key)

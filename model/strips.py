@@ -1,9 +1,10 @@
 """Review strips: one component shown on S seeds × T σ-steps, rendered in one batch and cached on disk.
 
 A strip is keyed by everything that decides its pixels (model fingerprint, set, component, seeds, steps, layer
-range, centring, truncation, resolution). The cache stores a display-size JPEG of the grid and a heat-map PNG
-(where in the image the component acts), written via temp file + rename so a page never sees half a file.
-A cache hit is a stat of two files: no model, no rendering.
+range, centring, truncation, resolution, class). The cache stores a display-size JPEG of the grid and a heat-map PNG
+(where in the image the component acts), written via temp file + rename so a page never sees half a file; a cache
+may draw them differently (the Review page does) under its own file suffixes. A cache hit is a stat of two files:
+no model, no rendering.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import io
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -42,6 +43,7 @@ class StripSpec:
     centred: bool = False
     resolution: int | None = None  # None = the model's full resolution
     psi: float = 1.0
+    class_index: int | None = None  # the class of a conditional model; None for unconditional ones
 
     def key(self, fingerprint: str) -> str:
         payload = {"fingerprint": fingerprint, **asdict(self)}
@@ -66,7 +68,7 @@ def render_strip(renderer, vector: np.ndarray, sigma: float, spec: StripSpec) ->
 
     if not spec.seeds:
         raise AtelierError("a strip needs at least one seed")
-    ws = renderer.ws_from_seeds(list(spec.seeds), psi=spec.psi)
+    ws = renderer.ws_from_seeds(list(spec.seeds), psi=spec.psi, class_index=spec.class_index)
     batch = strip_ws(ws, np.asarray(vector, np.float32), strip_offsets(sigma, spec.steps), spec.layer_start,
                      spec.layer_stop, spec.centred)
     images = renderer.synthesize(batch, resolution=spec.resolution, chunk=max(1, batch.shape[0]))
@@ -140,27 +142,43 @@ def _encode(array: np.ndarray, fmt: str) -> bytes:
     return buffer.getvalue()
 
 
+def draw_strip(result: StripResult, spec: StripSpec) -> tuple[bytes, bytes]:
+    """The grid as a JPEG with σ labels on top (cells of at least DISPLAY_CELL px) and the heat map as a PNG."""
+    cell = max(result.images.shape[2], DISPLAY_CELL)
+    return (_encode(strip_image(result, spec.steps, cell=cell), "JPEG"),
+            _encode(heatmap_image(result.heatmap, cell), "PNG"))
+
+
+Draw = Callable[[StripResult, StripSpec], tuple[bytes, bytes]]  # rendered strip -> (grid file, heat-map file)
+
+
 @dataclass(frozen=True)
 class CachedStrip:
-    image: Path  # display-size JPEG of the grid with σ labels
-    heatmap: Path  # PNG heat map
+    image: Path  # the grid, as the cache draws it (by default a display-size JPEG with σ labels)
+    heatmap: Path  # the heat map (by default a PNG)
     key: str
     cached: bool  # True when it came from the cache without rendering
 
 
 class StripCache:
-    """Strips on disk under root/<key[:2]>/<key>.jpg and <key>-heat.png."""
+    """Strips on disk under root/<key[:2]>/<key><grid suffix> and <key><heat suffix> (.jpg and -heat.png).
 
-    def __init__(self, root: str | Path | None = None):
+    ``draw`` makes the two files' bytes from a rendered strip. The key names the pixels, not their drawing, so a
+    cache that draws differently in the same root needs its own ``suffixes``.
+    """
+
+    def __init__(self, root: str | Path | None = None, draw: Draw = draw_strip,
+                 suffixes: tuple[str, str] = (".jpg", "-heat.png")):
         if root is None:
             from model.settings import cache_dir
 
             root = cache_dir() / "strips"
         self.root = Path(root)
+        self.draw, self.suffixes = draw, suffixes
 
     def paths(self, key: str) -> tuple[Path, Path]:
         folder = self.root / key[:2]
-        return folder / f"{key}.jpg", folder / f"{key}-heat.png"
+        return folder / f"{key}{self.suffixes[0]}", folder / f"{key}{self.suffixes[1]}"
 
     def lookup(self, fingerprint: str, spec: StripSpec) -> CachedStrip | None:
         """The cached strip, or None; needs no model."""
@@ -176,12 +194,9 @@ class StripCache:
         hit = self.lookup(renderer.fingerprint, spec)
         if hit is not None:
             return hit
-        result = render_strip(renderer, vector, sigma, spec)
-        h = result.images.shape[2]
-        cell = max(h, DISPLAY_CELL)
-        grid = strip_image(result, spec.steps, cell=cell)
+        grid, heatmap = self.draw(render_strip(renderer, vector, sigma, spec), spec)
         key = spec.key(renderer.fingerprint)
         image, heat = self.paths(key)
-        atomic_write_bytes(heat, _encode(heatmap_image(result.heatmap, cell), "PNG"))
-        atomic_write_bytes(image, _encode(grid, "JPEG"))  # image last: lookup needs both
+        atomic_write_bytes(heat, heatmap)
+        atomic_write_bytes(image, grid)  # image last: lookup needs both
         return CachedStrip(image, heat, key, False)

@@ -169,8 +169,8 @@ main, side = st.columns([3, 2], gap="large")
 with main:
     st.image(images.grid, width="stretch")
     start, stop = chosen.layers(renderer)
-    st.caption(f"Rows: seeds {', '.join(str(s) for s in request.seeds)} · columns: steps in σ of this component · "
-               f"layers {start}–{stop - 1} of {renderer.num_ws}")
+    st.caption(f"Rows: seeds {', '.join(str(s) for s in request.spec.seeds)} · columns: steps in σ of this "
+               f"component · layers {start}–{stop - 1} of {renderer.num_ws}")
     heat_col, score_col = st.columns([1, 2])
     with heat_col:
         st.image(images.heat, caption="Where it changes", width="stretch")
