@@ -11,10 +11,8 @@ Run the same command again after a crash, Ctrl-C or kill: it continues from the 
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
-import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TextIO
@@ -24,6 +22,7 @@ import requests
 from bs4 import BeautifulSoup, Tag
 from tqdm import tqdm
 
+from model.files import atomic_write_bytes
 from scrape.fetch import Fetched, Fetcher, FetchError
 from scrape.images import ImageRejected, NearDuplicateIndex, check_image, hash_to_hex, hex_to_hash
 from scrape.profile import FieldRule, SiteProfile
@@ -146,9 +145,12 @@ class Crawler:
                              image_urls_found=counts.get(kind="image"))
 
     def _remove_stale_temp_files(self) -> None:
-        """A kill during a file write leaves a '.tmp-' file; the image itself is downloaded again, so drop it."""
-        for stale in [*self.out_dir.glob(".tmp-*"), *(self.out_dir / IMAGES_DIR).glob("*/.tmp-*")]:
-            stale.unlink(missing_ok=True)
+        """A kill during a file write leaves a '.<name>.<random>.tmp' file (or '.tmp-<random>' from older versions);
+        the image itself is downloaded again, so drop it."""
+        images = self.out_dir / IMAGES_DIR
+        for pattern in (".*.tmp", ".tmp-*"):
+            for stale in [*self.out_dir.glob(pattern), *images.glob(f"*/{pattern}")]:
+                stale.unlink(missing_ok=True)
 
     def _load_hashes(self) -> None:
         """Rebuild the in-memory duplicate indexes from the state file (they are not stored separately)."""
@@ -230,7 +232,7 @@ class Crawler:
             record = replace(record, duplicate_of=nearest[0], distance=nearest[1])
         else:
             relative = f"{IMAGES_DIR}/{checked.sha256[:2]}/{checked.sha256}.{checked.extension}"
-            _write_atomic(self.out_dir / relative, fetched.body)
+            atomic_write_bytes(self.out_dir / relative, fetched.body)
             record = replace(record, path=relative)
         # The file is on disk before the state says so; a kill in between only leaves a file that is rewritten.
         self.state.record_image(record, fetched.attempts)
@@ -333,24 +335,12 @@ def _charset(content_type: str) -> str | None:
 
 # ---------------------------------------------------------------------------------------------------- files
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_metadata(state: StateDB, out_dir: Path) -> Path:
     """Rewrite metadata.jsonl from the state file (temp file + rename), so it is never half-written."""
     lines = [json.dumps(record.metadata_line(), ensure_ascii=False, sort_keys=True) + "\n"
              for record in state.images(kept_only=True)]
     target = out_dir / METADATA_FILE
-    _write_atomic(target, "".join(lines).encode("utf-8"))
+    atomic_write_bytes(target, "".join(lines).encode("utf-8"))
     return target
 
 
