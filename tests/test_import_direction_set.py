@@ -11,10 +11,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 from safetensors.numpy import save
-from typer.testing import CliRunner
 
 from db import queries
 from db.engine import dispose_engines, read_session
+from direction_fixtures import (  # noqa: F401
+    ARCH,
+    FINGERPRINT,
+    NUM_WS,
+    W_DIM,
+    _close_engines,
+    fresh_db,
+    members,
+    populate,
+    runner,
+    target,
+    untouched,
+)
 from model.direction_set import (
     JSON_MEMBER,
     LABELS_MEMBER,
@@ -25,18 +37,6 @@ from model.direction_set import (
     load_direction_set,
     plan_import,
 )
-from test_export_direction_set import fresh_db, members, populate
-
-FINGERPRINT = "ab" * 32
-W_DIM, NUM_WS = 8, 6
-ARCH = {"z_dim": 8, "w_dim": W_DIM, "num_ws": NUM_WS, "img_resolution": 32, "c_dim": 0}
-runner = CliRunner()
-
-
-@pytest.fixture(autouse=True)
-def _close_engines():
-    yield
-    dispose_engines()
 
 
 @pytest.fixture(scope="module")
@@ -47,17 +47,6 @@ def good(tmp_path_factory) -> bytes:
     data = export_direction_set(url, model_id, all_reviewed=True)
     dispose_engines()
     return data
-
-
-@pytest.fixture
-def target(tmp_path):
-    return fresh_db(tmp_path / "target.db", FINGERPRINT, ARCH)
-
-
-@pytest.fixture(scope="module")
-def untouched(tmp_path_factory):
-    """One database for all the bad files: none of them may write to it, which each test checks."""
-    return fresh_db(tmp_path_factory.mktemp("untouched") / "target.db", FINGERPRINT, ARCH)
 
 
 def snapshot(url: str) -> tuple:

@@ -7,35 +7,22 @@ import os
 import numpy as np
 import pytest
 import torch
-from typer.testing import CliRunner
 
 from db import queries
-from db.engine import dispose_engines, read_session
+from db.engine import read_session
+from direction_fixtures import (  # noqa: F401
+    FINGERPRINT,
+    NUM_WS,
+    W_DIM,
+    _close_engines,
+    architecture,
+    fresh_db,
+    runner,
+    target,
+    untouched,
+)
 from model.direction_set import apply_import, export_direction_set, load_direction_set, plan_import
 from model.importers import detect_kind, load_npy, read_raw
-from test_export_direction_set import architecture, fresh_db
-
-FINGERPRINT = "ab" * 32
-W_DIM, NUM_WS = 8, 6
-ARCH = {"z_dim": 8, "w_dim": W_DIM, "num_ws": NUM_WS, "img_resolution": 32, "c_dim": 0}
-runner = CliRunner()
-
-
-@pytest.fixture(autouse=True)
-def _close_engines():
-    yield
-    dispose_engines()
-
-
-@pytest.fixture
-def target(tmp_path):
-    return fresh_db(tmp_path / "target.db", FINGERPRINT, ARCH)
-
-
-@pytest.fixture(scope="module")
-def untouched(tmp_path_factory):
-    """One database for the files that must be refused; each test checks nothing was written."""
-    return fresh_db(tmp_path_factory.mktemp("untouched") / "target.db", FINGERPRINT, ARCH)
 
 
 def unit_rows(n: int, w_dim: int = W_DIM, seed: int = 0) -> np.ndarray:
