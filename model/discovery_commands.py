@@ -102,6 +102,7 @@ def strip(
     layers: str = typer.Option("all", help="all | coarse | middle | fine | A-B (ws rows, inclusive)."),
     centred: bool = typer.Option(False, "--centred", help="Remove each seed's own projection first."),
     resolution: Optional[int] = typer.Option(None, help="Render size (default: preview size for large models)."),
+    class_index: Optional[int] = typer.Option(None, "--class", help="Class for conditional models."),
     network: Optional[Path] = _network_option(),
     out: Path = typer.Option(Path("strip.png"), help="Output image (.png, .jpg or .webp)."),
 ) -> None:
@@ -122,8 +123,10 @@ def strip(
     renderer = _renderer_for(model, network)
     seed_list = parse_seeds(seeds) if seeds else (info.review_seeds or D.choose_review_seeds(rng_seed=set_id))
     start, stop = D.row_span(renderer.G, D.parse_layers(layers, renderer.num_ws))
+    renderer.class_vector(class_index, 1)  # a conditional model needs a valid class: say so before rendering
     spec = StripSpec(str(set_id), component, tuple(seed_list), sigma_steps(steps, span), start, stop, centred,
-                     resolution or (preview_resolution(renderer) if renderer.resolution >= 256 else None))
+                     resolution or (preview_resolution(renderer) if renderer.resolution >= 256 else None),
+                     class_index=class_index)
     t0 = time.perf_counter()
     cached = StripCache().get_or_render(renderer, vectors[component], float(sigmas[component]), spec)
     ms = (time.perf_counter() - t0) * 1000

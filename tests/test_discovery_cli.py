@@ -32,3 +32,18 @@ def test_discover_strip_score(reference_dir, tmp_path):
         comps = list_components(session, set_id)
     assert len(comps) == 3 and all(c.priority is not None and c.suggested_category for c in comps)
     assert np.isfinite([c.effect for c in comps]).all()
+
+
+def test_strip_of_a_conditional_model_takes_a_class(reference_dir, tmp_path):
+    pkl = str(reference_dir / "sg2ada_tiny32_cond.pkl")
+    runner = CliRunner()
+    result = runner.invoke(app, ["discover", "--method", "sefa", "--samples", "300", "--network", pkl])
+    assert result.exit_code == 0, result.output
+    set_id = result.stdout.strip().splitlines()[-1]
+    base = ["strip", "--set", set_id, "--component", "0", "--steps", "3", "--network", pkl]
+    missing = runner.invoke(app, base + ["--out", str(tmp_path / "a.png")])
+    assert missing.exit_code == 1 and "class-conditional" in missing.stderr
+    a = runner.invoke(app, base + ["--class", "0", "--out", str(tmp_path / "a.png")])
+    b = runner.invoke(app, base + ["--class", "2", "--out", str(tmp_path / "b.png")])
+    assert a.exit_code == 0 and b.exit_code == 0, a.output + b.output
+    assert (tmp_path / "a.png").read_bytes() != (tmp_path / "b.png").read_bytes()
