@@ -349,14 +349,25 @@ def load_network(path: str | Path, which: str = "G_ema") -> LoadedNetwork:
     return load_pickle_network(path, which)
 
 
-def convert(src: str | Path, dst: str | Path) -> Path:
-    """Convert a stylegan2-ada pickle to Atelier's .safetensors (G_ema, plus G and D when present)."""
+def convert(src: str | Path, dst: str | Path, generator_only: bool = False) -> Path:
+    """Convert a stylegan2-ada pickle, or slim an Atelier training snapshot, into an Atelier .safetensors file.
+
+    From a pickle: G_ema, plus D when present (fine-tuning needs it). `generator_only` keeps just G_ema, the
+    smallest file that renders (what a shipped or shared model needs).
+    """
     src, dst = Path(src), Path(dst)
-    g_ema = load_pickle_network(src, "G_ema")
+    g_ema = load_network(src, "G_ema")
     networks: dict[str, torch.nn.Module] = {"G_ema": g_ema.module}
-    try:
-        networks["D"] = load_pickle_network(src, "D").module
-    except AtelierError:
-        pass  # inference-only pickles may carry just the generator
-    provenance = {"source_file": src.name, "source_sha256": g_ema.source_sha256, "converted_from": "stylegan2-ada-pkl"}
+    if not generator_only:
+        try:
+            networks["D"] = load_network(src, "D").module
+        except AtelierError:
+            pass  # inference-only files may carry just the generator
+    provenance = dict(g_ema.metadata)
+    if generator_only:
+        provenance.pop("config", None)  # training settings belong with the run, not with a shipped generator
+    provenance.update({"source_file": src.name, "source_sha256": g_ema.source_sha256,
+                       "converted_from": "stylegan2-ada-pkl" if src.suffix != ".safetensors" else "atelier-snapshot"})
+    if g_ema.kimg is not None:
+        provenance["kimg"] = g_ema.kimg
     return save_safetensors(dst, networks, provenance)

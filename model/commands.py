@@ -47,14 +47,19 @@ def generate(
 
 
 @exit_on_user_error
-def convert(src: Path = typer.Argument(..., help="stylegan2-ada-pytorch network pickle"),
-            dst: Path = typer.Argument(..., help="output .safetensors")) -> None:
-    """Convert a stylegan2-ada-pytorch pickle to Atelier's .safetensors (no code can hide in it)."""
+def convert(src: Path = typer.Argument(..., help="stylegan2-ada-pytorch pickle, or an Atelier training snapshot"),
+            dst: Path = typer.Argument(..., help="output .safetensors"),
+            generator_only: bool = typer.Option(False, "--generator-only",
+                                                help="Keep only G_ema: the smallest file that renders.")) -> None:
+    """Convert a stylegan2-ada-pytorch pickle to Atelier's .safetensors (no code can hide in it), or slim a
+    training snapshot down to its generator."""
     from model.checkpoint import convert as convert_file
 
     if dst.suffix != ".safetensors":
         raise AtelierError(f"the output must end in .safetensors, got {dst.name}")
-    out = convert_file(src, dst)
+    if dst.resolve() == src.resolve():
+        raise AtelierError("the output would overwrite the input; choose another output name")
+    out = convert_file(src, dst, generator_only=generator_only)
     typer.echo(f"wrote {out}")
 
 

@@ -60,3 +60,21 @@ def test_train_refuses_missing_dataset(tmp_path):
     result = runner.invoke(app, ["train", "--data", str(tmp_path / "none.zip"), "--outdir", str(tmp_path / "r"),
                                  "--kimg", "1"])
     assert result.exit_code == 1 and "error:" in result.output
+
+
+def test_convert_slims_a_training_snapshot(tmp_path):
+    from model.checkpoint import load_network, read_safetensors_metadata
+    from model.train import TrainConfig, train
+
+    cfg = TrainConfig(resolution=16, batch=8, channel_base=128, channel_max=16, z_dim=16, w_dim=16, kimg=0.016,
+                      grid_seeds=(0,), threads=1)
+    snap = train(cfg, tmp_path / "run", progress=False)
+    slim = tmp_path / "demo.safetensors"
+    result = runner.invoke(app, ["convert", str(snap), str(slim), "--generator-only"])
+    assert result.exit_code == 0, result.output
+    assert slim.stat().st_size < snap.stat().st_size / 2
+    meta = read_safetensors_metadata(slim)
+    assert '"kimg": 0.016' in meta["provenance"] and '"G"' not in meta["architecture"]
+    assert load_network(slim).fingerprint == load_network(snap).fingerprint
+    same = runner.invoke(app, ["convert", str(slim), str(slim)])
+    assert same.exit_code == 1 and "overwrite" in same.output
