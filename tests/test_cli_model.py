@@ -78,3 +78,35 @@ def test_convert_slims_a_training_snapshot(tmp_path):
     assert load_network(slim).fingerprint == load_network(snap).fingerprint
     same = runner.invoke(app, ["convert", str(slim), str(slim)])
     assert same.exit_code == 1 and "overwrite" in same.output
+
+
+def _dataset_folder(path, sizes, labels=None):
+    import json as _json
+
+    path.mkdir()
+    names = []
+    for idx, (w, h) in enumerate(sizes):
+        name = f"00000/img{idx:08d}.png"
+        (path / "00000").mkdir(exist_ok=True)
+        Image.new("RGB", (w, h), (200, 190, 180)).save(path / name)
+        names.append(name)
+    (path / "dataset.json").write_text(_json.dumps({"labels": labels(names) if labels else None}))
+    return path
+
+
+def test_train_refuses_bad_datasets_before_training(tmp_path):
+    cases = {
+        "mixed": _dataset_folder(tmp_path / "mixed", [(32, 32), (64, 64)]),
+        "nonsquare": _dataset_folder(tmp_path / "nonsquare", [(32, 48), (32, 48)]),
+        "labels": _dataset_folder(tmp_path / "labels", [(32, 32), (32, 32)],
+                                  labels=lambda names: [[names[0], 0], ["00000/missing.png", 1]]),
+    }
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    cases["empty"] = empty
+    for kind, data in cases.items():
+        run = tmp_path / f"run-{kind}"
+        result = runner.invoke(app, ["train", "--data", str(data), "--outdir", str(run), "--kimg", "1"])
+        assert result.exit_code == 1, (kind, result.output)
+        assert "error:" in result.output and "Traceback" not in result.output, kind
+        assert not run.exists(), kind  # nothing started, nothing written
