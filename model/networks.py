@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from model.ops import (activation_gain, bias_act, conv2d_resample, downsample2d, modulated_conv2d,
+from model.ops import (activation_gain, bias_act, conv2d_resample, modulated_conv2d,
                        normalize_2nd_moment, setup_filter, upsample2d)
 
 RESAMPLE_TAPS = (1, 3, 3, 1)

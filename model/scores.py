@@ -20,7 +20,6 @@ edit on all ws rows; the per-seed change field is D_s = (img(+aσ) − img(0)) /
 """
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass
 from typing import Callable, Sequence
 

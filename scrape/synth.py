@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image, ImageChops, ImageDraw
 
 from model.errors import AtelierError
-from scrape.dataset import DatasetWriter, image_name
+from scrape.dataset import DatasetWriter
 
 Color = tuple[int, int, int]
 Point = tuple[float, float]

@@ -1,7 +1,6 @@
 """Safe loading of network pickles, Atelier's safetensors format, fingerprints, and clear errors for bad files."""
 from __future__ import annotations
 
-import io
 import os
 import pickle
 import pickletools

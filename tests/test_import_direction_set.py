@@ -6,7 +6,6 @@ import json
 import struct
 import warnings
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -14,7 +14,8 @@ import pytest
 from PIL import Image
 
 from model.errors import AtelierError
-from scrape.synth import (RunwayFactors, frame_for, image_name, palette, preview_grid, read_factors, render_batch,
+from scrape.dataset import image_name
+from scrape.synth import (RunwayFactors, frame_for, palette, preview_grid, read_factors, render_batch,
                           render_runway, sample_factors, shard_seeds, write_dataset)
 
 BASE = RunwayFactors(garment="dress", sleeve=0.5, length=0.5, hue=0.0, saturation=0.65, value=0.75, pattern="plain",

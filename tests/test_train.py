@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from model.checkpoint import load_network, save_safetensors
+from model.checkpoint import load_network
 from model.errors import AtelierError
 from model.train import TrainConfig, snapshot_paths, train
 
