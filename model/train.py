@@ -170,7 +170,6 @@ class TrainingState:
     cur_nimg: int = 0
     step: int = 0
     pl_mean: torch.Tensor = field(default_factory=lambda: torch.zeros([]))
-    started: float = field(default_factory=time.time)
 
 
 def build_state(cfg: TrainConfig, data: DataInfo, device: torch.device) -> TrainingState:

@@ -65,9 +65,12 @@ def test_resume_refuses_other_architecture(tmp_path):
 
 
 def test_conditional_training_uses_labels(tmp_path):
-    snap = train(tiny(kimg=0.016, conditional=True), tmp_path / "run", progress=False)
+    entries = []
+    snap = train(tiny(kimg=0.016, conditional=True, pl_weight=2.0, pl_interval=1), tmp_path / "run", progress=False,
+                 on_log=entries.append)
     G, D = load_network(snap).module, load_network(snap, "D").module
     assert G.c_dim == 4 and D.c_dim == 4  # four garment kinds in the synthetic stream
+    assert entries[-1]["pl_penalty"] > 0  # path-length regularisation ran (and stayed finite)
 
 
 def test_finetune_from_stylegan2_ada_pickle(tmp_path, reference_dir):
