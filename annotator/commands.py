@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
+import time
+import webbrowser
 from pathlib import Path
 from typing import Optional
 
@@ -14,12 +17,31 @@ from model.errors import AtelierError, exit_on_user_error
 APP_FILE = Path(__file__).resolve().parent / "app.py"
 
 
-def streamlit_command(port: int, host: str, headless: bool) -> list[str]:
-    """The `streamlit run` command line for the app (what `atelier app` executes)."""
+def streamlit_command(port: int, host: str) -> list[str]:
+    """The `streamlit run` command line for the app (what `atelier app` executes).
+
+    Always headless: otherwise Streamlit asks for an e-mail address on a machine's first run, which blocks or, with
+    no terminal, fails. Atelier opens the browser itself when asked to (see `app`).
+    """
     return [sys.executable, "-m", "streamlit", "run", str(APP_FILE),
-            "--server.port", str(port), "--server.address", host,
-            "--server.headless", "true" if headless else "false",
+            "--server.port", str(port), "--server.address", host, "--server.headless", "true",
             "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal"]
+
+
+def _wait_until_serving(url: str, process: subprocess.Popen, seconds: float = 60.0) -> bool:
+    """Poll Streamlit's health endpoint until it answers, the server exits, or time runs out."""
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.status == 200:
+                    return True
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.5)
+    return False
 
 
 @exit_on_user_error
@@ -31,10 +53,21 @@ def app(
     """Start the annotator in the browser: review, label, publish directions, design looks."""
     if not 1 <= port <= 65535:
         raise AtelierError(f"--port must be 1 … 65535, got {port}")
-    command = streamlit_command(port, host, headless)
-    typer.echo(f"Atelier on http://{host}:{port}  (Ctrl+C stops it)")
+    command = streamlit_command(port, host)
+    url = f"http://{'localhost' if host in ('0.0.0.0', '::') else host}:{port}"
+    typer.echo(f"Atelier on {url}  (Ctrl+C stops it)")
     sys.stdout.flush()
-    os.execv(sys.executable, command)
+    if headless:
+        os.execv(sys.executable, command)
+    process = subprocess.Popen(command)
+    try:
+        if _wait_until_serving(url, process):
+            webbrowser.open(url)
+        code = process.wait()
+    except KeyboardInterrupt:
+        process.terminate()
+        code = process.wait()
+    raise typer.Exit(code)
 
 
 @exit_on_user_error

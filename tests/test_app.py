@@ -273,7 +273,7 @@ def test_cli_registers_app_and_bench(env):
     runner = CliRunner()
     assert runner.invoke(app, ["app", "--help"]).exit_code == 0
     assert runner.invoke(app, ["bench", "app", "--help"]).exit_code == 0
-    command = streamlit_command(9000, "0.0.0.0", True)
+    command = streamlit_command(9000, "0.0.0.0")
     assert command[command.index("--server.headless") + 1] == "true"
     assert command[command.index("--server.address") + 1] == "0.0.0.0"
     assert command[command.index("--server.port") + 1] == "9000"
