@@ -36,6 +36,7 @@ import numpy as np
 
 from db.queries import MAX_DIRECTION_NAME_LENGTH, InvalidInput, check_direction_name
 from model.errors import AtelierError
+from model.files import atomic_write_bytes
 from model.render import Edit
 
 FORMAT_NAME = "atelier-direction-set"
@@ -996,7 +997,6 @@ def export_direction_set(session_or_url: Any, model_id: int, out_path: str | Pat
     data = pack_direction_set(doc, vectors, previews)
     if out_path is None:
         return data
-    from model.checkpoint import atomic_write_bytes
 
     path = Path(out_path)
     atomic_write_bytes(path, data)

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from model.errors import AtelierError
+from model.files import atomic_write_bytes
 
 LAYER_GROUPS = ("all", "coarse", "middle", "fine")
 SIGMA_SAMPLES = 20_000
@@ -62,7 +63,6 @@ class ComponentSet:
         """A .npz file the database can import (vectors, values, sigmas + JSON metadata); written atomically."""
         import io
 
-        from model.checkpoint import atomic_write_bytes
 
         meta = {"method": self.method, "params": self.params, "sample_count": int(self.sample_count),
                 "fingerprint": self.fingerprint, "w_dim": int(self.w_dim), "num_ws": int(self.num_ws),
@@ -371,7 +371,6 @@ def map_path(fingerprint: str) -> Path:
 def save_map(fingerprint: str, coords: np.ndarray, seeds: np.ndarray, psi: float = 1.0) -> Path:
     import io
 
-    from model.checkpoint import atomic_write_bytes
 
     buffer = io.BytesIO()
     np.savez(buffer, coords=coords, seeds=seeds, psi=np.float64(psi))

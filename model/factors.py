@@ -24,10 +24,11 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 from model.errors import AtelierError
+from model.files import atomic_write_bytes
 from model.settings import PACKAGE_DIR
 
 PREDICTOR_PATH = PACKAGE_DIR / "assets" / "factor_predictor.safetensors"
@@ -164,7 +165,6 @@ class Predictor:
     def save(self, path: str | Path = PREDICTOR_PATH) -> Path:
         from safetensors.torch import save
 
-        from model.checkpoint import atomic_write_bytes
 
         tensors = {k: v.detach().to(torch.float16).contiguous() for k, v in self.module.state_dict().items()}
         meta = {"format": "atelier-factor-predictor", "scales": json.dumps(self.scales),

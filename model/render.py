@@ -5,6 +5,7 @@ used in its old notebooks shows the same look here.
 """
 from __future__ import annotations
 
+import io
 import os
 import re
 import threading
@@ -17,6 +18,7 @@ import torch
 
 from model.checkpoint import LoadedNetwork, load_network
 from model.errors import AtelierError
+from model.files import atomic_write_bytes
 from model.settings import default_model_path
 
 MAX_SEED = 2 ** 32 - 1
@@ -236,9 +238,6 @@ def image_grid(images: np.ndarray, columns: int, pad: int = 0, background: int =
 
 def save_png(array: np.ndarray, path: str | Path) -> Path:
     from PIL import Image
-
-    from model.checkpoint import atomic_write_bytes
-    import io
 
     buffer = io.BytesIO()
     Image.fromarray(array).save(buffer, format="PNG")

@@ -18,6 +18,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from model.errors import AtelierError
+from model.files import atomic_write_bytes
 
 DEFAULT_STEPS = 7
 DEFAULT_SPAN = 3.0
@@ -189,7 +190,6 @@ class StripCache:
         return None
 
     def get_or_render(self, renderer, vector: np.ndarray, sigma: float, spec: StripSpec) -> CachedStrip:
-        from model.checkpoint import atomic_write_bytes
 
         hit = self.lookup(renderer.fingerprint, spec)
         if hit is not None:

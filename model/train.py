@@ -28,8 +28,9 @@ import torch
 import torch.nn.functional as F
 
 from model.augment import AdaController, AugmentPipe
-from model.checkpoint import atomic_write_bytes, load_network, save_safetensors
+from model.checkpoint import load_network, save_safetensors
 from model.errors import AtelierError
+from model.files import atomic_write_bytes
 from model.networks import Discriminator, Generator
 from model.render import image_grid, save_png, to_uint8
 
