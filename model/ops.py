@@ -10,16 +10,17 @@ import math
 import torch
 import torch.nn.functional as F
 
-# Activation name -> (function, default gain). The sqrt(2) gain keeps the signal variance of leaky ReLU at 1.
+# Activation name -> (function, in-place function, default gain). The sqrt(2) gain keeps the signal variance of
+# leaky ReLU at 1.
 ACTIVATIONS = {
-    "linear": (lambda x: x, 1.0),
-    "relu": (F.relu, math.sqrt(2)),
-    "lrelu": (lambda x: F.leaky_relu(x, 0.2), math.sqrt(2)),
+    "linear": (lambda x: x, lambda x: x, 1.0),
+    "relu": (F.relu, F.relu_, math.sqrt(2)),
+    "lrelu": (lambda x: F.leaky_relu(x, 0.2), lambda x: F.leaky_relu_(x, 0.2), math.sqrt(2)),
 }
 
 
 def activation_gain(name: str) -> float:
-    return ACTIVATIONS[name][1]
+    return ACTIVATIONS[name][2]
 
 
 def setup_filter(taps: list[float] | tuple[float, ...]) -> torch.Tensor:
@@ -30,19 +31,22 @@ def setup_filter(taps: list[float] | tuple[float, ...]) -> torch.Tensor:
 
 
 def bias_act(x: torch.Tensor, b: torch.Tensor | None = None, act: str = "linear", gain: float | None = None,
-             clamp: float | None = None, dim: int = 1) -> torch.Tensor:
-    """Add bias along `dim`, apply the activation, scale by gain, clamp to [-clamp, clamp]."""
-    fn, default_gain = ACTIVATIONS[act]
+             clamp: float | None = None, dim: int = 1, inplace: bool = False) -> torch.Tensor:
+    """Add bias along `dim`, apply the activation, scale by gain, clamp to [-clamp, clamp].
+
+    `inplace` overwrites x (only where autograd is off and x is a temporary the caller owns).
+    """
+    fn, fn_, default_gain = ACTIVATIONS[act]
     if b is not None:
         shape = [1] * x.ndim
         shape[dim] = -1
-        x = x + b.reshape(shape)
-    x = fn(x)
+        x = x.add_(b.reshape(shape)) if inplace else x + b.reshape(shape)
+    x = fn_(x) if inplace else fn(x)
     gain = default_gain if gain is None else gain
     if gain != 1:
-        x = x * gain
+        x = x.mul_(gain) if inplace else x * gain
     if clamp is not None and clamp >= 0:
-        x = x.clamp(-clamp, clamp)
+        x = x.clamp_(-clamp, clamp) if inplace else x.clamp(-clamp, clamp)
     return x
 
 
@@ -160,11 +164,5 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
         offset = offset * gain if gain != 1 else offset
         fits = torch.broadcast_shapes(x.shape, offset.shape) == x.shape  # in place only if x keeps its shape
         x = x.add_(offset) if inplace and fits else x + offset
-    fn = ACTIVATIONS[activation][0]
-    if activation == "lrelu":
-        x = F.leaky_relu_(x, 0.2) if inplace else F.leaky_relu(x, 0.2)
-    elif activation != "linear":
-        x = fn(x)
-    if clamp is not None and clamp >= 0:
-        x = x.clamp_(-clamp, clamp) if inplace else x.clamp(-clamp, clamp)
-    return x
+    # The gain is already folded in above, so the activation runs with gain 1.
+    return bias_act(x, act=activation, gain=1.0, clamp=clamp, inplace=inplace)
