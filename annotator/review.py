@@ -74,6 +74,25 @@ def upcoming(items: Sequence[q.QueueItem], current_id: int | None, count: int = 
     return ids[:count]
 
 
+def resample_seeds(url: str, set_id: int, count: int, rng_seed: int | None = None) -> tuple[list[int], list[int]]:
+    """Give the whole team a fresh review seed set for this component set; returns (new seeds, previous seeds) so
+    the page can offer to put the previous ones back."""
+    from model.discovery import choose_review_seeds
+
+    with write_session(url) as session:
+        previous = q.get_component_set(session, set_id).review_seeds
+        fresh = choose_review_seeds(max(1, count), rng_seed=rng_seed)
+        while fresh == sorted(previous) and rng_seed is None:  # a draw equal to the old set would look like a no-op
+            fresh = choose_review_seeds(max(1, count))
+        return q.set_review_seeds(session, set_id, fresh).review_seeds, list(previous)
+
+
+def restore_seeds(url: str, set_id: int, seeds: Sequence[int]) -> list[int]:
+    """Put an earlier review seed set back (the undo of :func:`resample_seeds`)."""
+    with write_session(url) as session:
+        return q.set_review_seeds(session, set_id, seeds).review_seeds
+
+
 def component_by_index(url: str, set_id: int, index: int) -> q.ComponentInfo:
     with read_session(url) as session:
         for component in q.list_components(session, set_id):

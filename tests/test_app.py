@@ -164,6 +164,42 @@ def test_skip_and_previous_and_jump(env):
     assert at.title[0].value == "Component 100"
 
 
+def test_resample_seeds_is_stored_for_the_team_and_can_be_undone(env):
+    from annotator import services
+    from db import queries as q
+    from db.engine import read_session
+
+    at = _app("Gil")
+    set_id = services.context().component_set.id
+
+    def stored() -> list[int]:
+        with read_session(services.context().url) as session:
+            return q.get_component_set(session, set_id).review_seeds
+
+    before = stored()
+    at.button(key="rv.resample").click().run()
+    assert not _errors(at)
+    after_resample = stored()
+    assert after_resample != before and len(after_resample) == len(before)
+    assert any(str(after_resample[0]) in c.value for c in at.caption)  # the strip shows the new seeds
+    other = _app("Hana")  # another reviewer's session reads the same stored seeds
+    assert any(", ".join(map(str, after_resample)) in c.value for c in other.caption)
+    at.button(key="rv.unresample").click().run()
+    assert stored() == before
+    assert not any(b.key == "rv.unresample" for b in at.button)
+
+
+def test_resample_seeds_helpers(env):
+    from annotator import review, services
+
+    ctx = services.bootstrap()
+    fresh, previous = review.resample_seeds(ctx.url, ctx.component_set.id, 4, rng_seed=3)
+    assert len(fresh) == 4 and len(set(fresh)) == 4 and all(0 <= s < 100_000 for s in fresh)
+    again, previous2 = review.resample_seeds(ctx.url, ctx.component_set.id, 4, rng_seed=3)
+    assert again == fresh and previous2 == fresh  # reproducible with a seed; "previous" is what was stored
+    assert review.restore_seeds(ctx.url, ctx.component_set.id, previous) == previous
+
+
 def test_publish_then_slider_on_generate_and_save_look(env):
     from annotator import directions, services
     from db import queries as q

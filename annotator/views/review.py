@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -33,7 +32,7 @@ def settings() -> review.StripSettings:
 
 
 def seeds() -> list[int]:
-    return state.get("rv.seeds") or cset.review_seeds or [0, 1, 2, 3, 4, 5]
+    return cset.review_seeds or [0, 1, 2, 3, 4, 5]
 
 
 def current_queue() -> list[q.QueueItem]:
@@ -97,7 +96,17 @@ def jump() -> None:
 
 
 def resample() -> None:
-    state["rv.seeds"] = [int(s) for s in np.random.default_rng().choice(100_000, size=len(seeds()), replace=False)]
+    # Stored with the set, so every reviewer (and the next session) sees the same seeds; the old ones can come back.
+    fresh, previous = review.resample_seeds(ctx.url, cset.id, len(seeds()))
+    state["rv.previous_seeds"] = previous
+    state["rv.flash"] = f"New review seeds for everyone on this set: {', '.join(map(str, fresh))}."
+
+
+def restore_previous_seeds() -> None:
+    previous = state.pop("rv.previous_seeds", None)
+    if previous:
+        review.restore_seeds(ctx.url, cset.id, previous)
+        state["rv.flash"] = f"Review seeds restored: {', '.join(map(str, previous))}."
 
 
 # --- which component -------------------------------------------------------------------------------------------
@@ -154,7 +163,11 @@ with st.container(horizontal=True, vertical_alignment="bottom"):
     st.segmented_control("Steps", [5, 7, 9], key="rv.steps", default=7)
     st.toggle("Centred", key="rv.centred", help="Remove each seed's own position on this direction first, so the "
                                                  "middle column is the same neutral point for every seed.")
-    st.button("Resample seeds", icon=":material/casino:", on_click=resample, key="rv.resample")
+    st.button("Resample seeds", icon=":material/casino:", on_click=resample, key="rv.resample",
+              help="Draw new seeds for this set's strips; every reviewer sees the same ones.")
+    if state.get("rv.previous_seeds"):
+        st.button("Previous seeds", icon=":material/undo:", on_click=restore_previous_seeds, key="rv.unresample",
+                  help="Undo the resample: put the seeds from before it back.")
 
 chosen = settings()
 request = review.strip_request(ctx, component, vector, chosen, renderer, seeds())
