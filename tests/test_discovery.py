@@ -126,3 +126,28 @@ def test_set_round_trips_through_file_and_database(tiny, tmp_path):
     assert len(comps) == tiny.w_dim
     np.testing.assert_allclose([c.sigma for c in comps], cs.sigmas, rtol=1e-6)
     np.testing.assert_allclose(vectors, cs.vectors, atol=1e-6)
+
+
+def test_umap_map_keeps_clusters_apart_and_each_point_keeps_its_seed(tiny):
+    """Two far-apart clouds in w must land apart in the 2-D map; subsampling keeps every point paired with its seed,
+    and the map round-trips through its per-model cache file."""
+    rng = np.random.default_rng(0)
+    w = np.concatenate([rng.standard_normal((150, 16)), rng.standard_normal((150, 16)) + 12.0]).astype(np.float32)
+    seeds = np.arange(1000, 1300)
+    coords, kept = D.umap_embedding(w, seeds, points=200, random_state=0)
+    assert coords.shape == (200, 2) and coords.dtype == np.float32 and np.isfinite(coords).all()
+    assert len(set(kept.tolist())) == 200 and set(kept.tolist()) <= set(seeds.tolist())
+    cloud = kept >= 1150  # which cloud each kept point came from, read off its seed
+    assert 0 < cloud.sum() < 200
+    # Every point's nearest neighbour in the map comes from the same cloud.
+    d = ((coords[:, None] - coords[None]) ** 2).sum(-1)
+    np.fill_diagonal(d, np.inf)
+    assert (cloud[d.argmin(axis=1)] == cloud).all()
+    gap = np.linalg.norm(coords[cloud].mean(0) - coords[~cloud].mean(0))
+    spread = max(coords[cloud].std(0).max(), coords[~cloud].std(0).max())
+    assert gap > 3 * spread
+    with pytest.raises(AtelierError, match="one seed per sample"):
+        D.umap_embedding(w, seeds[:10])
+    D.save_map(tiny.fingerprint, coords, kept)
+    loaded = D.load_map(tiny.fingerprint)
+    assert loaded is not None and np.array_equal(loaded[0], coords) and np.array_equal(loaded[1], kept)
