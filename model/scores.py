@@ -7,7 +7,11 @@ edit on all ws rows; the per-seed change field is D_s = (img(+aσ) − img(0)) /
 - consistency  mean pairwise cosine similarity of the seeds' change fields, after 4 × 4 average pooling (a mild
                blur: the same change lands a pixel or two apart on different figures), clipped to [0, 1]:
                identical changes → 1, unrelated changes → about 0, opposite changes → 0. A seed with no change
-               counts as similarity 0 with every other seed.
+               counts as similarity 0 with every other seed. The fields are compared in YCbCr with the chroma
+               channels weighted ¼: the same edit (a longer sleeve, a shorter hem) changes brightness alike on
+               every figure, but its chroma change depends on each garment's own colour. On the demo model this
+               raised the rank correlation with the ground-truth consistency (top 100) from 0.31 (plain RGB) to
+               0.41; luminance alone scored the same but would call a consistent pure hue shift inconsistent.
 - locality     1 − effective area of the mean |change| map, where effective area = exp(entropy) / pixel count:
                uniform change → 0, a change confined to a third of the image → 0.67, one pixel → 1.
   where        the change map's centroid: top / middle / bottom of the figure's vertical extent, and centre /
@@ -31,6 +35,10 @@ DEFAULT_SPAN = 2.0
 LAYER_SEEDS = 1
 DEAD_FRACTION = 0.05
 POOL = 4
+YCBCR = np.array([[0.299, 0.587, 0.114],
+                  [-0.168736, -0.331264, 0.5],
+                  [0.5, -0.418688, -0.081312]])  # RGB -> Y, Cb, Cr (BT.601)
+CHROMA_WEIGHT = 0.25  # weight of Cb, Cr against Y when comparing change fields across seeds (see consistency)
 
 
 @dataclass
@@ -77,10 +85,12 @@ def _pool(x: np.ndarray, f: int) -> np.ndarray:
 
 
 def consistency_score(changes: np.ndarray, pool: int = POOL) -> float:
-    """Mean pairwise cosine of the pooled per-seed change fields, clipped to [0, 1] (1 for a single seed)."""
+    """Mean pairwise cosine of the pooled per-seed change fields (YCbCr, chroma weighted ¼), clipped to [0, 1]
+    (1 for a single seed)."""
     if len(changes) < 2:
         return 1.0
-    flat = _pool(changes.astype(np.float64), pool).reshape(len(changes), -1)
+    ycc = changes.astype(np.float64) @ (YCBCR * np.array([[1.0], [CHROMA_WEIGHT], [CHROMA_WEIGHT]])).T
+    flat = _pool(ycc, pool).reshape(len(changes), -1)
     norms = np.linalg.norm(flat, axis=1)
     unit = flat / np.where(norms > 1e-12, norms, np.inf)[:, None]
     sim = unit @ unit.T
@@ -139,11 +149,6 @@ def locality_score(changes: np.ndarray, mask: np.ndarray | None = None) -> tuple
     v = "top" if vertical < 1 / 3 else ("middle" if vertical < 2 / 3 else "bottom")
     hz = "sides" if sideness > 1.15 else "centre"
     return locality, f"{v}-{hz}", vertical, sideness
-
-
-YCBCR = np.array([[0.299, 0.587, 0.114],
-                  [-0.168736, -0.331264, 0.5],
-                  [0.5, -0.418688, -0.081312]])
 
 
 def colour_share(changes: np.ndarray) -> float:

@@ -48,6 +48,26 @@ def test_consistency_identical_vs_opposite_vs_unrelated():
     assert S.consistency_score(with_dead_seed) == pytest.approx(1 / 3)
 
 
+def test_consistency_reads_the_same_edit_on_differently_coloured_garments_as_consistent():
+    """A sleeve growing over the same arm region on garments of different colours: each seed's RGB change is
+    (garment colour − skin colour), so plain RGB fields disagree, but the brightness change agrees."""
+    skin = np.array([0.80, 0.62, 0.50])
+    garments = [np.array(c) for c in ((0.20, 0.25, 0.70), (0.60, 0.15, 0.15), (0.15, 0.55, 0.20), (0.45, 0.40, 0.10))]
+    fields = np.zeros((len(garments), 16, 16, 3))
+    for i, garment in enumerate(garments):
+        fields[i, 4:9, 2:5] = garment - skin  # left sleeve region
+        fields[i, 4:9, 11:14] = garment - skin  # right sleeve region
+    flat = fields.reshape(len(fields), -1)
+    unit = flat / np.linalg.norm(flat, axis=1, keepdims=True)
+    rgb_cosine = ((unit @ unit.T).sum() - len(unit)) / (len(unit) * (len(unit) - 1))
+    assert S.consistency_score(fields) > 0.8 > rgb_cosine + 0.1
+    # A hue shift that is the same on every seed stays fully consistent; a seed-dependent sign does not.
+    shift = np.zeros((3, 16, 16, 3))
+    shift[:, 3:13, 5:11] = (0.1, -0.05, -0.05)
+    assert S.consistency_score(shift) == pytest.approx(1.0)
+    assert S.consistency_score(shift * np.array([1, -1, 1])[:, None, None, None]) < 0.35
+
+
 def test_change_confined_to_bottom_band_is_local_and_at_the_bottom():
     changes = np.zeros((3, 30, 30, 3))
     changes[:, 22:, :, :] = 0.5
