@@ -67,3 +67,59 @@ def format_render_table(result: dict) -> str:
     lines.append(f"review strip 6 seeds x 7 steps at {result['preview_resolution']} px: "
                  f"{result['strip_seconds'] * 1000:.0f} ms")
     return "\n".join(lines)
+
+
+# --- training ------------------------------------------------------------------------------------------------------
+
+def bench_train(cfg, warmup_kimg: float = 0.25, measure_kimg: float = 1.0) -> dict:
+    """Train a fresh network of config `cfg` in a temporary run folder and time it.
+
+    The first `warmup_kimg` (allocator, first R1 step, thread pools) is left out; the rest is timed as the trainer
+    itself times it (its log entries), so the figure includes data generation, every regulariser on its
+    interval, augmentation and EMA: what a real run sees. Returns images/s, s/kimg and peak memory.
+    """
+    import dataclasses
+    import tempfile
+
+    from model.errors import AtelierError
+    from model.train import train
+
+    if warmup_kimg <= 0 or measure_kimg <= 0:
+        raise AtelierError("--warmup and --kimg must both be above 0 (thousands of images)")
+    run_cfg = dataclasses.replace(cfg, kimg=warmup_kimg + measure_kimg, snap_kimg=warmup_kimg, snap_minutes=1e9,
+                                  keep_snapshots=1, grid_seeds=tuple(range(4)))
+    entries: list[dict] = []
+    with tempfile.TemporaryDirectory(prefix="atelier-bench-train-") as tmp:
+        started = time.perf_counter()
+        train(run_cfg, Path(tmp), progress=False, on_log=entries.append)
+        wall = time.perf_counter() - started
+    if len(entries) < 2:
+        raise AtelierError("the run was too short to time: raise --kimg above one batch")
+    timed = entries[1:]  # entries[0] closes the warm-up
+    images = (timed[-1]["kimg"] - entries[0]["kimg"]) * 1000
+    seconds = 0.0
+    previous = entries[0]["kimg"]
+    for entry in timed:
+        seconds += (entry["kimg"] - previous) * entry["sec_per_kimg"]
+        previous = entry["kimg"]
+    device = torch.device("cuda") if torch.cuda.is_available() and cfg.device in ("auto", "cuda") else None
+    result = {"device": torch.cuda.get_device_name(0) if device is not None else "cpu",
+              "threads": torch.get_num_threads(), "resolution": cfg.resolution, "batch": cfg.batch,
+              "channel_base": cfg.channel_base, "channel_max": cfg.channel_max, "map_layers": cfg.map_layers,
+              "fp16_res": cfg.num_fp16_res, "augment": cfg.augment, "timed_images": int(round(images)),
+              "images_per_s": round(images / seconds, 2), "sec_per_kimg": round(seconds / images * 1000, 2),
+              "wall_seconds": round(wall, 1), "peak_rss_mb": round(peak_rss_mb(), 1)}
+    if device is not None:
+        result["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2 ** 20, 1)
+    return result
+
+
+def format_train_table(result: dict) -> str:
+    memory = f"peak RSS {result['peak_rss_mb']:.0f} MB"
+    if "peak_cuda_mb" in result:
+        memory += f", peak GPU {result['peak_cuda_mb']:.0f} MB"
+    return (f"training on {result['device']} ({result['threads']} threads): {result['resolution']} px, batch "
+            f"{result['batch']}, channels min({result['channel_base']} / r, {result['channel_max']}), "
+            f"{result['map_layers']} mapping layers, augment {result['augment']}\n"
+            f"{result['images_per_s']:.2f} images/s, {result['sec_per_kimg']:.1f} s per kimg "
+            f"(timed over {result['timed_images']} images after warm-up); {memory}")

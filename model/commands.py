@@ -128,6 +128,35 @@ def train(
 
 
 @exit_on_user_error
+def bench_train(
+    kimg: float = typer.Option(1.0, help="Thousands of images to time (after the warm-up)."),
+    warmup: float = typer.Option(0.25, help="Thousands of images trained first and not timed."),
+    batch: int = typer.Option(16),
+    resolution: int = typer.Option(64, help="Image size of the synthetic stream."),
+    cbase: int = typer.Option(4096, help="Channel base (channels at resolution r = min(cbase / r, cmax))."),
+    cmax: int = typer.Option(64, help="Channel maximum."),
+    map_layers: int = typer.Option(2, "--map", help="Mapping network layers."),
+    aug: str = typer.Option("ada", help="ada | fixed | none"),
+    fp16_res: int = typer.Option(0, help="Number of highest resolutions in float16 (GPU only)."),
+    threads: int = typer.Option(0, help="CPU threads (0 = all)."),
+    device: str = typer.Option("auto"),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Training images/s and seconds per kimg for a config (default: the demo model's), on fresh weights."""
+    from model.bench import bench_train as run_bench, format_train_table
+    from model.train import TrainConfig
+
+    if aug not in ("ada", "fixed", "none"):
+        raise AtelierError(f"--aug must be ada, fixed or none, not {aug!r}")
+    if batch < 1:
+        raise AtelierError("--batch must be at least 1")
+    cfg = TrainConfig(resolution=resolution, batch=batch, channel_base=cbase, channel_max=cmax,
+                      map_layers=map_layers, augment=aug, num_fp16_res=fp16_res, threads=threads, device=device)
+    result = run_bench(cfg, warmup_kimg=warmup, measure_kimg=kimg)
+    typer.echo(json.dumps(result) if as_json else format_train_table(result))
+
+
+@exit_on_user_error
 def bench_render(
     network: Optional[Path] = _network_option(),
     batches: str = typer.Option("1,8,32", help="Batch sizes to time."),
@@ -152,4 +181,5 @@ def register(app: typer.Typer) -> None:
     app.command("info")(info)
     app.command("train")(train)
     bench_app.command("render")(bench_render)
+    bench_app.command("train")(bench_train)
     app.add_typer(bench_app, name="bench")

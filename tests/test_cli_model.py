@@ -56,6 +56,21 @@ def test_bench_render_json(reference_dir):
     assert all(r["images_per_s"] > 0 and r["peak_rss_mb"] > 0 for r in data["rows"]) and data["strip_seconds"] > 0
 
 
+def test_bench_train_times_the_steps_after_the_warm_up():
+    # 4 warm-up steps (batch 4) are left out; 8 steps = 32 images are timed, whatever their order of snapshots.
+    result = runner.invoke(app, ["bench", "train", "--resolution", "16", "--batch", "4", "--cbase", "128",
+                                 "--cmax", "16", "--warmup", "0.016", "--kimg", "0.032", "--threads", "1",
+                                 "--device", "cpu", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["timed_images"] == 32 and data["device"] == "cpu" and data["resolution"] == 16
+    assert data["images_per_s"] > 0 and data["peak_rss_mb"] > 0
+    assert abs(data["sec_per_kimg"] * data["images_per_s"] - 1000) < 1  # one figure, two units
+    assert data["wall_seconds"] >= data["timed_images"] / data["images_per_s"] * 0.9
+    bad = runner.invoke(app, ["bench", "train", "--kimg", "0"])
+    assert bad.exit_code == 1 and "--kimg" in bad.output
+
+
 def test_train_refuses_missing_dataset(tmp_path):
     result = runner.invoke(app, ["train", "--data", str(tmp_path / "none.zip"), "--outdir", str(tmp_path / "r"),
                                  "--kimg", "1"])
