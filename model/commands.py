@@ -97,6 +97,8 @@ def train(
     target: float = typer.Option(0.6, help="ADA overfitting target."),
     mixing: float = typer.Option(0.9, help="Style mixing probability."),
     fp16_res: int = typer.Option(0, help="Number of highest resolutions in float16 (GPU only)."),
+    bf16_res: int = typer.Option(0, help="CPU only: the N highest resolutions of G and D train in bfloat16 (about "
+                                         "twice as fast on CPUs with AVX-512 BF16 or AMX; snapshots stay float32)."),
     snap_kimg: float = typer.Option(4.0), snap_minutes: float = typer.Option(5.0),
     seed: int = typer.Option(0), threads: int = typer.Option(0, help="CPU threads (0 = all)."),
     device: str = typer.Option("auto"),
@@ -110,9 +112,12 @@ def train(
         raise AtelierError(f"--aug must be ada, fixed or none, not {aug!r}")
     if batch < 1 or kimg <= 0:
         raise AtelierError("--batch must be at least 1 and --kimg above 0")
+    if bf16_res < 0 or fp16_res < 0:
+        raise AtelierError("--bf16-res and --fp16-res count resolutions: use 0 or more")
     cfg = TrainConfig(data=data, resolution=resolution, conditional=cond, batch=batch, channel_base=cbase,
                       channel_max=cmax, map_layers=map_layers, gamma=gamma, pl_weight=pl_weight, augment=aug,
-                      augment_p=p, ada_target=target, style_mixing=mixing, num_fp16_res=fp16_res, kimg=kimg,
+                      augment_p=p, ada_target=target, style_mixing=mixing, num_fp16_res=fp16_res,
+                      cpu_bf16_res=bf16_res, kimg=kimg,
                       snap_kimg=snap_kimg, snap_minutes=snap_minutes, seed=seed, device=device, threads=threads)
     if data != "synthetic":
         from scrape.dataset import validate_dataset
@@ -138,6 +143,8 @@ def bench_train(
     map_layers: int = typer.Option(2, "--map", help="Mapping network layers."),
     aug: str = typer.Option("ada", help="ada | fixed | none"),
     fp16_res: int = typer.Option(0, help="Number of highest resolutions in float16 (GPU only)."),
+    bf16_res: int = typer.Option(0, help="CPU only: the N highest resolutions of G and D train in bfloat16 (about "
+                                         "twice as fast on CPUs with AVX-512 BF16 or AMX; snapshots stay float32)."),
     threads: int = typer.Option(0, help="CPU threads (0 = all)."),
     device: str = typer.Option("auto"),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
@@ -148,10 +155,11 @@ def bench_train(
 
     if aug not in ("ada", "fixed", "none"):
         raise AtelierError(f"--aug must be ada, fixed or none, not {aug!r}")
-    if batch < 1:
-        raise AtelierError("--batch must be at least 1")
+    if batch < 1 or bf16_res < 0 or fp16_res < 0:
+        raise AtelierError("--batch must be at least 1, --bf16-res and --fp16-res at least 0")
     cfg = TrainConfig(resolution=resolution, batch=batch, channel_base=cbase, channel_max=cmax,
-                      map_layers=map_layers, augment=aug, num_fp16_res=fp16_res, threads=threads, device=device)
+                      map_layers=map_layers, augment=aug, num_fp16_res=fp16_res, cpu_bf16_res=bf16_res,
+                      threads=threads, device=device)
     result = run_bench(cfg, warmup_kimg=warmup, measure_kimg=kimg)
     typer.echo(json.dumps(result) if as_json else format_train_table(result))
 

@@ -146,6 +146,40 @@ class ToRGBLayer(nn.Module):
         return modulated_conv2d(x, self.weight, styles, bias=self.bias, clamp=self.conv_clamp, demodulate=False)
 
 
+def block_dtype(block: nn.Module, device: torch.device, force_fp32: bool = False) -> torch.dtype:
+    """The compute dtype of one synthesis or discriminator block.
+
+    float16 for the blocks the architecture marks (num_fp16_res) on a GPU, as the original does; on a CPU float32,
+    unless training asked for bfloat16 (:func:`use_cpu_bfloat16`): CPUs with AVX-512 BF16 or AMX run bfloat16
+    convolutions about twice as fast, and bfloat16 keeps float32's range, so it needs no pre-normalisation.
+    """
+    if force_fp32:
+        return torch.float32
+    if device.type == "cuda" and block.use_fp16:
+        return torch.float16
+    if device.type == "cpu" and block.cpu_bf16:
+        return torch.bfloat16
+    return torch.float32
+
+
+def use_cpu_bfloat16(network: nn.Module, num_res: int) -> list[int]:
+    """Let the `num_res` highest-resolution blocks of a Generator or Discriminator compute in bfloat16 on a CPU.
+
+    Weights, gradients and optimiser state stay float32 (the blocks cast their activations), so snapshots are
+    unchanged; mapping, style affines, toRGB sums and D's epilogue stay float32 too. Returns the resolutions set.
+    """
+    blocks = network.synthesis.blocks() if hasattr(network, "synthesis") else [
+        getattr(network, f"b{res}") for res in network.block_resolutions]
+    top = max(block.resolution for block in blocks)
+    threshold = max(top * 2 // 2 ** num_res, 8) if num_res > 0 else top * 2  # the same rule as num_fp16_res
+    chosen = []
+    for block in blocks:
+        block.cpu_bf16 = block.resolution >= threshold
+        if block.cpu_bf16:
+            chosen.append(block.resolution)
+    return sorted(chosen)
+
+
 class SynthesisBlock(nn.Module):
     """One resolution of the skip generator: [upsampling conv0,] conv1, toRGB added to the upsampled image."""
 
@@ -158,6 +192,7 @@ class SynthesisBlock(nn.Module):
         self.in_channels, self.out_channels, self.w_dim = in_channels, out_channels, w_dim
         self.resolution, self.img_channels, self.is_last = resolution, img_channels, is_last
         self.architecture, self.use_fp16 = architecture, use_fp16
+        self.cpu_bf16 = False  # set for training only, by use_cpu_bfloat16; not part of the architecture
         self.register_buffer("resample_filter", setup_filter(resample_filter))
         self.num_conv = 0
         self.num_torgb = 0
@@ -176,9 +211,7 @@ class SynthesisBlock(nn.Module):
     def forward(self, x: torch.Tensor | None, img: torch.Tensor | None, ws: torch.Tensor, noise_mode: str = "random",
                 force_fp32: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         w_rows = iter(ws.unbind(dim=1))
-        # float16 only where the hardware is fast at it; CPUs always compute in float32.
-        use_fp16 = self.use_fp16 and not force_fp32 and ws.device.type == "cuda"
-        dtype = torch.float16 if use_fp16 else torch.float32
+        dtype = block_dtype(self, ws.device, force_fp32)
         if self.in_channels == 0:
             x = self.const.to(dtype).unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])
         else:
@@ -313,6 +346,7 @@ class DiscriminatorBlock(nn.Module):
         if architecture != "resnet":
             raise ValueError(f"discriminator architecture {architecture!r} is not supported (only 'resnet')")
         self.in_channels, self.resolution, self.use_fp16 = in_channels, resolution, use_fp16
+        self.cpu_bf16 = False  # set for training only, by use_cpu_bfloat16; not part of the architecture
         self.register_buffer("resample_filter", setup_filter(resample_filter))
         if in_channels == 0:
             self.fromrgb = Conv2dLayer(img_channels, tmp_channels, kernel_size=1, activation=activation,
@@ -325,8 +359,7 @@ class DiscriminatorBlock(nn.Module):
                                 resample_filter=resample_filter)
 
     def forward(self, x: torch.Tensor | None, img: torch.Tensor, force_fp32: bool = False) -> torch.Tensor:
-        use_fp16 = self.use_fp16 and not force_fp32 and img.device.type == "cuda"
-        dtype = torch.float16 if use_fp16 else torch.float32
+        dtype = block_dtype(self, img.device, force_fp32)
         if self.in_channels == 0:
             x = self.fromrgb(img.to(dtype))
         x = x.to(dtype)

@@ -31,7 +31,7 @@ from model.augment import AdaController, AugmentPipe
 from model.checkpoint import load_network, save_safetensors
 from model.errors import AtelierError
 from model.files import atomic_write_bytes
-from model.networks import Discriminator, Generator
+from model.networks import Discriminator, Generator, use_cpu_bfloat16
 from model.render import image_grid, save_png, to_uint8
 
 SNAPSHOT_RE = re.compile(r"network-snapshot-(\d{6})\.safetensors$")
@@ -50,6 +50,7 @@ class TrainConfig:
     channel_base: int = 4096
     channel_max: int = 64
     num_fp16_res: int = 0
+    cpu_bf16_res: int = 0             # on a CPU, the N highest resolutions of G and D train in bfloat16
     conv_clamp: float | None = 256
     mbstd_group: int = 4
     glr: float = 0.0025
@@ -401,6 +402,10 @@ def train(cfg: TrainConfig, run_dir: Path, resume: Path | None = None, finetune:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
     G, D = state.G, state.D
+    if device.type == "cpu" and cfg.cpu_bf16_res > 0:
+        # G_ema stays float32: sample grids and exported snapshots render exactly as before.
+        use_cpu_bfloat16(G, cfg.cpu_bf16_res)
+        use_cpu_bfloat16(D, cfg.cpu_bf16_res)
     if dist_info.active:
         from torch.nn.parallel import DistributedDataParallel as DDP
         ids = [device.index] if device.type == "cuda" else None
