@@ -246,11 +246,17 @@ def resumed_nimg(net_path: Path) -> int:
     return int(torch.load(training_state_path(net_path), weights_only=True, map_location="cpu")["cur_nimg"])
 
 
+def _architecture(kwargs: dict) -> dict:
+    """Init kwargs without num_fp16_res: which blocks compute in float16 is a speed setting, not a different
+    network (same weights), so a run may move between CPU and GPU, or change --fp16-res, when it resumes."""
+    return {k: _architecture(v) if isinstance(v, dict) else v for k, v in kwargs.items() if k != "num_fp16_res"}
+
+
 def load_training_state(state: TrainingState, net_path: Path) -> tuple[list[float], int]:
     """Restore everything a snapshot holds; refuses a snapshot of another architecture before training starts."""
     for key, module in (("G", state.G), ("D", state.D), ("G_ema", state.G_ema)):
         loaded = load_network(net_path, key)
-        if loaded.kwargs != module.init_kwargs:
+        if _architecture(loaded.kwargs) != _architecture(module.init_kwargs):
             raise AtelierError(f"cannot resume from {net_path}: its {key} was built as {loaded.kwargs}, but this run "
                                f"asks for {module.init_kwargs}. Resume with the same settings, or start a new run.")
         module.load_state_dict(loaded.module.state_dict())

@@ -64,6 +64,15 @@ def test_resume_refuses_other_architecture(tmp_path):
         train(tiny(kimg=0.032, channel_max=32), tmp_path / "run", resume=snap, progress=False)
 
 
+def test_resume_may_change_the_float16_and_bfloat16_settings(tmp_path):
+    # Which blocks run in reduced precision is a speed setting: a CPU run can go on on a GPU with --fp16-res,
+    # or switch to --bf16-res, and it stays the same network.
+    snap = train(tiny(kimg=0.016), tmp_path / "run", progress=False)
+    resumed = train(tiny(kimg=0.032, num_fp16_res=2, cpu_bf16_res=1), tmp_path / "run", resume=snap, progress=False)
+    loaded = load_network(resumed, "G")
+    assert loaded.kwargs["synthesis_kwargs"]["num_fp16_res"] == 2 and loaded.kimg == pytest.approx(0.032)
+
+
 def test_conditional_training_uses_labels(tmp_path):
     entries = []
     snap = train(tiny(kimg=0.016, conditional=True, pl_weight=2.0, pl_interval=1), tmp_path / "run", progress=False,
