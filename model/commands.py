@@ -96,6 +96,8 @@ def train(
     p: float = typer.Option(0.0, help="Initial (ada) or fixed augmentation probability."),
     target: float = typer.Option(0.6, help="ADA overfitting target."),
     mixing: float = typer.Option(0.9, help="Style mixing probability."),
+    mbstd_group: int = typer.Option(4, "--mbstd-group", help="Minibatch-std group size in D (a diversity signal; "
+                                                             "--batch must be a multiple)."),
     fp16_res: int = typer.Option(0, help="Number of highest resolutions in float16 (GPU only)."),
     bf16_res: int = typer.Option(0, help="CPU only: the N highest resolutions of G and D train in bfloat16 (about "
                                          "twice as fast on CPUs with AVX-512 BF16 or AMX; snapshots stay float32)."),
@@ -114,10 +116,12 @@ def train(
         raise AtelierError("--batch must be at least 1 and --kimg above 0")
     if bf16_res < 0 or fp16_res < 0:
         raise AtelierError("--bf16-res and --fp16-res count resolutions: use 0 or more")
+    if mbstd_group < 1:
+        raise AtelierError("--mbstd-group must be at least 1 (4 is the usual choice)")
     cfg = TrainConfig(data=data, resolution=resolution, conditional=cond, batch=batch, channel_base=cbase,
                       channel_max=cmax, map_layers=map_layers, gamma=gamma, pl_weight=pl_weight, augment=aug,
                       augment_p=p, ada_target=target, style_mixing=mixing, num_fp16_res=fp16_res,
-                      cpu_bf16_res=bf16_res, kimg=kimg,
+                      cpu_bf16_res=bf16_res, mbstd_group=mbstd_group, kimg=kimg,
                       snap_kimg=snap_kimg, snap_minutes=snap_minutes, seed=seed, device=device, threads=threads)
     if data != "synthetic":
         from scrape.dataset import validate_dataset

@@ -77,6 +77,15 @@ def test_train_refuses_missing_dataset(tmp_path):
     assert result.exit_code == 1 and "error:" in result.output
 
 
+def test_train_refuses_bad_minibatch_std_group(tmp_path):
+    zero = runner.invoke(app, ["train", "--outdir", str(tmp_path / "r"), "--kimg", "1", "--mbstd-group", "0"])
+    assert zero.exit_code == 1 and "--mbstd-group" in zero.output
+    uneven = runner.invoke(app, ["train", "--outdir", str(tmp_path / "r"), "--kimg", "1", "--batch", "16",
+                                 "--mbstd-group", "3", "--threads", "1"])
+    assert uneven.exit_code == 1 and "minibatch-std" in uneven.output
+    assert not (tmp_path / "r").exists() or not list((tmp_path / "r").glob("network-snapshot-*"))
+
+
 def test_convert_slims_a_training_snapshot(tmp_path):
     from model.checkpoint import load_network, read_safetensors_metadata
     from model.train import TrainConfig, train
