@@ -102,14 +102,17 @@ def bench_train(cfg, warmup_kimg: float = 0.25, measure_kimg: float = 1.0) -> di
     for entry in timed:
         seconds += (entry["kimg"] - previous) * entry["sec_per_kimg"]
         previous = entry["kimg"]
-    device = torch.device("cuda") if torch.cuda.is_available() and cfg.device in ("auto", "cuda") else None
-    result = {"device": torch.cuda.get_device_name(0) if device is not None else "cpu",
+    from model.render import pick_device
+
+    device = pick_device(cfg.device)  # the trainer's own choice
+    on_gpu = device.type == "cuda"
+    result = {"device": torch.cuda.get_device_name(device) if on_gpu else "cpu",
               "threads": torch.get_num_threads(), "resolution": cfg.resolution, "batch": cfg.batch,
               "channel_base": cfg.channel_base, "channel_max": cfg.channel_max, "map_layers": cfg.map_layers,
               "fp16_res": cfg.num_fp16_res, "bf16_res": cfg.cpu_bf16_res, "augment": cfg.augment, "timed_images": int(round(images)),
               "images_per_s": round(images / seconds, 2), "sec_per_kimg": round(seconds / images * 1000, 2),
               "wall_seconds": round(wall, 1), "peak_rss_mb": round(peak_rss_mb(), 1)}
-    if device is not None:
+    if on_gpu:
         result["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2 ** 20, 1)
     return result
 
