@@ -76,6 +76,16 @@ def info(network: Optional[Path] = typer.Argument(None, help="Network file (defa
                            "kimg": loaded.kimg, "architecture": loaded.kwargs}, indent=2))
 
 
+def _check_training_options(aug: str, batch: int, fp16_res: int, bf16_res: int) -> None:
+    """The checks `train` and `bench train` share, made before anything is built."""
+    if aug not in ("ada", "fixed", "none"):
+        raise AtelierError(f"--aug must be ada, fixed or none, not {aug!r}")
+    if batch < 1:
+        raise AtelierError("--batch must be at least 1")
+    if bf16_res < 0 or fp16_res < 0:
+        raise AtelierError("--bf16-res and --fp16-res count resolutions: use 0 or more")
+
+
 @exit_on_user_error
 def train(
     data: str = typer.Option("synthetic", help="Dataset zip/folder (stylegan2-ada layout), or 'synthetic'."),
@@ -110,12 +120,9 @@ def train(
     from model.settings import runs_dir
     from model.train import TrainConfig, find_resume, train as run_training
 
-    if aug not in ("ada", "fixed", "none"):
-        raise AtelierError(f"--aug must be ada, fixed or none, not {aug!r}")
-    if batch < 1 or kimg <= 0:
-        raise AtelierError("--batch must be at least 1 and --kimg above 0")
-    if bf16_res < 0 or fp16_res < 0:
-        raise AtelierError("--bf16-res and --fp16-res count resolutions: use 0 or more")
+    _check_training_options(aug, batch, fp16_res, bf16_res)
+    if kimg <= 0:
+        raise AtelierError("--kimg must be above 0 (thousands of images)")
     if mbstd_group < 1:
         raise AtelierError("--mbstd-group must be at least 1 (4 is the usual choice)")
     cfg = TrainConfig(data=data, resolution=resolution, conditional=cond, batch=batch, channel_base=cbase,
@@ -157,10 +164,7 @@ def bench_train(
     from model.bench import bench_train as run_bench, format_train_table
     from model.train import TrainConfig
 
-    if aug not in ("ada", "fixed", "none"):
-        raise AtelierError(f"--aug must be ada, fixed or none, not {aug!r}")
-    if batch < 1 or bf16_res < 0 or fp16_res < 0:
-        raise AtelierError("--batch must be at least 1, --bf16-res and --fp16-res at least 0")
+    _check_training_options(aug, batch, fp16_res, bf16_res)
     cfg = TrainConfig(resolution=resolution, batch=batch, channel_base=cbase, channel_max=cmax,
                       map_layers=map_layers, augment=aug, num_fp16_res=fp16_res, cpu_bf16_res=bf16_res,
                       threads=threads, device=device)

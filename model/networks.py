@@ -146,6 +146,12 @@ class ToRGBLayer(nn.Module):
         return modulated_conv2d(x, self.weight, styles, bias=self.bias, clamp=self.conv_clamp, demodulate=False)
 
 
+def lowest_reduced_precision_resolution(img_resolution: int, num_res: int) -> int:
+    """Blocks at this resolution and above compute in float16 (GPU) or bfloat16 (CPU training): the `num_res`
+    highest resolutions, never below 8 px; above the image size (none) when num_res is 0."""
+    return max(img_resolution * 2 // 2 ** max(num_res, 0), 8)
+
+
 def block_dtype(block: nn.Module, device: torch.device, force_fp32: bool = False) -> torch.dtype:
     """The compute dtype of one synthesis or discriminator block.
 
@@ -170,8 +176,7 @@ def use_cpu_bfloat16(network: nn.Module, num_res: int) -> list[int]:
     """
     blocks = network.synthesis.blocks() if hasattr(network, "synthesis") else [
         getattr(network, f"b{res}") for res in network.block_resolutions]
-    top = max(block.resolution for block in blocks)
-    threshold = max(top * 2 // 2 ** num_res, 8) if num_res > 0 else top * 2  # the same rule as num_fp16_res
+    threshold = lowest_reduced_precision_resolution(max(block.resolution for block in blocks), num_res)
     chosen = []
     for block in blocks:
         block.cpu_bf16 = block.resolution >= threshold
@@ -236,7 +241,7 @@ class SynthesisNetwork(nn.Module):
         self.w_dim, self.img_resolution, self.img_channels = w_dim, img_resolution, img_channels
         self.block_resolutions = [2 ** i for i in range(2, log2 + 1)]
         channels = {res: min(channel_base // res, channel_max) for res in self.block_resolutions}
-        fp16_resolution = max(2 ** (log2 + 1 - num_fp16_res), 8)
+        fp16_resolution = lowest_reduced_precision_resolution(img_resolution, num_fp16_res)
         self.num_ws = 0
         for res in self.block_resolutions:
             block = SynthesisBlock(channels[res // 2] if res > 4 else 0, channels[res], w_dim=w_dim, resolution=res,
@@ -409,7 +414,7 @@ class Discriminator(nn.Module):
         log2 = int(np.log2(img_resolution))
         self.block_resolutions = [2 ** i for i in range(log2, 2, -1)]
         channels = {res: min(channel_base // res, channel_max) for res in self.block_resolutions + [4]}
-        fp16_resolution = max(2 ** (log2 + 1 - num_fp16_res), 8)
+        fp16_resolution = lowest_reduced_precision_resolution(img_resolution, num_fp16_res)
         if cmap_dim is None:
             cmap_dim = channels[4]
         if c_dim == 0:
