@@ -101,6 +101,7 @@ def train(
     cmax: int = typer.Option(64, help="Channel maximum."),
     map_layers: int = typer.Option(2, "--map", help="Mapping network layers."),
     gamma: float = typer.Option(0.05, help="R1 regularisation weight."),
+    lr: float = typer.Option(0.0025, help="Adam learning rate of G and D (lower it if samples collapse to one look)."),
     pl_weight: float = typer.Option(0.0, help="Path-length regularisation weight (0 = off)."),
     aug: str = typer.Option("ada", help="ada | fixed | none"),
     p: float = typer.Option(0.0, help="Initial (ada) or fixed augmentation probability."),
@@ -125,10 +126,12 @@ def train(
         raise AtelierError("--kimg must be above 0 (thousands of images)")
     if mbstd_group < 1:
         raise AtelierError("--mbstd-group must be at least 1 (4 is the usual choice)")
+    if not 0 < lr < 1:
+        raise AtelierError(f"--lr must be between 0 and 1 (0.0025 is the usual choice), not {lr}")
     cfg = TrainConfig(data=data, resolution=resolution, conditional=cond, batch=batch, channel_base=cbase,
                       channel_max=cmax, map_layers=map_layers, gamma=gamma, pl_weight=pl_weight, augment=aug,
                       augment_p=p, ada_target=target, style_mixing=mixing, num_fp16_res=fp16_res,
-                      cpu_bf16_res=bf16_res, mbstd_group=mbstd_group, kimg=kimg,
+                      cpu_bf16_res=bf16_res, mbstd_group=mbstd_group, glr=lr, dlr=lr, kimg=kimg,
                       snap_kimg=snap_kimg, snap_minutes=snap_minutes, seed=seed, device=device, threads=threads)
     if data != "synthetic":
         from scrape.dataset import validate_dataset

@@ -261,8 +261,13 @@ def load_training_state(state: TrainingState, net_path: Path) -> tuple[list[floa
                                f"asks for {module.init_kwargs}. Resume with the same settings, or start a new run.")
         module.load_state_dict(loaded.module.state_dict())
     extra = torch.load(training_state_path(net_path), weights_only=True, map_location="cpu")
-    state.opt_G.load_state_dict(extra["opt_G"])
-    state.opt_D.load_state_dict(extra["opt_D"])
+    for opt, key in ((state.opt_G, "opt_G"), (state.opt_D, "opt_D")):
+        # The moments come from the snapshot, but the learning rate and betas are this run's settings: loading
+        # would otherwise silently bring back the old ones, and --lr on a resumed run would do nothing.
+        settings = [{k: group[k] for k in ("lr", "betas")} for group in opt.param_groups]
+        opt.load_state_dict(extra[key])
+        for group, setting in zip(opt.param_groups, settings):
+            group.update(setting)
     state.augment.p.copy_(extra["augment_p"])
     state.cur_nimg, state.step = int(extra["cur_nimg"]), int(extra["step"])
     state.pl_mean.copy_(extra["pl_mean"])

@@ -86,6 +86,13 @@ def test_train_refuses_bad_minibatch_std_group(tmp_path):
     assert not (tmp_path / "r").exists() or not list((tmp_path / "r").glob("network-snapshot-*"))
 
 
+def test_train_refuses_a_learning_rate_outside_zero_to_one(tmp_path):
+    for bad in ("0", "-0.1", "2"):
+        result = runner.invoke(app, ["train", "--outdir", str(tmp_path / "r"), "--kimg", "1", "--lr", bad])
+        assert result.exit_code == 1 and "--lr" in result.output and "0.0025" in result.output
+    assert not (tmp_path / "r").exists()
+
+
 def test_convert_slims_a_training_snapshot(tmp_path):
     from model.checkpoint import load_network, read_safetensors_metadata
     from model.train import TrainConfig, train

@@ -73,6 +73,20 @@ def test_resume_may_change_the_float16_and_bfloat16_settings(tmp_path):
     assert loaded.kwargs["synthesis_kwargs"]["num_fp16_res"] == 2 and loaded.kimg == pytest.approx(0.032)
 
 
+def test_resume_uses_this_runs_learning_rate_and_keeps_the_moments(tmp_path):
+    from model.train import training_state_path
+
+    snap = train(tiny(kimg=0.016), tmp_path / "run", progress=False)
+    before = torch.load(training_state_path(snap), weights_only=True)["opt_G"]
+    resumed = train(tiny(kimg=0.032, glr=0.001, dlr=0.0005), tmp_path / "run", resume=snap, progress=False)
+    after = torch.load(training_state_path(resumed), weights_only=True)
+    assert after["opt_G"]["param_groups"][0]["lr"] == pytest.approx(0.001)  # no path-length reg: no lazy ratio
+    assert after["opt_D"]["param_groups"][0]["lr"] == pytest.approx(0.0005 * 2 / 3)  # r1_interval 2: × 2/3
+    # The Adam moments were carried over (and updated), not restarted: the step counts went on from the snapshot.
+    first = next(iter(before["state"]))
+    assert after["opt_G"]["state"][first]["step"] > before["state"][first]["step"]
+
+
 def test_conditional_training_uses_labels(tmp_path):
     entries = []
     snap = train(tiny(kimg=0.016, conditional=True, pl_weight=2.0, pl_interval=1), tmp_path / "run", progress=False,
