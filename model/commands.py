@@ -109,6 +109,8 @@ def train(
     mixing: float = typer.Option(0.9, help="Style mixing probability."),
     mbstd_group: int = typer.Option(4, "--mbstd-group", help="Minibatch-std group size in D (a diversity signal; "
                                                              "--batch must be a multiple)."),
+    mbstd_channels: int = typer.Option(1, "--mbstd-channels", help="Minibatch-std features in D (more can "
+                                                                   "catch a collapsed silhouette behind varied colours)."),
     fp16_res: int = typer.Option(0, help="Number of highest resolutions in float16 (GPU only)."),
     bf16_res: int = typer.Option(0, help="CPU only: the N highest resolutions of G and D train in bfloat16 (about "
                                          "twice as fast on CPUs with AVX-512 BF16 or AMX; snapshots stay float32)."),
@@ -131,8 +133,9 @@ def train(
     cfg = TrainConfig(data=data, resolution=resolution, conditional=cond, batch=batch, channel_base=cbase,
                       channel_max=cmax, map_layers=map_layers, gamma=gamma, pl_weight=pl_weight, augment=aug,
                       augment_p=p, ada_target=target, style_mixing=mixing, num_fp16_res=fp16_res,
-                      cpu_bf16_res=bf16_res, mbstd_group=mbstd_group, glr=lr, dlr=lr, kimg=kimg,
-                      snap_kimg=snap_kimg, snap_minutes=snap_minutes, seed=seed, device=device, threads=threads)
+                      cpu_bf16_res=bf16_res, mbstd_group=mbstd_group, mbstd_channels=mbstd_channels, glr=lr, dlr=lr,
+                      kimg=kimg, snap_kimg=snap_kimg, snap_minutes=snap_minutes, seed=seed, device=device,
+                      threads=threads)
     if data != "synthetic":
         from scrape.dataset import validate_dataset
         validate_dataset(data)  # every dataset problem is reported before any training starts

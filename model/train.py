@@ -53,6 +53,7 @@ class TrainConfig:
     cpu_bf16_res: int = 0             # on a CPU, the N highest resolutions of G and D train in bfloat16
     conv_clamp: float | None = 256
     mbstd_group: int = 4
+    mbstd_channels: int = 1          # D's minibatch-std features; more lets shape variety show beside colour's
     glr: float = 0.0025
     dlr: float = 0.0025
     gamma: float = 0.05              # R1 weight; small images need little
@@ -88,7 +89,13 @@ class TrainConfig:
     def discriminator_kwargs(self, resolution: int, c_dim: int) -> dict:
         return dict(c_dim=c_dim, img_resolution=resolution, img_channels=3, channel_base=self.channel_base,
                     channel_max=self.channel_max, num_fp16_res=self.num_fp16_res, conv_clamp=self.conv_clamp,
-                    epilogue_kwargs=dict(mbstd_group_size=self.mbstd_group))
+                    epilogue_kwargs=self._epilogue_kwargs())
+
+    def _epilogue_kwargs(self) -> dict:
+        kwargs = dict(mbstd_group_size=self.mbstd_group)
+        if self.mbstd_channels != 1:  # left out at the default so runs from before the option still resume
+            kwargs["mbstd_num_channels"] = self.mbstd_channels
+        return kwargs
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -396,6 +403,10 @@ def train(cfg: TrainConfig, run_dir: Path, resume: Path | None = None, finetune:
     if cfg.mbstd_group and local_batch % min(cfg.mbstd_group, local_batch):
         raise AtelierError(f"the per-process batch ({local_batch}) must be a multiple of the minibatch-std group "
                            f"size ({cfg.mbstd_group}); choose --batch as a multiple of {cfg.mbstd_group * dist_info.world}")
+    channels_at_4 = min(cfg.channel_base // 4, cfg.channel_max)
+    if cfg.mbstd_channels < 0 or (cfg.mbstd_channels and channels_at_4 % cfg.mbstd_channels):
+        raise AtelierError(f"--mbstd-channels must divide D's {channels_at_4} channels at 4x4 (1, 2, 4, ...), "
+                           f"not {cfg.mbstd_channels}")
     start_nimg = resumed_nimg(resume) if resume is not None else 0
     data, source = open_training_data(cfg, dist_info.rank, dist_info.world, start=start_nimg // dist_info.world)
     state = build_state(cfg, data, device)

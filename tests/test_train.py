@@ -87,6 +87,16 @@ def test_resume_uses_this_runs_learning_rate_and_keeps_the_moments(tmp_path):
     assert after["opt_G"]["state"][first]["step"] > before["state"][first]["step"]
 
 
+def test_more_minibatch_std_channels_train_and_reload(tmp_path):
+    snap = train(tiny(kimg=0.016, mbstd_channels=4), tmp_path / "run", progress=False)
+    D = load_network(snap, "D").module
+    assert D.b4.mbstd.num_channels == 4 and D.b4.conv.weight.shape[1] == 16 + 4
+    resumed = train(tiny(kimg=0.032, mbstd_channels=4), tmp_path / "run", resume=snap, progress=False)
+    assert load_network(resumed, "D").kimg == pytest.approx(0.032)
+    with pytest.raises(AtelierError, match="mbstd-channels must divide"):
+        train(tiny(kimg=0.016, mbstd_channels=3), tmp_path / "bad", progress=False)
+
+
 def test_conditional_training_uses_labels(tmp_path):
     entries = []
     snap = train(tiny(kimg=0.016, conditional=True, pl_weight=2.0, pl_interval=1), tmp_path / "run", progress=False,
