@@ -311,15 +311,42 @@ def real_predictions(predictor: Predictor, count: int, seed0: int, progress: Cal
 
 
 def generated_predictions(predictor: Predictor, renderer, count: int, seed0: int = 0, psi: float = 1.0,
-                          progress: Callable[[int], None] | None = None, chunk: int = 256) -> Predictions:
+                          progress: Callable[[int], None] | None = None, chunk: int = 256,
+                          classes: Sequence[int] | None = None) -> Predictions:
+    """Predictions for seeds seed0 … seed0+count-1; a conditional model draws seed i as class ``classes[i]``."""
+    if renderer.c_dim and (classes is None or len(classes) < count):
+        raise AtelierError(f"this model is class-conditional: give a class for each of the {count} samples")
     parts = []
     for start in range(0, count, chunk):
         n = min(chunk, count - start)
-        images = renderer.render_seeds(list(range(seed0 + start, seed0 + start + n)), psi=psi)
+        seeds = np.arange(seed0 + start, seed0 + start + n)
+        if renderer.c_dim:
+            labels = np.asarray(classes[start:start + n])
+            images = np.empty((n, renderer.resolution, renderer.resolution, 3), np.uint8)
+            for label in np.unique(labels):  # one batched render per class present in the chunk
+                rows = np.flatnonzero(labels == label)
+                images[rows] = renderer.render_seeds(seeds[rows].tolist(), psi=psi, class_index=int(label))
+        else:
+            images = renderer.render_seeds(seeds.tolist(), psi=psi)
         parts.append(predictor.predict(images))
         if progress:
             progress(n)
     return _concat(parts)
+
+
+def synthetic_classes(renderer, count: int, seed0: int) -> list[int] | None:
+    """Classes for a conditional model's samples, drawn as the synthetic stream draws them (its garment labels):
+    sample i takes the garment of real image seed0 + i, as metrics on conditional GANs sample labels from the data."""
+    if not renderer.c_dim:
+        return None
+    from scrape.synth import RunwayFactors, sample_factors
+
+    if renderer.c_dim != len(RunwayFactors.GARMENTS):
+        raise AtelierError(f"this model has {renderer.c_dim} classes, but the synthetic runway data that eval-model "
+                           f"compares with is labelled by its {len(RunwayFactors.GARMENTS)} garment kinds "
+                           f"({', '.join(RunwayFactors.GARMENTS)}); evaluate an unconditional model or one trained "
+                           f"with --data synthetic --cond")
+    return [sample_factors(seed0 + i).garment_index for i in range(count)]
 
 
 def _concat(parts: list[Predictions]) -> Predictions:
@@ -331,7 +358,8 @@ def _concat(parts: list[Predictions]) -> Predictions:
 def eval_model(renderer, predictor: Predictor, samples: int = 10_000, progress: Callable[[int], None] | None = None
                ) -> dict:
     """TV per factor (generated vs held-out real, both as the predictor reads them) and Fréchet distances."""
-    gen = generated_predictions(predictor, renderer, samples, progress=progress)
+    gen = generated_predictions(predictor, renderer, samples, progress=progress,
+                                classes=synthetic_classes(renderer, samples, REAL_SEED0))
     real_a = real_predictions(predictor, samples, REAL_SEED0, progress=progress)
     real_b = real_predictions(predictor, samples, REAL_SEED0 + samples, progress=progress)
     tv = tv_per_factor(gen.values(), real_a.values())
@@ -429,7 +457,8 @@ def ground_truth_benchmark(renderer, predictor: Predictor, vectors: np.ndarray, 
     seconds = time.perf_counter() - t0
     order = S.priority_order(scores)
     rank = {index: r + 1 for r, index in enumerate(order)}
-    gen = generated_predictions(predictor, renderer, varied_samples, seed0=5_000_000)
+    gen = generated_predictions(predictor, renderer, varied_samples, seed0=5_000_000,
+                                classes=synthetic_classes(renderer, varied_samples, REAL_SEED0 + 50_000))
     real = real_predictions(predictor, varied_samples, REAL_SEED0 + 50_000)
     spread = varied_factors(gen, real)
     rows = []
