@@ -101,7 +101,7 @@ def train(
     cmax: int = typer.Option(64, help="Channel maximum."),
     map_layers: int = typer.Option(2, "--map", help="Mapping network layers."),
     gamma: float = typer.Option(0.05, help="R1 regularisation weight."),
-    lr: float = typer.Option(0.0025, help="Adam learning rate of G and D (lower it if samples collapse to one look)."),
+    lr: float = typer.Option(0.0025, help="Adam learning rate of G and D."),
     pl_weight: float = typer.Option(0.0, help="Path-length regularisation weight (0 = off)."),
     aug: str = typer.Option("ada", help="ada | fixed | none"),
     p: float = typer.Option(0.0, help="Initial (ada) or fixed augmentation probability."),
@@ -109,8 +109,8 @@ def train(
     mixing: float = typer.Option(0.9, help="Style mixing probability."),
     mbstd_group: int = typer.Option(4, "--mbstd-group", help="Minibatch-std group size in D (a diversity signal; "
                                                              "--batch must be a multiple)."),
-    mbstd_channels: int = typer.Option(1, "--mbstd-channels", help="Minibatch-std features in D (more can "
-                                                                   "catch a collapsed silhouette behind varied colours)."),
+    mbstd_channels: int = typer.Option(1, "--mbstd-channels", help="Minibatch-std features in D (1 is the "
+                                                                   "usual choice; its 4x4 width must be a multiple)."),
     fp16_res: int = typer.Option(0, help="Number of highest resolutions in float16 (GPU only)."),
     bf16_res: int = typer.Option(0, help="CPU only: the N highest resolutions of G and D train in bfloat16 (about "
                                          "twice as fast on CPUs with AVX-512 BF16 or AMX; snapshots stay float32)."),

@@ -53,7 +53,7 @@ class TrainConfig:
     cpu_bf16_res: int = 0             # on a CPU, the N highest resolutions of G and D train in bfloat16
     conv_clamp: float | None = 256
     mbstd_group: int = 4
-    mbstd_channels: int = 1          # D's minibatch-std features; more lets shape variety show beside colour's
+    mbstd_channels: int = 1          # D's minibatch-std features (each over its own group of channels)
     glr: float = 0.0025
     dlr: float = 0.0025
     gamma: float = 0.05              # R1 weight; small images need little
