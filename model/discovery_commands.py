@@ -198,6 +198,23 @@ def factors_train(
 
 
 @exit_on_user_error
+def factors_calibrate(
+    predictor: Path = typer.Option(None, help="Predictor file (default: the shipped one)."),
+    count: int = typer.Option(256, help="Synthetic images per factor for the crosstalk calibration."),
+) -> None:
+    """Recompute a predictor's factor scales and crosstalk (how its readings leak between factors), in place."""
+    from model.factors import FACTORS, PREDICTOR_PATH, recalibrate
+
+    if count < 16:
+        raise AtelierError(f"--count {count} is too few images to calibrate on; use 16 or more (default 256)")
+    calibrated = recalibrate(predictor or PREDICTOR_PATH, count)
+    leak = calibrated.crosstalk.sum(axis=1) - 1
+    typer.echo("crosstalk (other factors' readings per unit of the edited one): " +
+               ", ".join(f"{n} {v:.2f}" for n, v in zip(FACTORS, leak)))
+    typer.echo(f"wrote {predictor or PREDICTOR_PATH}")
+
+
+@exit_on_user_error
 def bench_discovery(
     network: Optional[Path] = _network_option(),
     method: str = typer.Option("sefa", help="Set to benchmark: sefa | pca."),
@@ -259,5 +276,6 @@ def register(app: typer.Typer) -> None:
     app.command("score")(score)
     app.command("eval-model")(eval_model)
     factors_app.command("train")(factors_train)
+    factors_app.command("calibrate")(factors_calibrate)
     app.add_typer(factors_app, name="factors")
     bench_app.command("discovery")(bench_discovery)

@@ -14,7 +14,7 @@ def trained():
 
     torch.set_num_threads(1)
     images = render_batch(range(FA.TRAIN_SEED0, FA.TRAIN_SEED0 + 256))
-    predictor = FA.train_predictor(images=images, epochs=1, batch=32, lr=3e-3, width=8)
+    predictor = FA.train_predictor(images=images, epochs=1, batch=32, lr=3e-3, width=8, calibration_count=32)
     test = render_batch(range(FA.REAL_SEED0, FA.REAL_SEED0 + 120))
     return predictor, test
 
@@ -35,6 +35,9 @@ def test_predictor_round_trips_through_safetensors(trained, tmp_path):
     a, b = predictor.predict(images[:8]), loaded.predict(images[:8])
     np.testing.assert_allclose(a.continuous, b.continuous, atol=0.05)  # stored as float16
     assert loaded.scales == predictor.scales
+    np.testing.assert_allclose(loaded.crosstalk, predictor.crosstalk, atol=1e-5)
+    assert predictor.crosstalk.shape == (len(FA.FACTORS), len(FA.FACTORS))
+    np.testing.assert_allclose(np.diag(predictor.crosstalk), 1.0)
     assert (tmp_path / "p.safetensors").stat().st_size < 2_000_000
 
 
@@ -90,3 +93,79 @@ def test_ground_truth_benchmark_shape(trained, reference_dir):
         assert 0 <= row["consistency"] <= 1
     assert -1 <= result["spearman"] <= 1 or np.isnan(result["spearman"])
     assert "tv" not in result and len(result["scores"]) == 6
+
+
+def test_hue_change_is_weighted_by_saturation():
+    def codes(hue_turns, saturation):
+        angle = 2 * np.pi * np.asarray(hue_turns, float)
+        return {"hue": np.stack([np.cos(angle), np.sin(angle)], 1), "saturation": np.asarray(saturation, float)[:, None]}
+
+    quarter = FA.factor_delta("hue", codes([0.1, 0.1], [0.6, 0.05]), codes([0.35, 0.35], [0.6, 0.05]))
+    assert quarter[:, 0] == pytest.approx([0.25 * 0.6, 0.25 * 0.05])  # a grey's hue reading barely counts
+    wrapped = FA.factor_delta("hue", codes([0.95], [1.0]), codes([0.05], [1.0]))
+    assert wrapped[0, 0] == pytest.approx(0.1)  # the short way round the wheel
+    saturation_only = FA.factor_delta("hue", codes([0.3], [0.2]), codes([0.3], [0.7]))
+    assert saturation_only[0, 0] == pytest.approx(0.0)
+
+
+def test_compensation_recovers_constructed_changes():
+    rng = np.random.default_rng(3)
+    f = len(FA.FACTORS)
+    crosstalk = np.eye(f) + 0.08 * rng.random((f, f)) * (1 - np.eye(f))
+    true = np.zeros(f)
+    true[FA.FACTORS.index("sleeve")], true[FA.FACTORS.index("hue")] = 2.0, 0.5
+    readings = crosstalk.T @ true
+    np.testing.assert_allclose(FA.compensate(readings, crosstalk), true, atol=1e-9)
+    assert (FA.compensate(readings, None) == readings).all()  # uncalibrated: readings as they are
+    zeros = {n: np.zeros((2, 1)) for n in FA.FACTORS if n not in FA.CATEGORICAL}
+    zeros.update({n: np.zeros((2, len(c))) for n, c in FA.CATEGORICAL.items()})
+    leaky = dict(zeros, sleeve=np.array([[1.0], [1.0]]), skin=np.array([[0.08], [0.08]]))
+    crosstalk = np.eye(f)
+    crosstalk[FA.FACTORS.index("sleeve"), FA.FACTORS.index("skin")] = 0.08
+    assert FA.edit_factor_stats(leaky)["purity"]["sleeve"] == pytest.approx(1 / 1.08)
+    assert FA.edit_factor_stats(leaky, crosstalk)["purity"]["sleeve"] == pytest.approx(1.0)
+
+
+def test_shipped_predictor_reads_single_factor_edits_as_pure():
+    """The measuring stick of bench discovery, checked on held-out synthetic images where the truth is known:
+    an edit of one factor must read as pure, and an edit of two must not."""
+    from scrape.synth import sample_factors
+
+    torch.set_num_threads(1)
+    predictor = FA.Predictor.load()
+    base = [sample_factors(970_000_000 + i) for i in range(32)]
+    for g, name in enumerate(FA.FACTORS):
+        edited = [FA.single_factor_edit(f, name, 980_000_000 + 1000 * g + i) for i, f in enumerate(base)]
+        purity = FA.edit_factor_stats(FA.measure_edits(predictor, base, edited), predictor.crosstalk)["purity"]
+        assert purity[name] >= 0.8, (name, purity)
+    for a, b in (("sleeve", "hue"), ("garment", "background"), ("value", "skin")):
+        edited = [FA.single_factor_edit(FA.single_factor_edit(f, a, 990_000_000 + i), b, 991_000_000 + i)
+                  for i, f in enumerate(base)]
+        purity = FA.edit_factor_stats(FA.measure_edits(predictor, base, edited), predictor.crosstalk)["purity"]
+        assert max(purity[a], purity[b]) < 0.8 and purity[a] + purity[b] > 0.85, (a, b, purity)
+
+
+def test_an_outdated_predictor_is_refused_until_recalibrated(trained, tmp_path):
+    from safetensors import safe_open
+    from safetensors.numpy import save_file
+    from typer.testing import CliRunner
+
+    from model.cli import app
+
+    predictor, (images, _) = trained
+    path = predictor.save(tmp_path / "old.safetensors")
+    with safe_open(str(path), framework="np") as fh:
+        meta = {k: v for k, v in (fh.metadata() or {}).items() if k not in ("measure_version", "crosstalk")}
+        tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+    save_file(tensors, str(path), metadata=meta)  # as a predictor from before the crosstalk calibration
+    with pytest.raises(FA.AtelierError, match="factors calibrate"):
+        FA.Predictor.load(path)
+    result = CliRunner().invoke(app, ["factors", "calibrate", "--predictor", str(path), "--count", "16"])
+    assert result.exit_code == 0, result.output
+    assert "crosstalk" in result.output
+    fresh = FA.Predictor.load(path)
+    assert fresh.crosstalk.shape == (len(FA.FACTORS), len(FA.FACTORS))
+    np.testing.assert_allclose(fresh.predict(images[:4]).continuous, predictor.predict(images[:4]).continuous,
+                               atol=0.05)
+    bad = CliRunner().invoke(app, ["factors", "calibrate", "--predictor", str(path), "--count", "3"])
+    assert bad.exit_code != 0 and "16 or more" in bad.output
