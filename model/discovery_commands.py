@@ -186,11 +186,11 @@ def eval_model(
 
 @exit_on_user_error
 def factors_train(
-    count: int = typer.Option(12_000, help="Synthetic training images."),
-    epochs: int = typer.Option(6),
+    count: int = typer.Option(40_000, help="Synthetic training images."),
+    epochs: int = typer.Option(8),
     out: Path = typer.Option(None, help="Output file (default: the shipped model/assets/factor_predictor.safetensors)."),
 ) -> None:
-    """(Re)train the factor predictor on synthetic runway images (CPU: ~15 minutes with one thread)."""
+    """(Re)train the factor predictor on synthetic runway images (CPU: ~14 minutes with one thread)."""
     from model.factors import PREDICTOR_PATH, train_predictor
 
     predictor = train_predictor(count=count, epochs=epochs, progress=lambda m: typer.echo(m, err=True))
@@ -250,7 +250,8 @@ def bench_discovery(
         t0 = time.perf_counter()
         hit = cache.get_or_render(renderer, cs.vectors[0], float(cs.sigmas[0]), spec)
         speed["strip_cached_s"] = time.perf_counter() - t0
-        assert hit.cached
+        if not hit.cached:  # the timing above would then be of a render, not of the cache
+            raise AtelierError(f"the strip cache in {tmp} did not keep the strip it just wrote; check the disk")
     with _progress(len(cs), "scoring") as bar:
         result = ground_truth_benchmark(renderer, predictor, cs.vectors, cs.sigmas, progress=bar.update)
     speed["scoring_s"] = result["scoring_seconds"]

@@ -226,7 +226,7 @@ def _render_real(seeds: Sequence[int], resolution: int = INPUT_SIZE):
     return render_batch(seeds, resolution)
 
 
-def train_predictor(count: int = 12_000, epochs: int = 6, batch: int = 64, lr: float = 2e-3, width: int = 16,
+def train_predictor(count: int = 40_000, epochs: int = 8, batch: int = 64, lr: float = 2e-3, width: int = 16,
                     seed0: int = TRAIN_SEED0, seed: int = 0, progress: Callable[[str], None] | None = None,
                     images=None, calibration_count: int = 256) -> Predictor:
     """Train on `count` synthetic images (seeds seed0 …), Adam with a cosine schedule; returns the predictor.
