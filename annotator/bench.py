@@ -65,7 +65,8 @@ def bench_app(network: str | Path | None = None, reviews: int = 8, moves: int = 
                 strips.prefetcher().wait(timeout=120)
                 started = time.perf_counter()
                 review.record(ctx.url, "bench", current, "approve", review.ReviewForm(label="bench label"))
-                following = [i.component_id for i in review.queue(ctx.url, "bench", cset.id) if i.component_id != current]
+                queue = review.queue(ctx.url, "bench", cset.id)
+                following = [i.component_id for i in queue if i.component_id != current]
                 shown = strips.get_strip(request_for(following[0]), renderer)
                 assert shown.grid and shown.heat
                 approve_samples.append(time.perf_counter() - started)

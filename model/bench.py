@@ -42,7 +42,8 @@ def bench_render(network: str | Path | None, batches: list[int], repeats: int = 
     for resolution in sorted({renderer.resolution, preview}, reverse=True):
         for batch in batches:
             ws = ws_all[:batch]
-            seconds = _time(lambda: renderer.synthesize(ws, resolution=resolution, chunk=batch), repeats)
+            seconds = _time(lambda ws=ws, resolution=resolution, batch=batch:
+                            renderer.synthesize(ws, resolution=resolution, chunk=batch), repeats)
             rows.append({"resolution": resolution, "batch": batch, "images_per_s": round(batch / seconds, 2),
                          "peak_rss_mb": round(peak_rss_mb(), 1)})
     direction = np.random.default_rng(0).standard_normal(renderer.w_dim)
@@ -63,7 +64,8 @@ def format_render_table(result: dict) -> str:
     lines = [f"network {result['network']} on {result['device']} ({result['threads']} threads)",
              f"{'resolution':>10} {'batch':>6} {'images/s':>10} {'peak MB':>9}"]
     for row in result["rows"]:
-        lines.append(f"{row['resolution']:>10} {row['batch']:>6} {row['images_per_s']:>10.2f} {row['peak_rss_mb']:>9.1f}")
+        lines.append(f"{row['resolution']:>10} {row['batch']:>6} {row['images_per_s']:>10.2f} "
+                     f"{row['peak_rss_mb']:>9.1f}")
     lines.append(f"review strip 6 seeds x 7 steps at {result['preview_resolution']} px: "
                  f"{result['strip_seconds'] * 1000:.0f} ms")
     return "\n".join(lines)
@@ -109,7 +111,8 @@ def bench_train(cfg, warmup_kimg: float = 0.25, measure_kimg: float = 1.0) -> di
     result = {"device": torch.cuda.get_device_name(device) if on_gpu else "cpu",
               "threads": torch.get_num_threads(), "resolution": cfg.resolution, "batch": cfg.batch,
               "channel_base": cfg.channel_base, "channel_max": cfg.channel_max, "map_layers": cfg.map_layers,
-              "fp16_res": cfg.num_fp16_res, "bf16_res": cfg.cpu_bf16_res, "augment": cfg.augment, "timed_images": int(round(images)),
+              "fp16_res": cfg.num_fp16_res, "bf16_res": cfg.cpu_bf16_res, "augment": cfg.augment,
+              "timed_images": int(round(images)),
               "images_per_s": round(images / seconds, 2), "sec_per_kimg": round(seconds / images * 1000, 2),
               "wall_seconds": round(wall, 1), "peak_rss_mb": round(peak_rss_mb(), 1)}
     if on_gpu:

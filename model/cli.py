@@ -9,7 +9,8 @@ import importlib
 
 import typer
 
-COMMAND_MODULES = ("model.commands", "model.discovery_commands", "db.commands", "scrape.commands", "annotator.commands", "model.export_commands")
+COMMAND_MODULES = ("model.commands", "model.discovery_commands", "db.commands", "scrape.commands",
+                   "annotator.commands", "model.export_commands")
 
 app = typer.Typer(
     name="atelier",

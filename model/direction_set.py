@@ -217,7 +217,8 @@ def read_source(source: Any, label: str | None = None) -> tuple[bytes, str]:
         if not path.is_file():
             raise DirectionSetError(f"file not found: {path}")
         if path.stat().st_size > MAX_FILE_BYTES:
-            raise DirectionSetError(f"{path.name} is {path.stat().st_size // MiB} MB; direction files are at most {limit}")
+            size = path.stat().st_size // MiB
+            raise DirectionSetError(f"{path.name} is {size} MB; direction files are at most {limit}")
         return path.read_bytes(), label or path.name
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
@@ -410,7 +411,8 @@ class _Doc:
         except ValueError:
             parsed = None
         if parsed is None or parsed.tzinfo is None:
-            self.fail(where, f"must be an ISO 8601 time with a UTC offset, e.g. 2025-01-31T12:00:00+00:00; got {text!r}")
+            self.fail(where, "must be an ISO 8601 time with a UTC offset, e.g. 2025-01-31T12:00:00+00:00; "
+                             f"got {text!r}")
         return text
 
 
@@ -663,7 +665,8 @@ def parse_direction_set(data: bytes, label: str = "the file") -> DirectionSet:
         except UnicodeDecodeError:
             raise DirectionSetError(f"{label}: {JSON_MEMBER} is not UTF-8 text") from None
         except json.JSONDecodeError as exc:
-            raise DirectionSetError(f"{label}: {JSON_MEMBER} is not valid JSON ({exc}); export the file again") from None
+            raise DirectionSetError(f"{label}: {JSON_MEMBER} is not valid JSON ({exc}); "
+                                    "export the file again") from None
         except RecursionError:
             raise DirectionSetError(f"{label}: {JSON_MEMBER} is nested too deeply to be a direction set") from None
         doc, metas = _validate_document(doc, label)
@@ -905,7 +908,8 @@ def labels_csv(doc: Mapping[str, Any]) -> bytes:
     return ("\ufeff" + buffer.getvalue()).encode("utf-8")
 
 
-def pack_direction_set(doc: Mapping[str, Any], vectors: np.ndarray, previews: Mapping[str, bytes] | None = None) -> bytes:
+def pack_direction_set(doc: Mapping[str, Any], vectors: np.ndarray,
+                       previews: Mapping[str, bytes] | None = None) -> bytes:
     """The zip bytes for a document and its vectors (deterministic: fixed dates and member order)."""
     from safetensors.numpy import save
 
@@ -951,7 +955,8 @@ def _preview_jpeg(renderer: Any, vector: np.ndarray, sigma: float, meta: Mapping
         images = renderer.synthesize(strip_ws(ws, vector, offsets, start, stop))
         grid = image_grid(images, columns=len(steps), pad=2)
     else:
-        spec = StripSpec(set_key=str(meta["source"].get("set", "supervised")), component=int(meta["source"].get("index", 0)),
+        spec = StripSpec(set_key=str(meta["source"].get("set", "supervised")),
+                         component=int(meta["source"].get("index", 0)),
                          seeds=tuple(int(s) for s in seeds), steps=steps, layer_start=start, layer_stop=stop)
         grid = strip_image(render_strip(renderer, vector, sigma, spec), steps, cell=max(96, renderer.resolution))
     buffer = io.BytesIO()
@@ -1246,7 +1251,8 @@ def _check_model(ds: DirectionSet, model: Any, force: bool, plan: ImportPlan) ->
             plan.errors.append(message + ". If it is a fine-tuned copy whose directions still apply, import again "
                                          "with --force")
         for key in ("z_dim", "resolution"):
-            mine, theirs = int(arch.get(key if key != "resolution" else "img_resolution", 0) or 0), ds.architecture.get(key)
+            mine = int(arch.get(key if key != "resolution" else "img_resolution", 0) or 0)
+            theirs = ds.architecture.get(key)
             if theirs and mine and mine != theirs:
                 plan.warnings.append(f"the file's model has {key} {theirs}, this one {mine}")
 

@@ -121,7 +121,8 @@ def group_resolutions(resolutions: Sequence[int], group: str) -> list[int]:
 
 
 def parse_layers(layers: str | tuple[int, int] | None, num_ws: int) -> str | tuple[int, int]:
-    """'all' | 'coarse' | 'middle' | 'fine' | 'A-B' (ws rows A … B inclusive) | (start, stop) -> group or (start, stop)."""
+    """'all' | 'coarse' | 'middle' | 'fine' | 'A-B' (ws rows A … B inclusive) | (start, stop)
+    -> group or (start, stop)."""
     if layers is None:
         return "all"
     if isinstance(layers, tuple):
@@ -172,7 +173,8 @@ def affine_layers_by_row(G) -> list[tuple[int, torch.nn.Module]]:
 # --- SeFa --------------------------------------------------------------------------------------------------------
 
 def sefa_matrix(G, layers: str | tuple[int, int] = "all") -> np.ndarray:
-    """Stacked style-affine weights [style channels, w_dim] of the layers reading the chosen rows, rows L2-normalised."""
+    """Stacked style-affine weights [style channels, w_dim] of the layers reading the chosen rows,
+    rows L2-normalised."""
     rows = set(layer_rows(G, layers))
     mats = [affine.weight.detach().cpu().double().numpy() for row, affine in affine_layers_by_row(G) if row in rows]
     a = np.concatenate(mats, axis=0)

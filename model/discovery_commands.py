@@ -188,7 +188,8 @@ def eval_model(
 def factors_train(
     count: int = typer.Option(40_000, help="Synthetic training images."),
     epochs: int = typer.Option(8),
-    out: Path = typer.Option(None, help="Output file (default: the shipped model/assets/factor_predictor.safetensors)."),
+    out: Path = typer.Option(None, help="Output file (default: the shipped "
+                                        "model/assets/factor_predictor.safetensors)."),
 ) -> None:
     """(Re)train the factor predictor on synthetic runway images (CPU: ~14 minutes with one thread)."""
     from model.factors import PREDICTOR_PATH, train_predictor

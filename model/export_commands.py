@@ -31,7 +31,8 @@ def _find_model(session: Any, spec: str) -> Any:
     models = queries.list_models(session)
     text = spec.strip()
     for model in models:
-        if text == str(model.id) or text == model.name or (len(text) >= 8 and model.fingerprint.startswith(text.lower())):
+        by_fingerprint = len(text) >= 8 and model.fingerprint.startswith(text.lower())
+        if text == str(model.id) or text == model.name or by_fingerprint:
             return model
     known = ", ".join(f"{m.id}: {m.name} ({m.fingerprint[:12]})" for m in models) or "none registered"
     raise AtelierError(f"no model matches {spec!r}; models in this database: {known}")

@@ -120,7 +120,8 @@ class SynthesisLayer(nn.Module):
         styles = self.affine(w)  # [N, in_channels]
         noise = None
         if self.use_noise and noise_mode == "random":
-            noise = torch.randn([x.shape[0], 1, self.resolution, self.resolution], device=x.device) * self.noise_strength
+            shape = [x.shape[0], 1, self.resolution, self.resolution]
+            noise = torch.randn(shape, device=x.device) * self.noise_strength
         elif self.use_noise and noise_mode == "const":
             noise = self.noise_const * self.noise_strength
         clamp = None if self.conv_clamp is None else self.conv_clamp * gain

@@ -306,7 +306,7 @@ def score_set(renderer, vectors: np.ndarray, sigmas: np.ndarray, seeds: Sequence
         sub, sub_base = ws[:n_sub], as_float(base[:n_sub])
         per = max(1, batch // n_sub)
         effects = np.zeros((len(vectors), len(groups)))
-        for g, (name, r0, r1) in enumerate(groups):
+        for g, (_, r0, r1) in enumerate(groups):
             for start in range(0, len(vectors), per):
                 stop = min(len(vectors), start + per)
                 offs = (sigmas[start:stop] * span)[:, None]

@@ -402,7 +402,8 @@ def train(cfg: TrainConfig, run_dir: Path, resume: Path | None = None, finetune:
     local_batch = cfg.batch // dist_info.world
     if cfg.mbstd_group and local_batch % min(cfg.mbstd_group, local_batch):
         raise AtelierError(f"the per-process batch ({local_batch}) must be a multiple of the minibatch-std group "
-                           f"size ({cfg.mbstd_group}); choose --batch as a multiple of {cfg.mbstd_group * dist_info.world}")
+                           f"size ({cfg.mbstd_group}); choose --batch as a multiple of "
+                           f"{cfg.mbstd_group * dist_info.world}")
     channels_at_4 = min(cfg.channel_base // 4, cfg.channel_max)
     if cfg.mbstd_channels < 0 or (cfg.mbstd_channels and channels_at_4 % cfg.mbstd_channels):
         raise AtelierError(f"--mbstd-channels must divide D's {channels_at_4} channels at 4x4 (1, 2, 4, ...), "
@@ -474,7 +475,8 @@ def train(cfg: TrainConfig, run_dir: Path, resume: Path | None = None, finetune:
         gen_c = real_c[torch.randperm(local_batch, device=device)]
 
         # Generator: non-saturating loss.
-        G.requires_grad_(True); D.requires_grad_(False)
+        G.requires_grad_(True)
+        D.requires_grad_(False)
         state.opt_G.zero_grad(set_to_none=True)
         fake, _ = run_G(torch.randn([local_batch, z_dim], device=device), gen_c)
         loss_G = F.softplus(-run_D(fake, gen_c, for_generator=True)).mean()
@@ -494,7 +496,8 @@ def train(cfg: TrainConfig, run_dir: Path, resume: Path | None = None, finetune:
         state.opt_G.step()
 
         # Discriminator: logistic loss on fakes and reals, plus lazy R1 on reals.
-        G.requires_grad_(False); D.requires_grad_(True)
+        G.requires_grad_(False)
+        D.requires_grad_(True)
         state.opt_D.zero_grad(set_to_none=True)
         with torch.no_grad():
             fake, _ = run_G(torch.randn([local_batch, z_dim], device=device), gen_c)

@@ -211,7 +211,8 @@ def test_publish_then_slider_on_generate_and_save_look(env):
         component = q.list_components(session, ctx.component_set.id)[5]
         q.record_review(session, "Gus", component.id, "approve", label="waist", category="silhouette",
                         layer_range=(0, 4))
-    ready = [c for c in directions.candidates(ctx.url, ctx.component_set.id, ctx.model) if c.component_id == component.id]
+    candidates = directions.candidates(ctx.url, ctx.component_set.id, ctx.model)
+    ready = [c for c in candidates if c.component_id == component.id]
     assert ready and ready[0].layer_range == (0, 4) and ready[0].name == "waist"
     info = directions.publish(ctx.url, "Gus", ctx.model.id, component.id, "waist", "silhouette", (0, 4), (-2.0, 2.0))
 

@@ -83,7 +83,8 @@ def test_realistic_snapshot_loads_and_renders_in_float32(tmp_path, reference_dir
                  "G": snapshot["G"], "D": snapshot["D"], "G_ema": g_ema, "augment_pipe": augment}
     monkeypatch.setitem(sys.modules, "torch_utils", types.ModuleType("torch_utils"))
     monkeypatch.setitem(sys.modules, "torch_utils.persistence",
-                        _fake_module("torch_utils.persistence", _reconstruct_persistent_obj=_reconstruct_persistent_obj))
+                        _fake_module("torch_utils.persistence",
+                                     _reconstruct_persistent_obj=_reconstruct_persistent_obj))
     monkeypatch.setitem(sys.modules, "dnnlib", types.ModuleType("dnnlib"))
     monkeypatch.setitem(sys.modules, "dnnlib.util", _fake_module("dnnlib.util", EasyDict=_EasyDictOut))
     monkeypatch.setitem(sys.modules, "numpy.core.multiarray",

@@ -238,7 +238,8 @@ def test_cli_import_into_an_empty_database_registers_the_network(tmp_path, refer
         (model,) = queries.list_models(s)
     assert model.path.endswith("sg2ada_tiny32.pkl")
     # Registered under the file's name rather than "tiny": everything but model.name comes back the same.
-    again, original = load_direction_set(export_direction_set(empty, model.id, all_reviewed=True)), load_direction_set(path)
+    again = load_direction_set(export_direction_set(empty, model.id, all_reviewed=True))
+    original = load_direction_set(path)
     assert again.metadata["model"]["name"] == "sg2ada_tiny32"
     again.metadata["model"]["name"] = original.metadata["model"]["name"]
     assert again.metadata == original.metadata and again.vectors.tobytes() == original.vectors.tobytes()

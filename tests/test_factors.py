@@ -98,7 +98,8 @@ def test_ground_truth_benchmark_shape(trained, reference_dir):
 def test_hue_change_is_weighted_by_saturation():
     def codes(hue_turns, saturation):
         angle = 2 * np.pi * np.asarray(hue_turns, float)
-        return {"hue": np.stack([np.cos(angle), np.sin(angle)], 1), "saturation": np.asarray(saturation, float)[:, None]}
+        return {"hue": np.stack([np.cos(angle), np.sin(angle)], 1),
+                "saturation": np.asarray(saturation, float)[:, None]}
 
     quarter = FA.factor_delta("hue", codes([0.1, 0.1], [0.6, 0.05]), codes([0.35, 0.35], [0.6, 0.05]))
     assert quarter[:, 0] == pytest.approx([0.25 * 0.6, 0.25 * 0.05])  # a grey's hue reading barely counts

@@ -231,7 +231,8 @@ BAD_FILES = {
                         "not in component_sets"),
     "approval without label": (
         lambda d: edit_json(d, lambda doc: next(
-            d for d in doc["directions"] if d["name"] == "Sleeve length")["reviews"]["by_reviewer"][0].update(label="")),
+            d for d in doc["directions"] if d["name"] == "Sleeve length"
+        )["reviews"]["by_reviewer"][0].update(label="")),
         "an approval needs a label"),
     "zip bomb (ratio)": (_bomb, "compressed more than 100:1"),
     "zip bomb (declared size)": (_declared_huge, "refused as a possible zip bomb"),

@@ -41,7 +41,8 @@ with left:
 with right:
     st.subheader("Agreement")
     a, b = st.columns(2)
-    a.metric("Decisions (Krippendorff α)", "—" if agreement.decision_alpha is None else f"{agreement.decision_alpha:.2f}",
+    alpha = agreement.decision_alpha
+    a.metric("Decisions (Krippendorff α)", "—" if alpha is None else f"{alpha:.2f}",
              help=f"From {agreement.decision_units} components rated by two or more reviewers.")
     b.metric("Categories (α)", "—" if agreement.category_alpha is None else f"{agreement.category_alpha:.2f}",
              help=f"From {agreement.category_units} components with two or more categories.")
