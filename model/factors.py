@@ -6,7 +6,8 @@ pattern (4) and layer (3). Its 128-d penultimate layer is the feature space of t
 Weights ship as ``model/assets/factor_predictor.safetensors`` (float16, < 1 MB); ``train_predictor`` rebuilds them.
 
 Seeds: predictor training uses synthetic seeds from 800,000,000 up, the held-out real splits from 900,000,000
-up; the demo generator is trained on seeds counting up from 0, so neither overlaps its training data.
+up, the crosstalk calibration from 950,000,000 up (its edits borrow values from seeds up to 1,090,000,000); the
+demo generator is trained on seeds counting up from 0, so none of them overlaps its training data.
 
 Factor changes (used to measure edits): each factor f gets a code — the value for continuous factors, the
 (cos, sin) point for hue, the class-probability vector for categorical ones — and a change between two codes
