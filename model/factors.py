@@ -322,13 +322,20 @@ def single_factor_edit(factors, name: str, donor_seed: int):
     raise AtelierError(f"could not find a different {name} to edit")  # pragma: no cover - the prior has several
 
 
-def measure_edits(predictor: Predictor, before: Sequence, after: Sequence) -> dict[str, np.ndarray]:
-    """Render two lists of synthetic factors and return the predictor's normalised changes, per factor [N, d]."""
+def render_factors(factors: Sequence) -> np.ndarray:
+    """Synthetic runway images uint8 [N, 64, 64, 3] for explicit factors (not seeds)."""
     from scrape.synth import render_runway
 
-    a = np.stack([render_runway(f) for f in before])
-    b = np.stack([render_runway(f) for f in after])
-    return factor_changes(predictor, predictor.predict(a), predictor.predict(b))
+    return np.stack([render_runway(f) for f in factors])
+
+
+def measure_edits(predictor: Predictor, before: Sequence, after: Sequence,
+                  before_predictions: Predictions | None = None) -> dict[str, np.ndarray]:
+    """Render two lists of synthetic factors and return the predictor's normalised changes, per factor [N, d].
+    `before_predictions` skips rendering and reading `before` again when several edits share it."""
+    if before_predictions is None:
+        before_predictions = predictor.predict(render_factors(before))
+    return factor_changes(predictor, before_predictions, predictor.predict(render_factors(after)))
 
 
 def calibrate_crosstalk(predictor: Predictor, count: int = 256, seed0: int = CALIBRATION_SEED0) -> np.ndarray:
@@ -338,10 +345,11 @@ def calibrate_crosstalk(predictor: Predictor, count: int = 256, seed0: int = CAL
     from scrape.synth import sample_factors
 
     base = [sample_factors(seed0 + i) for i in range(count)]
+    base_predictions = predictor.predict(render_factors(base))
     matrix = np.zeros((len(FACTORS), len(FACTORS)))
     for g, name in enumerate(FACTORS):
         edited = [single_factor_edit(f, name, seed0 + 10_000_000 * (g + 1) + i) for i, f in enumerate(base)]
-        changes = measure_edits(predictor, base, edited)
+        changes = measure_edits(predictor, base, edited, base_predictions)
         row = np.array([delta_magnitude(n, changes[n]).mean() for n in FACTORS])
         matrix[g] = row / max(row[g], 1e-9)
     return matrix
