@@ -279,7 +279,7 @@ def train_predictor(count: int = 40_000, epochs: int = 8, batch: int = 64, lr: f
         if progress:
             progress(f"epoch {epoch + 1}/{epochs}: loss {total / len(order):.4f}")
     module.eval()
-    predictor = Predictor(module, code_scales(true_codes(factors)),
+    predictor = Predictor(module, prior_scales(),
                           {"count": len(x_all), "epochs": epochs, "seed0": seed0, "width": width})
     if calibration_count:
         predictor.crosstalk = calibrate_crosstalk(predictor, calibration_count)
@@ -293,7 +293,7 @@ def train_predictor(count: int = 40_000, epochs: int = 8, batch: int = 64, lr: f
 # where exactly one factor is changed, and take it out of every later reading (non-negative least squares).
 
 def prior_scales(count: int = 20_000, seed0: int = CALIBRATION_SEED0) -> dict[str, float]:
-    """Factor scales from the synthetic prior itself (what train_predictor computes from its training factors)."""
+    """Factor scales from the synthetic prior itself: they describe the data, not the predictor."""
     from scrape.synth import sample_factors
 
     return code_scales(true_codes([sample_factors(seed0 + i) for i in range(count)]))
@@ -322,30 +322,25 @@ def single_factor_edit(factors, name: str, donor_seed: int):
     raise AtelierError(f"could not find a different {name} to edit")  # pragma: no cover - the prior has several
 
 
-def render_factors(factors: Sequence) -> np.ndarray:
-    """Synthetic runway images uint8 [N, 64, 64, 3] for explicit factors (not seeds)."""
-    from scrape.synth import render_runway
-
-    return np.stack([render_runway(f) for f in factors])
-
-
 def measure_edits(predictor: Predictor, before: Sequence, after: Sequence,
                   before_predictions: Predictions | None = None) -> dict[str, np.ndarray]:
     """Render two lists of synthetic factors and return the predictor's normalised changes, per factor [N, d].
     `before_predictions` skips rendering and reading `before` again when several edits share it."""
+    from scrape.synth import render_looks
+
     if before_predictions is None:
-        before_predictions = predictor.predict(render_factors(before))
-    return factor_changes(predictor, before_predictions, predictor.predict(render_factors(after)))
+        before_predictions = predictor.predict(render_looks(before))
+    return factor_changes(predictor, before_predictions, predictor.predict(render_looks(after)))
 
 
 def calibrate_crosstalk(predictor: Predictor, count: int = 256, seed0: int = CALIBRATION_SEED0) -> np.ndarray:
     """Crosstalk matrix M [F, F]: row g is the mean reading of every factor when only factor g changes, divided
     by the reading of g itself (so M[g, g] = 1). A reading m of summed magnitudes is then ≈ Mᵀ t for the true
     per-factor changes t ≥ 0."""
-    from scrape.synth import sample_factors
+    from scrape.synth import render_looks, sample_factors
 
     base = [sample_factors(seed0 + i) for i in range(count)]
-    base_predictions = predictor.predict(render_factors(base))
+    base_predictions = predictor.predict(render_looks(base))
     matrix = np.zeros((len(FACTORS), len(FACTORS)))
     for g, name in enumerate(FACTORS):
         edited = [single_factor_edit(f, name, seed0 + 10_000_000 * (g + 1) + i) for i, f in enumerate(base)]

@@ -491,14 +491,19 @@ def check_resolution(resolution: int) -> None:
                            "(StyleGAN2 doubles its resolution per block), e.g. 64.")
 
 
+def render_looks(factors: Sequence[RunwayFactors], resolution: int = 64, supersample: int = 4) -> np.ndarray:
+    """Images [N, H, W, 3] uint8 for explicit factors, in order (edited looks as well as sampled ones)."""
+    images = np.zeros((len(factors), resolution, resolution, 3), dtype=np.uint8)
+    for i, f in enumerate(factors):
+        images[i] = render_runway(f, resolution, supersample)
+    return images
+
+
 def render_batch(seeds: Iterable[int], resolution: int = 64, supersample: int = 4
                  ) -> tuple[np.ndarray, list[RunwayFactors]]:
     """Images [N, H, W, 3] uint8 and their factors, for the given seeds in order."""
     factors = [sample_factors(int(s)) for s in seeds]
-    images = np.zeros((len(factors), resolution, resolution, 3), dtype=np.uint8)
-    for i, f in enumerate(factors):
-        images[i] = render_runway(f, resolution, supersample)
-    return images, factors
+    return render_looks(factors, resolution, supersample), factors
 
 
 def preview_grid(seed0: int = 0, resolution: int = 64, rows: int = 8, cols: int = 8) -> np.ndarray:

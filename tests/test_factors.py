@@ -130,12 +130,12 @@ def test_compensation_recovers_constructed_changes():
 def test_shipped_predictor_reads_single_factor_edits_as_pure():
     """The measuring stick of bench discovery, checked on held-out synthetic images where the truth is known:
     an edit of one factor must read as pure, and an edit of two must not."""
-    from scrape.synth import sample_factors
+    from scrape.synth import render_looks, sample_factors
 
     torch.set_num_threads(1)
     predictor = FA.Predictor.load()
     base = [sample_factors(1_500_000_000 + i) for i in range(32)]
-    read_base = predictor.predict(FA.render_factors(base))
+    read_base = predictor.predict(render_looks(base))
     for g, name in enumerate(FA.FACTORS):
         edited = [FA.single_factor_edit(f, name, 1_600_000_000 + 1000 * g + i) for i, f in enumerate(base)]
         purity = FA.edit_factor_stats(FA.measure_edits(predictor, base, edited, read_base),
