@@ -253,8 +253,9 @@ def bench_discovery(
         speed["strip_cached_s"] = time.perf_counter() - t0
         if not hit.cached:  # the timing above would then be of a render, not of the cache
             raise AtelierError(f"the strip cache in {tmp} did not keep the strip it just wrote; check the disk")
-    with _progress(len(cs), "scoring") as bar:
-        result = ground_truth_benchmark(renderer, predictor, cs.vectors, cs.sigmas, progress=bar.update)
+    with _progress(len(cs), "scoring") as bar, _progress(len(cs), "ground truth") as truth_bar:
+        result = ground_truth_benchmark(renderer, predictor, cs.vectors, cs.sigmas, progress=bar.update,
+                                        truth_progress=truth_bar.update)
     speed["scoring_s"] = result["scoring_seconds"]
     speed["peak_rss_mb"] = peak_rss_mb()
     out = {"factors": result["factors"], "spearman": result["spearman"],

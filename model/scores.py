@@ -250,7 +250,7 @@ def assign_priority(scores: Sequence[ComponentScore], dead_fraction: float = DEA
 
 # --- rendering the edits for a whole set ---------------------------------------------------------------------------
 
-def _edited_ws(ws, vectors, offsets, row_start: int, row_stop: int):
+def edited_ws(ws, vectors, offsets, row_start: int, row_stop: int):
     """ws [S, L, D], vectors [C, D], offsets [C, T] (w units) -> [C * S * T, L, D] component-, seed-, step-major."""
     import torch
 
@@ -265,9 +265,8 @@ def _edited_ws(ws, vectors, offsets, row_start: int, row_stop: int):
 def score_set(renderer, vectors: np.ndarray, sigmas: np.ndarray, seeds: Sequence[int] = DEFAULT_SCORE_SEEDS,
               span: float = DEFAULT_SPAN, layer_seeds: int = LAYER_SEEDS, resolution: int | None = None,
               psi: float = 1.0, batch: int = 128, progress: Callable[[int], None] | None = None,
-              layer_groups: bool = True, on_images: Callable | None = None) -> list[ComponentScore]:
-    """Score every component of a set. `on_images(start, edited [C, S, H, W, 3], base [S, H, W, 3])` sees every
-    rendered batch (the benchmark measures the same edits with the factor predictor).
+              layer_groups: bool = True) -> list[ComponentScore]:
+    """Score every component of a set.
 
     Renders are shared where possible: the S unedited seeds once, then one edit (+span σ, all ws rows) per seed
     and component (S renders per component), and for layer sensitivity one edit per group on `layer_seeds` seeds.
@@ -285,11 +284,9 @@ def score_set(renderer, vectors: np.ndarray, sigmas: np.ndarray, seeds: Sequence
     for start in range(0, len(vectors), per):
         stop = min(len(vectors), start + per)
         offs = (sigmas[start:stop] * span)[:, None]
-        images = renderer.synthesize(_edited_ws(ws, vectors[start:stop], offs, 0, renderer.num_ws),
+        images = renderer.synthesize(edited_ws(ws, vectors[start:stop], offs, 0, renderer.num_ws),
                                      resolution=resolution, chunk=batch)
         images = images.reshape(stop - start, len(seeds), *images.shape[1:])
-        if on_images is not None:
-            on_images(start, images, base)
         for i in range(stop - start):
             scores.append(measure(edit_changes(base, images[i], span), base, start + i, mask))
         if progress:
@@ -310,7 +307,7 @@ def score_set(renderer, vectors: np.ndarray, sigmas: np.ndarray, seeds: Sequence
             for start in range(0, len(vectors), per):
                 stop = min(len(vectors), start + per)
                 offs = (sigmas[start:stop] * span)[:, None]
-                images = renderer.synthesize(_edited_ws(sub, vectors[start:stop], offs, r0, r1),
+                images = renderer.synthesize(edited_ws(sub, vectors[start:stop], offs, r0, r1),
                                              resolution=resolution, chunk=batch)
                 images = as_float(images).reshape(stop - start, n_sub, *images.shape[1:])
                 changes = (images - sub_base[None]) / span

@@ -86,7 +86,7 @@ def test_ground_truth_benchmark_shape(trained, reference_dir):
     w, _ = D.sample_w(r, 300)
     cs = D.sefa(r.G, "all", w_samples=w)
     result = FA.ground_truth_benchmark(r, predictor, cs.vectors[:6], cs.sigmas[:6], seeds=[1, 2, 3],
-                                       varied_samples=20)
+                                       truth_seeds=[4, 5, 6, 7], varied_samples=20)
     assert [row["factor"] for row in result["factors"]] == list(FA.FACTORS)
     for row in result["factors"]:
         assert 0 <= row["component"] < 6 and 1 <= row["rank"] <= 6 and 0 <= row["purity"] <= 1
