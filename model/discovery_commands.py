@@ -220,6 +220,10 @@ def bench_discovery(
     network: Optional[Path] = _network_option(),
     method: str = typer.Option("sefa", help="Set to benchmark: sefa | pca."),
     pca_samples: int = typer.Option(100_000, help="Samples for the PCA timing."),
+    components: int = typer.Option(0, help="Benchmark only the first N components (0: all) for a quick look; "
+                                           "the ranks are then within those N."),
+    varied_samples: int = typer.Option(1000, help="Generated and real samples compared to decide which factors the "
+                                                  "generator varies."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Ground truth (factor predictor on synthetic factors) and speed: SeFa, PCA, strips, scoring, peak memory."""
@@ -229,6 +233,12 @@ def bench_discovery(
     from model.render import Renderer, configure_threads
     from model.strips import StripCache, StripSpec, sigma_steps
 
+    if method not in ("sefa", "pca"):
+        raise AtelierError(f"--method must be sefa or pca, not {method!r}")
+    if components < 0:
+        raise AtelierError(f"--components must be 0 (all) or a positive number, not {components}")
+    if varied_samples < 2:
+        raise AtelierError(f"--varied-samples must be at least 2 to measure a spread, not {varied_samples}")
     configure_threads()
     renderer = Renderer(network, device="cpu")
     predictor = Predictor.load()
@@ -241,6 +251,7 @@ def bench_discovery(
     pca_set = D.pca(renderer, n=pca_samples)
     speed["pca_s"] = time.perf_counter() - t0
     cs = sefa_set if method == "sefa" else pca_set
+    vectors, sigmas = (cs.vectors[:components], cs.sigmas[:components]) if components else (cs.vectors, cs.sigmas)
     with tempfile.TemporaryDirectory() as tmp:
         cache = StripCache(tmp)
         spec = StripSpec("bench", 0, tuple(range(6)), sigma_steps(7, 3.0))
@@ -253,22 +264,23 @@ def bench_discovery(
         speed["strip_cached_s"] = time.perf_counter() - t0
         if not hit.cached:  # the timing above would then be of a render, not of the cache
             raise AtelierError(f"the strip cache in {tmp} did not keep the strip it just wrote; check the disk")
-    with _progress(len(cs), "scoring") as bar, _progress(len(cs), "ground truth") as truth_bar:
-        result = ground_truth_benchmark(renderer, predictor, cs.vectors, cs.sigmas, progress=bar.update,
-                                        truth_progress=truth_bar.update)
+    with _progress(len(vectors), "scoring") as bar, _progress(len(vectors), "ground truth") as truth_bar:
+        result = ground_truth_benchmark(renderer, predictor, vectors, sigmas, progress=bar.update,
+                                        truth_progress=truth_bar.update, varied_samples=varied_samples)
     speed["scoring_s"] = result["scoring_seconds"]
     speed["peak_rss_mb"] = peak_rss_mb()
     out = {"factors": result["factors"], "spearman": result["spearman"],
-           "speed": {k: round(v, 4) for k, v in speed.items()}, "method": method, "components": len(cs),
+           "speed": {k: round(v, 4) for k, v in speed.items()}, "method": method, "components": len(vectors),
            "network": str(renderer.network.source), "kimg": renderer.network.kimg}
     if as_json:
         typer.echo(json.dumps(out))
         return
-    typer.echo(f"network {out['network']} (kimg {out['kimg']}), {method}, {len(cs)} components")
+    typer.echo(f"network {out['network']} (kimg {out['kimg']}), {method}, {len(vectors)} components")
     typer.echo(format_benchmark(result))
     typer.echo(f"SeFa {speed['sefa_s']:.2f} s; PCA on {pca_samples:,} samples {speed['pca_s']:.1f} s; strip 6×7 "
                f"uncached {speed['strip_uncached_s'] * 1000:.0f} ms, cached {speed['strip_cached_s'] * 1000:.1f} ms; "
-               f"scoring {len(cs)} components {speed['scoring_s']:.1f} s; peak memory {speed['peak_rss_mb']:.0f} MB")
+               f"scoring {len(vectors)} components {speed['scoring_s']:.1f} s; "
+               f"peak memory {speed['peak_rss_mb']:.0f} MB")
 
 
 def register(app: typer.Typer) -> None:

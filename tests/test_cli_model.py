@@ -141,3 +141,17 @@ def test_train_refuses_bad_datasets_before_training(tmp_path):
         assert result.exit_code == 1, (kind, result.output)
         assert "error:" in result.output and "Traceback" not in result.output, kind
         assert not run.exists(), kind  # nothing started, nothing written
+
+
+def test_bench_discovery_json_on_a_few_components(reference_dir):
+    net = str(reference_dir / "sg2ada_tiny32.pkl")
+    result = runner.invoke(app, ["bench", "discovery", "--network", net, "--components", "4", "--pca-samples", "2000",
+                                 "--varied-samples", "32", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output.strip().splitlines()[-1])
+    assert data["components"] == 4 and data["method"] == "sefa"
+    assert [row["factor"] for row in data["factors"]][:2] == ["garment", "sleeve"]
+    assert all(0 <= row["component"] < 4 and 1 <= row["rank"] <= 4 for row in data["factors"])
+    assert {"sefa_s", "pca_s", "strip_uncached_s", "strip_cached_s", "scoring_s", "peak_rss_mb"} <= set(data["speed"])
+    bad = runner.invoke(app, ["bench", "discovery", "--network", net, "--method", "kmeans"])
+    assert bad.exit_code == 1 and "sefa or pca" in bad.output
