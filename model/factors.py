@@ -606,6 +606,7 @@ def ground_truth_benchmark(renderer, predictor: Predictor, vectors: np.ndarray, 
         best = int(np.argmax(np.where(strong, purity, -1)))
         rows.append({"factor": name, "component": best, "purity": round(float(purity[best]), 3),
                      "consistency": round(stats[best]["consistency"], 3), "rank": rank[best],
+                     "move": round(float(mags[best]), 3), "strongest_move": round(float(mags.max()), 3),
                      "varied": bool(spread[name] >= 0.5), "spread": round(float(spread[name]), 3)})
     top_ids = order[:min(top, len(order))]
     auto = [scores[i].consistency for i in top_ids]
@@ -616,9 +617,13 @@ def ground_truth_benchmark(renderer, predictor: Predictor, vectors: np.ndarray, 
 
 
 def format_benchmark(result: dict) -> str:
-    lines = [f"{'factor':<12} {'varied':>6} {'component':>9} {'purity':>7} {'consist.':>8} {'rank':>5}"]
+    lines = [f"{'factor':<12} {'varied':>6} {'component':>9} {'purity':>7} {'consist.':>8} {'rank':>5} {'move':>6} "
+             f"{'strongest':>9}"]
     for row in result["factors"]:
         lines.append(f"{row['factor']:<12} {('yes' if row['varied'] else 'no'):>6} {row['component']:>9} "
-                     f"{row['purity']:>7.3f} {row['consistency']:>8.3f} {row['rank']:>5}")
+                     f"{row['purity']:>7.3f} {row['consistency']:>8.3f} {row['rank']:>5} {row['move']:>6.3f} "
+                     f"{row['strongest_move']:>9.3f}")
+    lines.append("move: the component's mean change of the factor per edit (+2σ), in units of the typical "
+                 "difference between two random real looks; strongest: the largest such change of any component")
     lines.append(f"Spearman (automatic vs ground-truth consistency, top 100 by priority): {result['spearman']:.3f}")
     return "\n".join(lines)

@@ -152,6 +152,7 @@ def test_bench_discovery_json_on_a_few_components(reference_dir):
     assert data["components"] == 4 and data["method"] == "sefa"
     assert [row["factor"] for row in data["factors"]][:2] == ["garment", "sleeve"]
     assert all(0 <= row["component"] < 4 and 1 <= row["rank"] <= 4 for row in data["factors"])
+    assert all(0 <= row["move"] <= row["strongest_move"] for row in data["factors"])
     assert {"sefa_s", "pca_s", "strip_uncached_s", "strip_cached_s", "scoring_s", "peak_rss_mb"} <= set(data["speed"])
     bad = runner.invoke(app, ["bench", "discovery", "--network", net, "--method", "kmeans"])
     assert bad.exit_code == 1 and "sefa or pca" in bad.output
