@@ -5,29 +5,17 @@ Pages show these bytes directly, so nothing is re-encoded on a rerun.
 from __future__ import annotations
 
 import io
-from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
+
+from model.render import label_font, sigma_label
 
 BACKGROUND = (250, 248, 245)
 INK = (40, 36, 32)
 MUTED = (120, 112, 104)
-_FONT_FILES = ("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", "DejaVuSans.ttf")
-
-
-@lru_cache(maxsize=8)
-def font(size: int) -> ImageFont.ImageFont:
-    for name in _FONT_FILES:
-        try:
-            return ImageFont.truetype(name, size)
-        except OSError:
-            continue
-    return ImageFont.load_default(size=size)
-
-
 def upscale(image: np.ndarray | Image.Image, size: int) -> Image.Image:
     """Square image to `size` px: nearest-neighbour up by whole factors (crisp pixels), Lanczos otherwise."""
     img = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image))
@@ -59,12 +47,6 @@ def display_size(resolution: int, target: int) -> int:
     return resolution * max(1, round(target / resolution))
 
 
-def sigma_label(value: float) -> str:
-    if abs(value) < 1e-9:
-        return "0σ"
-    return f"{value:+.1f}σ".replace("-", "−")
-
-
 def strip_grid(images: np.ndarray, seeds: Sequence[int], sigmas: Sequence[float], cell: int = 112,
                gap: int = 4) -> Image.Image:
     """Seeds × steps grid [S*T, H, W, 3] (seed-major) with σ under every column and the seed left of every row."""
@@ -75,7 +57,7 @@ def strip_grid(images: np.ndarray, seeds: Sequence[int], sigmas: Sequence[float]
     height = rows * cell + (rows - 1) * gap + bottom
     canvas = Image.new("RGB", (width, height), BACKGROUND)
     draw = ImageDraw.Draw(canvas)
-    label_font, seed_font = font(17), font(13)
+    step_font, seed_font = label_font(17), label_font(13)
     for r, seed in enumerate(seeds):
         y = r * (cell + gap)
         for c in range(columns):
@@ -84,8 +66,8 @@ def strip_grid(images: np.ndarray, seeds: Sequence[int], sigmas: Sequence[float]
         draw.text((left - 8, y + cell // 2), f"seed\n{seed}", fill=MUTED, font=seed_font, anchor="rm", align="right")
     for c, value in enumerate(sigmas):
         x = left + c * (cell + gap) + cell // 2
-        draw.text((x, height - bottom // 2), sigma_label(value), fill=INK if abs(value) > 1e-9 else MUTED,
-                  font=label_font, anchor="mm")
+        draw.text((x, height - bottom // 2), sigma_label(value, step_font), fill=INK if abs(value) > 1e-9 else MUTED,
+                  font=step_font, anchor="mm")
     return canvas
 
 

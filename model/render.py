@@ -10,6 +10,7 @@ import os
 import re
 import threading
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -234,6 +235,44 @@ def image_grid(images: np.ndarray, columns: int, pad: int = 0, background: int =
         r, col = divmod(idx, columns)
         grid[r * (h + pad): r * (h + pad) + h, col * (w + pad): col * (w + pad) + w] = images[idx]
     return grid
+
+
+# DejaVu Sans draws σ and − (U+2212); Pillow's built-in font, the fallback, draws neither.
+FONT_FILES = ("DejaVuSans.ttf", "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+              "/usr/share/fonts/dejavu/DejaVuSans.ttf", "/Library/Fonts/DejaVuSans.ttf")
+
+
+@lru_cache(maxsize=8)
+def label_font(size: int):
+    from PIL import ImageFont
+
+    for name in FONT_FILES:
+        try:
+            return ImageFont.truetype(name, size)
+        except OSError:
+            continue
+    return ImageFont.load_default(size=size)
+
+
+@lru_cache(maxsize=64)
+def can_draw(font, text: str) -> bool:
+    """Whether `font` has a glyph for every character of `text`: a missing glyph draws the same box as U+E000, a
+    private-use character no text font defines."""
+    from PIL import Image, ImageDraw
+
+    def drawn(ch: str) -> bytes:
+        canvas = Image.new("L", (4 * font.size + 8, 2 * font.size + 8))
+        ImageDraw.Draw(canvas).text((4, 4), ch, font=font, fill=255)
+        return canvas.tobytes()
+
+    missing = drawn("\ue000")
+    return all(drawn(ch) != missing for ch in set(text) if not ch.isspace())
+
+
+def sigma_label(value: float, font) -> str:
+    """A step in σ units for a picture: "+1.5σ", "−3σ", "0σ"; "-3 sd" where the font cannot draw σ or −."""
+    text = "0σ" if abs(value) < 1e-9 else f"{value:+g}σ".replace("-", "−")
+    return text if can_draw(font, text) else text.replace("σ", " sd").replace("−", "-")
 
 
 def save_png(array: np.ndarray, path: str | Path) -> Path:

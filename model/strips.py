@@ -33,6 +33,10 @@ def sigma_steps(count: int = DEFAULT_STEPS, span: float = DEFAULT_SPAN) -> tuple
     return tuple(round(float(x), 6) for x in np.linspace(-span, span, count))
 
 
+DRAWING_VERSION = 2  # part of every cache key: a change to how strips are drawn (2: σ labels in DejaVu Sans) must
+#                      not be hidden by strips cached before it
+
+
 @dataclass(frozen=True)
 class StripSpec:
     set_key: str  # component set id (or any stable name for a file-based set)
@@ -47,7 +51,7 @@ class StripSpec:
     class_index: int | None = None  # the class of a conditional model; None for unconditional ones
 
     def key(self, fingerprint: str) -> str:
-        payload = {"fingerprint": fingerprint, **asdict(self)}
+        payload = {"fingerprint": fingerprint, "drawing": DRAWING_VERSION, **asdict(self)}
         payload["seeds"], payload["steps"] = list(self.seeds), [float(s) for s in self.steps]
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
@@ -88,15 +92,18 @@ def change_heatmap(images: np.ndarray) -> np.ndarray:
     return (heat / peak if peak > 0 else heat).astype(np.float32)
 
 
-def _label_row(labels: Sequence[str], cell: int, pad: int, height: int = 16) -> np.ndarray:
+def _label_row(steps: Sequence[float], cell: int, pad: int, height: int = 16) -> np.ndarray:
     from PIL import Image, ImageDraw
 
-    width = len(labels) * cell + (len(labels) - 1) * pad
+    from model.render import label_font, sigma_label
+
+    font = label_font(11)
+    width = len(steps) * cell + (len(steps) - 1) * pad
     img = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(img)
-    for i, text in enumerate(labels):
-        tw = draw.textlength(text)
-        draw.text((i * (cell + pad) + (cell - tw) / 2, 2), text, fill=(40, 40, 40))
+    for i, step in enumerate(steps):
+        draw.text((i * (cell + pad) + cell / 2, height / 2), sigma_label(step, font), fill=(40, 40, 40), font=font,
+                  anchor="mm")
     return np.asarray(img)
 
 
@@ -115,8 +122,7 @@ def strip_image(result: StripResult | np.ndarray, steps: Sequence[float] | None 
         flat = np.stack([np.asarray(Image.fromarray(im).resize((cell, cell), Image.NEAREST)) for im in flat])
     grid = image_grid(flat, columns=t, pad=pad)
     if steps is not None:
-        labels = [f"{x:+g}σ" if x else "0" for x in steps]
-        grid = np.concatenate([_label_row(labels, flat.shape[2], pad), grid], axis=0)
+        grid = np.concatenate([_label_row(steps, flat.shape[2], pad), grid], axis=0)
     return grid
 
 

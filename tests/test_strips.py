@@ -6,6 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import require_service
 from model.render import Edit, Renderer, apply_edits
 from model.strips import StripCache, StripSpec, change_heatmap, render_strip, sigma_steps, strip_image, strip_offsets
 
@@ -90,3 +91,19 @@ def test_strip_image_layout():
     grid = strip_image(images, pad=1)
     assert grid.shape == (9, 14, 3)
     assert grid[5:, 10:].min() == 255 and grid[:4, :4].max() == 0
+
+
+def test_sigma_labels_are_drawn_with_a_font_that_has_sigma():
+    from pathlib import Path
+
+    from PIL import ImageFont
+
+    from model.render import FONT_FILES, can_draw, label_font, sigma_label
+
+    builtin = ImageFont.load_default(size=12)  # Pillow's own font has no σ and no − (U+2212)
+    assert not can_draw(builtin, "σ") and can_draw(builtin, "+3")
+    assert [sigma_label(v, builtin) for v in (-3, 1.5, 0)] == ["-3 sd", "+1.5 sd", "0 sd"]
+    require_service(any(Path(f).is_file() for f in FONT_FILES),
+                    "DejaVu Sans is not installed here (Debian: fonts-dejavu-core), so σ labels read 'sd'")
+    font = label_font(12)
+    assert can_draw(font, "σ−") and [sigma_label(v, font) for v in (-3, 1.5, 0)] == ["−3σ", "+1.5σ", "0σ"]
