@@ -16,6 +16,8 @@ from model.render import label_font, sigma_label
 BACKGROUND = (250, 248, 245)
 INK = (40, 36, 32)
 MUTED = (120, 112, 104)
+
+
 def upscale(image: np.ndarray | Image.Image, size: int) -> Image.Image:
     """Square image to `size` px: nearest-neighbour up by whole factors (crisp pixels), Lanczos otherwise."""
     img = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image))

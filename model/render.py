@@ -260,8 +260,10 @@ def can_draw(font, text: str) -> bool:
     private-use character no text font defines."""
     from PIL import Image, ImageDraw
 
+    size = int(getattr(font, "size", 16))  # Pillow built without FreeType falls back to a bitmap font without one
+
     def drawn(ch: str) -> bytes:
-        canvas = Image.new("L", (4 * font.size + 8, 2 * font.size + 8))
+        canvas = Image.new("L", (4 * size + 8, 2 * size + 8))
         ImageDraw.Draw(canvas).text((4, 4), ch, font=font, fill=255)
         return canvas.tobytes()
 
