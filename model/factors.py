@@ -544,21 +544,15 @@ def measure_components(renderer, predictor: Predictor, vectors: np.ndarray, sigm
                        progress: Callable[[int], None] | None = None) -> list[dict]:
     """Each component's edit (+span σ on every ws row) on `seeds`, read by the predictor: edit_factor_stats per
     component. The ground truth that the automatic scores are checked against."""
-    from model.scores import edited_ws
+    from model.scores import render_edits
 
-    seeds = list(seeds)
-    ws = renderer.ws_from_seeds(seeds)
+    ws = renderer.ws_from_seeds(list(seeds))
     before = predictor.predict(renderer.synthesize(ws, resolution=resolution, chunk=batch))
-    per = max(1, batch // len(seeds))
     stats: list[dict] = []
-    for start in range(0, len(vectors), per):
-        stop = min(len(vectors), start + per)
-        offsets = (np.asarray(sigmas[start:stop], np.float64) * span)[:, None]
-        images = renderer.synthesize(edited_ws(ws, vectors[start:stop], offsets, 0, renderer.num_ws),
-                                     resolution=resolution, chunk=batch)
-        after = predictor.predict(images)
+    for start, stop, images in render_edits(renderer, ws, vectors, sigmas, span, resolution=resolution, batch=batch):
+        after = predictor.predict(images.reshape(-1, *images.shape[2:]))
         for i in range(stop - start):
-            rows = slice(i * len(seeds), (i + 1) * len(seeds))
+            rows = slice(i * len(ws), (i + 1) * len(ws))
             stats.append(edit_factor_stats(factor_changes(predictor, before, after.rows(rows)), predictor.crosstalk))
         if progress:
             progress(stop - start)

@@ -25,7 +25,7 @@ edit on all ws rows; the per-seed change field is D_s = (img(+aσ) − img(0)) /
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -262,6 +262,22 @@ def edited_ws(ws, vectors, offsets, row_start: int, row_stop: int):
     return out.reshape(-1, ws.shape[1], ws.shape[2])
 
 
+def render_edits(renderer, ws, vectors: np.ndarray, sigmas: np.ndarray, span: float, row_start: int = 0,
+                 row_stop: int | None = None, resolution: int | None = None, batch: int = 128
+                 ) -> Iterator[tuple[int, int, np.ndarray]]:
+    """Every component's +span σ edit of every latent in ws [S, L, D], a batch of components at a time:
+    yields (start, stop, images [stop − start, S, H, W, 3] uint8)."""
+    sigmas = np.asarray(sigmas, np.float64)
+    row_stop = renderer.num_ws if row_stop is None else row_stop
+    per = max(1, batch // len(ws))
+    for start in range(0, len(vectors), per):
+        stop = min(len(vectors), start + per)
+        offsets = (sigmas[start:stop] * span)[:, None]
+        images = renderer.synthesize(edited_ws(ws, vectors[start:stop], offsets, row_start, row_stop),
+                                     resolution=resolution, chunk=batch)
+        yield start, stop, images.reshape(stop - start, len(ws), *images.shape[1:])
+
+
 def score_set(renderer, vectors: np.ndarray, sigmas: np.ndarray, seeds: Sequence[int] = DEFAULT_SCORE_SEEDS,
               span: float = DEFAULT_SPAN, layer_seeds: int = LAYER_SEEDS, resolution: int | None = None,
               psi: float = 1.0, batch: int = 128, progress: Callable[[int], None] | None = None,
@@ -279,14 +295,9 @@ def score_set(renderer, vectors: np.ndarray, sigmas: np.ndarray, seeds: Sequence
     ws = renderer.ws_from_seeds(seeds, psi=psi)
     base = renderer.synthesize(ws, resolution=resolution, chunk=batch)
     mask = figure_mask(base)
-    per = max(1, batch // len(seeds))
     scores: list[ComponentScore] = []
-    for start in range(0, len(vectors), per):
-        stop = min(len(vectors), start + per)
-        offs = (sigmas[start:stop] * span)[:, None]
-        images = renderer.synthesize(edited_ws(ws, vectors[start:stop], offs, 0, renderer.num_ws),
-                                     resolution=resolution, chunk=batch)
-        images = images.reshape(stop - start, len(seeds), *images.shape[1:])
+    for start, stop, images in render_edits(renderer, ws, vectors, sigmas, span, resolution=resolution,
+                                            batch=batch):
         for i in range(stop - start):
             scores.append(measure(edit_changes(base, images[i], span), base, start + i, mask))
         if progress:
@@ -301,16 +312,10 @@ def score_set(renderer, vectors: np.ndarray, sigmas: np.ndarray, seeds: Sequence
             groups.append((name, rows[0], rows[-1] + 1))
         n_sub = max(1, min(layer_seeds, len(seeds)))
         sub, sub_base = ws[:n_sub], as_float(base[:n_sub])
-        per = max(1, batch // n_sub)
         effects = np.zeros((len(vectors), len(groups)))
         for g, (_, r0, r1) in enumerate(groups):
-            for start in range(0, len(vectors), per):
-                stop = min(len(vectors), start + per)
-                offs = (sigmas[start:stop] * span)[:, None]
-                images = renderer.synthesize(edited_ws(sub, vectors[start:stop], offs, r0, r1),
-                                             resolution=resolution, chunk=batch)
-                images = as_float(images).reshape(stop - start, n_sub, *images.shape[1:])
-                changes = (images - sub_base[None]) / span
+            for start, stop, images in render_edits(renderer, sub, vectors, sigmas, span, r0, r1, resolution, batch):
+                changes = (as_float(images) - sub_base[None]) / span
                 effects[start:stop, g] = np.sqrt((changes ** 2).sum(-1).mean(axis=(2, 3))).mean(axis=1)
         for i, s in enumerate(scores):
             if groups:
