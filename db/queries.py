@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import unicodedata
 from collections import Counter, defaultdict
@@ -45,6 +44,7 @@ from db.schema import (
     vector_to_bytes,
 )
 from model.errors import AtelierError
+from model.settings import min_approvals_setting
 
 STATUSES: tuple[str, ...] = ("approved", "rejected", "conflict", "unsure", "in_review", "unreviewed")
 # Decisions that are an opinion about the component; skip and withdrawn are "no opinion (yet)".
@@ -385,20 +385,6 @@ def _vector(name: str, value: Any, w_dim: int) -> np.ndarray:
     if not np.all(np.isfinite(array)):
         raise InvalidInput(f"{name} contains NaN or infinite values; recompute it.")
     return array
-
-
-def min_approvals_setting() -> int:
-    """K, the approvals a component needs: ``ATELIER_MIN_APPROVALS`` (default 1)."""
-    raw = os.environ.get("ATELIER_MIN_APPROVALS", "").strip()
-    if not raw:
-        return 1
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise InvalidInput(f"ATELIER_MIN_APPROVALS must be a whole number of at least 1, got {raw!r}.")
-    return value
 
 
 def _k(min_approvals: int | None) -> int:

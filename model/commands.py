@@ -126,8 +126,6 @@ def train(
     _check_training_options(aug, batch, fp16_res, bf16_res)
     if kimg <= 0:
         raise AtelierError("--kimg must be above 0 (thousands of images)")
-    if mbstd_group < 1:
-        raise AtelierError("--mbstd-group must be at least 1 (4 is the usual choice)")
     if not 0 < lr < 1:
         raise AtelierError(f"--lr must be between 0 and 1 (0.0025 is the usual choice), not {lr}")
     cfg = TrainConfig(data=data, resolution=resolution, conditional=cond, batch=batch, channel_base=cbase,

@@ -607,7 +607,7 @@ def ground_truth_benchmark(renderer, predictor: Predictor, vectors: np.ndarray, 
     truth = [stats[i]["consistency"] for i in top_ids]
     rho = float(spearmanr(auto, truth).correlation) if len(top_ids) > 2 else float("nan")
     return {"factors": rows, "spearman": round(rho, 3), "scoring_seconds": round(seconds, 2),
-            "scores": scores, "components": len(scores)}
+            "scores": scores, "components": len(scores), "span": span}
 
 
 def format_benchmark(result: dict) -> str:
@@ -617,7 +617,8 @@ def format_benchmark(result: dict) -> str:
         lines.append(f"{row['factor']:<12} {('yes' if row['varied'] else 'no'):>6} {row['component']:>9} "
                      f"{row['purity']:>7.3f} {row['consistency']:>8.3f} {row['rank']:>5} {row['move']:>6.3f} "
                      f"{row['strongest_move']:>9.3f}")
-    lines.append("move: the component's mean change of the factor per edit (+2σ), in units of the typical "
-                 "difference between two random real looks; strongest: the largest such change of any component")
+    lines.append(f"move: the component's mean change of the factor per edit (+{result['span']:g}σ), in units of the "
+                 "typical difference between two random real looks; strongest: the largest such change of any "
+                 "component")
     lines.append(f"Spearman (automatic vs ground-truth consistency, top 100 by priority): {result['spearman']:.3f}")
     return "\n".join(lines)

@@ -5,6 +5,7 @@ Everything is overridable by environment variables so tests, CI and teams can po
 - ``ATELIER_DATABASE_URL``  SQLAlchemy URL; PostgreSQL for teams (default: SQLite file inside ATELIER_HOME)
 - ``ATELIER_MODEL``         default generator file (default: the built-in demo model)
 - ``ATELIER_RUNS``          training run folders (default ``~/.cache/atelier/runs``)
+- ``ATELIER_MIN_APPROVALS`` approvals a component needs before it is published (default 1)
 """
 from __future__ import annotations
 
@@ -43,3 +44,20 @@ def database_url() -> str:
 def default_model_path() -> Path:
     override = os.environ.get("ATELIER_MODEL", "").strip()
     return Path(override).expanduser() if override else DEMO_MODEL_PATH
+
+
+def min_approvals_setting() -> int:
+    """K, the approvals a component needs: ``ATELIER_MIN_APPROVALS`` (default 1)."""
+    from model.errors import AtelierError
+
+    raw = os.environ.get("ATELIER_MIN_APPROVALS", "").strip()
+    if not raw:
+        return 1
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise AtelierError(f"ATELIER_MIN_APPROVALS must be a whole number of at least 1, got {raw!r}. Unset it for "
+                           f"the default of 1.")
+    return value

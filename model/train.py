@@ -400,7 +400,9 @@ def train(cfg: TrainConfig, run_dir: Path, resume: Path | None = None, finetune:
     if cfg.batch % dist_info.world:
         raise AtelierError(f"batch {cfg.batch} must be divisible by the number of processes ({dist_info.world})")
     local_batch = cfg.batch // dist_info.world
-    if cfg.mbstd_group and local_batch % min(cfg.mbstd_group, local_batch):
+    if cfg.mbstd_group < 1:
+        raise AtelierError(f"--mbstd-group must be at least 1 (4 is the usual choice), not {cfg.mbstd_group}")
+    if local_batch % min(cfg.mbstd_group, local_batch):
         raise AtelierError(f"the per-process batch ({local_batch}) must be a multiple of the minibatch-std group "
                            f"size ({cfg.mbstd_group}); choose --batch as a multiple of "
                            f"{cfg.mbstd_group * dist_info.world}")

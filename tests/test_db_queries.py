@@ -11,6 +11,7 @@ from sqlalchemy import event, func, select
 from db import queries as q
 from db.engine import read_session, write_session
 from db.schema import Look, PublishedDirection, Review
+from model.errors import AtelierError
 from db_fixtures import NUM_WS, W_DIM, Seeded, backend, db_url, empty_url, seeded  # noqa: F401
 
 
@@ -68,7 +69,7 @@ def test_min_approvals_k(seeded: Seeded, monkeypatch: pytest.MonkeyPatch) -> Non
     review(s, "cleo", 0, "reject")
     assert statuses(s)[0].status == "conflict"
     monkeypatch.setenv("ATELIER_MIN_APPROVALS", "zero")
-    with read_session(s.url) as session, pytest.raises(q.InvalidInput, match="ATELIER_MIN_APPROVALS"):
+    with read_session(s.url) as session, pytest.raises(AtelierError, match="ATELIER_MIN_APPROVALS must be"):
         q.component_statuses(session, s.set_id)
 
 

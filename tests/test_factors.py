@@ -173,3 +173,12 @@ def test_an_outdated_predictor_is_refused_until_recalibrated(trained, tmp_path):
                                atol=0.05)
     bad = CliRunner().invoke(app, ["factors", "calibrate", "--predictor", str(path), "--count", "3"])
     assert bad.exit_code != 0 and "16 or more" in bad.output
+
+
+def test_benchmark_table_names_the_edit_span():
+    row = {"factor": "hue", "varied": True, "component": 3, "purity": 0.71, "consistency": 0.5, "rank": 2,
+           "move": 0.4, "strongest_move": 0.6}
+    text = FA.format_benchmark({"factors": [row], "spearman": 0.8, "span": 1.5})
+    assert "(+1.5σ)" in text and "+2σ" not in text
+    assert text.splitlines()[1].split() == ["hue", "yes", "3", "0.710", "0.500", "2", "0.400", "0.600"]
+    assert text.endswith("0.800")

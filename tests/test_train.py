@@ -127,6 +127,9 @@ def test_finetune_refuses_mismatched_architecture(tmp_path, reference_dir):
 def test_bad_batch_for_minibatch_std(tmp_path):
     with pytest.raises(AtelierError, match="minibatch-std"):
         train(tiny(batch=6), tmp_path / "run", progress=False)
+    with pytest.raises(AtelierError, match="mbstd-group must be at least 1"):
+        train(tiny(mbstd_group=0), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()  # refused before the run folder was made
 
 
 def test_ddp_two_processes_hold_identical_weights(tmp_path):
