@@ -204,13 +204,14 @@ def factors_calibrate(
     count: int = typer.Option(256, help="Synthetic images per factor for the crosstalk calibration."),
 ) -> None:
     """Recompute a predictor's factor scales and crosstalk (how its readings leak between factors), in place."""
-    from model.factors import FACTORS, PREDICTOR_PATH, recalibrate
+    from model.factors import CROSSTALK_POWER, FACTORS, PREDICTOR_PATH, recalibrate
 
     if count < 16:
         raise AtelierError(f"--count {count} is too few images to calibrate on; use 16 or more (default 256)")
     calibrated = recalibrate(predictor or PREDICTOR_PATH, count)
     leak = calibrated.crosstalk.sum(axis=1) - 1
-    typer.echo("crosstalk (other factors' readings per unit of the edited one): " +
+    typer.echo(f"crosstalk (other factors' readings per unit of the edited one's, compared as "
+               f"magnitude ** {CROSSTALK_POWER:g}): " +
                ", ".join(f"{n} {v:.2f}" for n, v in zip(FACTORS, leak)))
     typer.echo(f"wrote {predictor or PREDICTOR_PATH}")
 

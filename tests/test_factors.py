@@ -115,21 +115,27 @@ def test_compensation_recovers_constructed_changes():
     crosstalk = np.eye(f) + 0.08 * rng.random((f, f)) * (1 - np.eye(f))
     true = np.zeros(f)
     true[FA.FACTORS.index("sleeve")], true[FA.FACTORS.index("hue")] = 2.0, 0.5
-    readings = crosstalk.T @ true
-    np.testing.assert_allclose(FA.compensate(readings, crosstalk), true, atol=1e-9)
-    assert (FA.compensate(readings, None) == readings).all()  # uncalibrated: readings as they are
+    p = FA.CROSSTALK_POWER
+    one_edit = (crosstalk.T @ true ** p) ** (1 / p)  # leaks add up in powers p
+    np.testing.assert_allclose(FA.compensate(one_edit[None], crosstalk), true, atol=1e-9)
+    three_edits = np.stack([one_edit, 2 * one_edit, 0.5 * one_edit])
+    estimate = FA.compensate(three_edits, crosstalk)  # a sum over the edits, like the uncalibrated reading
+    assert estimate[FA.FACTORS.index("sleeve")] > 3 * 2.0 * 0.8 and estimate[FA.FACTORS.index("skin")] < 1e-6
+    assert (FA.compensate(three_edits, None) == three_edits.sum(axis=0)).all()  # uncalibrated: readings as they are
     zeros = {n: np.zeros((2, 1)) for n in FA.FACTORS if n not in FA.CATEGORICAL}
     zeros.update({n: np.zeros((2, len(c))) for n, c in FA.CATEGORICAL.items()})
     leaky = dict(zeros, sleeve=np.array([[1.0], [1.0]]), skin=np.array([[0.08], [0.08]]))
     crosstalk = np.eye(f)
-    crosstalk[FA.FACTORS.index("sleeve"), FA.FACTORS.index("skin")] = 0.08
+    crosstalk[FA.FACTORS.index("sleeve"), FA.FACTORS.index("skin")] = 0.08 ** FA.CROSSTALK_POWER
     assert FA.edit_factor_stats(leaky)["purity"]["sleeve"] == pytest.approx(1 / 1.08)
     assert FA.edit_factor_stats(leaky, crosstalk)["purity"]["sleeve"] == pytest.approx(1.0)
 
 
 def test_shipped_predictor_reads_single_factor_edits_as_pure():
     """The measuring stick of bench discovery, checked on held-out synthetic images where the truth is known:
-    an edit of one factor must read as pure, and an edit of two must not."""
+    an edit of one factor must read as pure, and an edit of two must not. (0.75: the compensation in powers of 1.5
+    gives up a little on one-factor edits, where value is the leakiest and reads 0.77–0.8, to read many-factor
+    edits far better; see CROSSTALK_POWER.)"""
     from scrape.synth import render_looks, sample_factors
 
     torch.set_num_threads(1)
@@ -140,13 +146,41 @@ def test_shipped_predictor_reads_single_factor_edits_as_pure():
         edited = [FA.single_factor_edit(f, name, 1_600_000_000 + 1000 * g + i) for i, f in enumerate(base)]
         purity = FA.edit_factor_stats(FA.measure_edits(predictor, base, edited, read_base),
                                     predictor.crosstalk)["purity"]
-        assert purity[name] >= 0.8, (name, purity)
+        assert purity[name] >= 0.75, (name, purity)
     for a, b in (("sleeve", "hue"), ("garment", "background"), ("value", "skin")):
         edited = [FA.single_factor_edit(FA.single_factor_edit(f, a, 1_700_000_000 + i), b, 1_710_000_000 + i)
                   for i, f in enumerate(base)]
         purity = FA.edit_factor_stats(FA.measure_edits(predictor, base, edited, read_base),
                                     predictor.crosstalk)["purity"]
         assert max(purity[a], purity[b]) < 0.8 and purity[a] + purity[b] > 0.85, (a, b, purity)
+
+
+def test_shipped_predictor_reads_the_mix_of_a_many_factor_edit():
+    """Generated edits usually move many factors at once. The true change of each factor is read from the same
+    change made alone; the compensated reading of the joint edit must give nearly the same mixture (power-1
+    compensation, which overstates leakage when many leaks add up, was off by 0.16–0.26 here)."""
+    import dataclasses
+
+    from scrape.synth import render_looks, sample_factors
+
+    torch.set_num_threads(1)
+    predictor = FA.Predictor.load()
+    base = [sample_factors(1_520_000_000 + i) for i in range(48)]
+    read_base = predictor.predict(render_looks(base))
+    rng = np.random.default_rng(5)
+    for k in (4, 7, 13):
+        chosen = [FA.FACTORS[g] for g in sorted(rng.choice(len(FA.FACTORS), size=k, replace=False))]
+        alone = {n: [FA.single_factor_edit(f, n, 1_620_000_000 + 1000 * g + i) for i, f in enumerate(base)]
+                 for g, n in enumerate(chosen)}
+        truth = np.zeros(len(FA.FACTORS))
+        for n in chosen:
+            change = FA.measure_edits(predictor, base, alone[n], read_base)[n]
+            truth[FA.FACTORS.index(n)] = FA.delta_magnitude(n, change).sum()
+        joint = [dataclasses.replace(f, **{n: getattr(alone[n][i], n) for n in chosen}) for i, f in enumerate(base)]
+        read = FA.edit_factor_stats(FA.measure_edits(predictor, base, joint, read_base), predictor.crosstalk)
+        mix = np.array([read["purity"][n] for n in FA.FACTORS])
+        off = 0.5 * np.abs(mix - truth / truth.sum()).sum()
+        assert off < 0.12, (k, chosen, round(off, 3))
 
 
 def test_an_outdated_predictor_is_refused_until_recalibrated(trained, tmp_path):
