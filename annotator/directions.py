@@ -5,7 +5,6 @@ from dataclasses import dataclass
 
 from db import queries as q
 from db.engine import read_session, write_session
-from model.errors import AtelierError
 
 
 @dataclass(frozen=True)
@@ -43,10 +42,8 @@ def candidates(url: str, set_id: int, model: q.ModelInfo) -> list[Candidate]:
 
 def check_name(name: str) -> str:
     """Direction names become keys in the exported file: the export module's rules, checked before publishing."""
-    try:
-        from model.direction_set import check_direction_name
-    except ImportError:
-        return name.strip()
+    from model.direction_set import check_direction_name
+
     return check_direction_name(name.strip())
 
 
@@ -65,10 +62,8 @@ def unpublish(url: str, reviewer: str, direction_id: int) -> q.DirectionInfo:
 
 
 def export_bytes(url: str, model_id: int, all_reviewed: bool = False) -> bytes:
-    try:
-        from model.direction_set import export_direction_set
-    except ImportError as exc:
-        raise AtelierError("Export needs model/direction_set.py, which is not installed.") from exc
+    from model.direction_set import export_direction_set
+
     data = export_direction_set(url, model_id, all_reviewed=all_reviewed)
     assert isinstance(data, bytes)
     return data

@@ -28,7 +28,6 @@ from model.settings import atelier_home, database_url, default_model_path
 log = logging.getLogger("atelier.annotator")
 
 REVIEW_SEED_COUNT = 6
-SIGMA_SAMPLES = 2000
 Progress = Callable[[float, str], None]
 
 _renderers: dict[str, Any] = {}
@@ -200,63 +199,19 @@ def set_active_component_set(model_id: int, set_id: int) -> None:
 # Discovery and scoring: the only places that call model.discovery / model.scores
 
 
-def sefa_vectors(G, layer_range: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Fallback SeFa (Shen & Zhou) for when model.discovery is absent: eigenvectors of AᵀA over the style
-    affines reading the chosen ws rows, strongest first. Returns (unit rows [w_dim, w_dim], eigenvalues)."""
-    rows_wanted = None if layer_range is None else set(range(*layer_range))
-    weights = []
-    start = 0
-    for block in G.synthesis.blocks():
-        layers = ([block.conv0] if hasattr(block, "conv0") else []) + [block.conv1]
-        for offset, layer in enumerate(layers):
-            if rows_wanted is None or start + offset in rows_wanted:
-                weights.append(layer.affine.weight.detach().cpu().double().numpy())
-        if rows_wanted is None or start + block.num_conv in rows_wanted:
-            weights.append(block.torgb.affine.weight.detach().cpu().double().numpy())
-        start += block.num_conv
-    if not weights:
-        raise AtelierError(f"No style layers read ws rows {layer_range}; pick a wider layer range.")
-    A = np.concatenate(weights, axis=0)  # [sum of out channels, w_dim]
-    A = A / np.linalg.norm(A, axis=1, keepdims=True).clip(1e-12)
-    eigenvalues, eigenvectors = np.linalg.eigh(A.T @ A)
-    order = np.argsort(eigenvalues)[::-1]
-    return eigenvectors[:, order].T.copy(), eigenvalues[order].copy()
-
-
-def projection_sigmas(renderer, vectors: np.ndarray, samples: int = SIGMA_SAMPLES, seed: int = 0) -> np.ndarray:
-    """σ of each direction: the spread of sampled w projected on it, so strip steps are in natural units."""
-    z = np.random.default_rng(seed).standard_normal((samples, renderer.z_dim))
-    class_index = 0 if renderer.c_dim else None
-    ws = renderer.ws_from_z(z, psi=1.0, class_index=class_index)[:, 0].cpu().double().numpy()
-    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True).clip(1e-12)
-    return (ws @ unit.T).std(axis=0)
-
-
 def discover_components(renderer, method: str = "sefa", layers: str | tuple[int, int] = "all",
                         progress: Progress | None = None) -> dict[str, Any]:
     """Run discovery; returns vectors, sigmas, eigenvalues, params, sample_count for :func:`q.add_component_set`."""
     report = progress or (lambda fraction, text: None)
     report(0.05, f"{method}: sampling w and factorising")
-    try:
-        from model import discovery
-    except ImportError:  # the discovery module is the reference; this fallback only covers SeFa
-        discovery = None
-    if discovery is not None:
-        found = discovery.discover(renderer, method, layers if isinstance(layers, str) else
-                                   f"{layers[0]}-{layers[1] - 1}")
-        report(0.9, "storing")
-        params = dict(found.params)
-        params["fingerprint"] = found.fingerprint
-        return {"vectors": found.vectors, "sigmas": found.sigmas, "eigenvalues": found.values,
-                "params": params, "sample_count": found.sample_count}
-    if method != "sefa":
-        raise AtelierError(f"Discovery method {method!r} needs model.discovery; use 'sefa'.")
-    vectors, eigenvalues = sefa_vectors(renderer.G, None if layers == "all" else layers)  # type: ignore[arg-type]
-    report(0.6, "measuring σ of each direction on sampled w")
-    sigmas = projection_sigmas(renderer, vectors)
+    from model import discovery
+
+    found = discovery.discover(renderer, method, layers if isinstance(layers, str) else f"{layers[0]}-{layers[1] - 1}")
     report(0.9, "storing")
-    return {"vectors": vectors, "sigmas": sigmas, "eigenvalues": eigenvalues,
-            "params": {"layers": layers if isinstance(layers, str) else list(layers)}, "sample_count": SIGMA_SAMPLES}
+    params = dict(found.params)
+    params["fingerprint"] = found.fingerprint
+    return {"vectors": found.vectors, "sigmas": found.sigmas, "eigenvalues": found.values,
+            "params": params, "sample_count": found.sample_count}
 
 
 def create_component_set(model: q.ModelInfo, url: str | None = None, method: str = "sefa",
@@ -276,11 +231,8 @@ def create_component_set(model: q.ModelInfo, url: str | None = None, method: str
 
 def score_components(set_id: int, model: q.ModelInfo, url: str | None = None,
                      progress: Callable[[int], None] | None = None) -> int:
-    """Compute and store the automatic scores; 0 when the scoring module is not installed."""
-    try:
-        from model import scores
-    except ImportError:
-        return 0
+    """Compute and store the automatic scores; returns how many components were scored."""
+    from model import scores
     from model.render import Renderer
 
     # Its own copy of the generator: the interactive renderer's lock stays free for the pages meanwhile.
@@ -371,29 +323,14 @@ def sigma_steps(max_sigma: float, steps: int) -> list[float]:
 
 def direction_sigma(direction: q.DirectionInfo, url: str | None = None) -> float:
     """The σ a published direction's slider counts in: its component's σ; for supervised directions, 1."""
+    from model.direction_set import direction_sigma as shared_sigma
+
     with read_session(_url(url)) as session:
-        try:
-            from model.direction_set import direction_sigma as shared_sigma
-        except ImportError:
-            shared_sigma = None
-        if shared_sigma is not None:
-            return float(shared_sigma(session, direction))
-        if direction.component_id is None:
-            return 1.0
-        return float(q.get_component(session, direction.component_id).sigma)
+        return float(shared_sigma(session, direction))
 
 
 def edit_for(vector: np.ndarray, sigma: float, value: float, layer_start: int, layer_stop: int):
-    """A slider value in σ → an Edit. The export module's function when present, so exports render identically."""
-    try:
-        from model.direction_set import edit_for as shared_edit_for  # type: ignore[attr-defined]
-    except ImportError:
-        shared_edit_for = None
-    if shared_edit_for is not None:
-        return shared_edit_for(vector, sigma, value, layer_start, layer_stop)
-    from model.render import Edit
+    """A slider value in σ → an Edit: the export module's own function, so exports render identically."""
+    from model.direction_set import edit_for as shared_edit_for
 
-    vector = np.asarray(vector, dtype=np.float64)
-    unit = vector / max(float(np.linalg.norm(vector)), 1e-12)
-    return Edit(direction=unit.astype(np.float32), strength=float(value) * float(sigma),
-                layer_start=int(layer_start), layer_stop=int(layer_stop))
+    return shared_edit_for(vector, sigma, value, layer_start, layer_stop)

@@ -945,20 +945,12 @@ def _preview_jpeg(renderer: Any, vector: np.ndarray, sigma: float, meta: Mapping
     low, high = meta["strength_range"] or (-3.0, 3.0)
     steps = tuple(float(x) for x in np.linspace(low, high, 5))
     start, stop = meta["layer_range"] or (0, num_ws)
-    try:
-        from model.strips import StripSpec, render_strip, strip_image
-    except ImportError:
-        from model.render import image_grid, strip_ws
+    from model.strips import StripSpec, render_strip, strip_image
 
-        ws = renderer.ws_from_seeds(list(seeds))
-        offsets = [float(np.float32(t * sigma)) for t in steps]
-        images = renderer.synthesize(strip_ws(ws, vector, offsets, start, stop))
-        grid = image_grid(images, columns=len(steps), pad=2)
-    else:
-        spec = StripSpec(set_key=str(meta["source"].get("set", "supervised")),
-                         component=int(meta["source"].get("index", 0)),
-                         seeds=tuple(int(s) for s in seeds), steps=steps, layer_start=start, layer_stop=stop)
-        grid = strip_image(render_strip(renderer, vector, sigma, spec), steps, cell=max(96, renderer.resolution))
+    spec = StripSpec(set_key=str(meta["source"].get("set", "supervised")),
+                     component=int(meta["source"].get("index", 0)),
+                     seeds=tuple(int(s) for s in seeds), steps=steps, layer_start=start, layer_stop=stop)
+    grid = strip_image(render_strip(renderer, vector, sigma, spec), steps, cell=max(96, renderer.resolution))
     buffer = io.BytesIO()
     Image.fromarray(grid).save(buffer, format="JPEG", quality=85)
     return buffer.getvalue()

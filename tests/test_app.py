@@ -289,16 +289,18 @@ def test_layer_presets_and_strip_cache(env):
     assert shown.grid[:2] == b"\xff\xd8" and shown.heat[:2] == b"\xff\xd8"
 
 
-def test_slider_edit_matches_the_export_module(env):
+def test_slider_moves_only_its_layer_range_by_value_times_sigma(env):
+    import torch
+
     from annotator import services
+    from model.render import apply_edits
 
     vector = np.random.default_rng(0).standard_normal(8).astype(np.float32)
     vector /= np.linalg.norm(vector)
-    edit = services.edit_for(vector, 0.7, 1.5, 0, 4)
-    from model.direction_set import edit_for
-
-    reference = edit_for(vector, 0.7, 1.5, 0, 4)
-    assert edit.strength == reference.strength and np.array_equal(edit.direction, reference.direction)
+    ws = torch.zeros(1, 6, 8)
+    moved = apply_edits(ws, [services.edit_for(vector, 0.7, 1.5, 1, 4)])
+    assert torch.equal(moved[0, 1:4], torch.from_numpy(np.float32(1.5 * 0.7) * vector).expand(3, 8))
+    assert not moved[0, [0, 4, 5]].any()  # rows outside the slider's layer range stay where they were
 
 
 def test_cli_registers_app_and_bench(env):
