@@ -189,7 +189,12 @@ def bench_render(
     from model.render import configure_threads
 
     configure_threads()
-    sizes = [int(b) for b in batches.split(",") if b.strip()]
+    try:
+        sizes = [int(b) for b in batches.split(",") if b.strip()]
+    except ValueError:
+        raise AtelierError(f"--batches {batches!r}: give whole numbers separated by commas, e.g. 1,8,32") from None
+    if not sizes or min(sizes) < 1:
+        raise AtelierError(f"--batches {batches!r}: give at least one batch size of 1 or more, e.g. 1,8,32")
     result = run_bench(network, sizes, repeats=repeats, device=device)
     typer.echo(json.dumps(result) if as_json else format_render_table(result))
 

@@ -63,7 +63,6 @@ class ComponentSet:
         """A .npz file the database can import (vectors, values, sigmas + JSON metadata); written atomically."""
         import io
 
-
         meta = {"method": self.method, "params": self.params, "sample_count": int(self.sample_count),
                 "fingerprint": self.fingerprint, "w_dim": int(self.w_dim), "num_ws": int(self.num_ws),
                 "extra": _jsonable(self.extra)}

@@ -107,15 +107,15 @@ def strip(
     out: Path = typer.Option(Path("strip.png"), help="Output image (.png, .jpg or .webp)."),
 ) -> None:
     """Render one component's review strip (seeds × σ steps), through the strip cache."""
-    import shutil
-
     from PIL import Image
 
     from model import discovery as D
     from model.bench import preview_resolution
+    from model.files import atomic_write_bytes, image_format, write_image
     from model.render import configure_threads, parse_seeds
     from model.strips import StripCache, StripSpec, sigma_steps
 
+    image_format(out)  # a name Atelier cannot write is refused before anything is rendered
     configure_threads()
     info, vectors, sigmas, model = _load_set(set_id)
     if not 0 <= component < len(vectors):
@@ -130,10 +130,10 @@ def strip(
     t0 = time.perf_counter()
     cached = StripCache().get_or_render(renderer, vectors[component], float(sigmas[component]), spec)
     ms = (time.perf_counter() - t0) * 1000
-    if out.suffix.lower() in (".jpg", ".jpeg"):
-        shutil.copyfile(cached.image, out)
+    if image_format(out) == "JPEG":  # the cache holds JPEG already
+        atomic_write_bytes(out, Path(cached.image).read_bytes())
     else:
-        Image.open(cached.image).save(out)
+        write_image(out, Image.open(cached.image))
     typer.echo(f"wrote {out} ({'cached' if cached.cached else 'rendered'} in {ms:.0f} ms; heat map {cached.heatmap})")
 
 

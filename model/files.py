@@ -5,6 +5,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from model.errors import AtelierError
+
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a temporary file beside `path`, then rename: readers never see a half-written file."""
@@ -23,3 +25,27 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+
+
+def image_format(path: Path, option: str = "--out") -> str:
+    """Pillow's format name for a picture path, or a clear error naming the endings Atelier writes."""
+    fmt = IMAGE_FORMATS.get(Path(path).suffix.lower())
+    if fmt is None:
+        raise AtelierError(f"{option} {path}: give a file name ending in .png, .jpg or .webp")
+    return fmt
+
+
+def write_image(path: Path, image) -> Path:
+    """Save a PIL image atomically, in the format its name asks for (checked first, so nothing is half-written)."""
+    import io
+
+    fmt = image_format(path)
+    if fmt == "JPEG" and image.mode not in ("RGB", "L"):
+        image = image.convert("RGB")
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **({"quality": 90} if fmt in ("JPEG", "WEBP") else {}))
+    atomic_write_bytes(Path(path), buffer.getvalue())
+    return Path(path)

@@ -425,7 +425,7 @@ def train(cfg: TrainConfig, run_dir: Path, resume: Path | None = None, finetune:
         torch.manual_seed(cfg.seed * 7919 + dist_info.rank)
     if dist_info.rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
+        atomic_write_bytes(run_dir / "config.json", json.dumps(dataclasses.asdict(cfg), indent=2).encode())
     G, D = state.G, state.D
     if device.type == "cpu" and cfg.cpu_bf16_res > 0:
         # G_ema stays float32: sample grids and exported snapshots render exactly as before.

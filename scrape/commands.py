@@ -101,6 +101,7 @@ def register(app: typer.Typer) -> None:
         from pathlib import Path
 
         from model.errors import AtelierError
+        from model.files import image_format, write_image
         from scrape.synth import preview_grid, write_dataset
 
         try:
@@ -108,6 +109,8 @@ def register(app: typer.Typer) -> None:
                 raise AtelierError(f"--labels '{labels}' is unknown; use garment or none.")
             if workers < 1:
                 raise AtelierError(f"--workers must be at least 1, not {workers}.")
+            if preview is not None:
+                image_format(Path(preview), "--preview")  # refused before the dataset is written
             path = write_dataset(Path(out), count, resolution=resolution, seed0=seed,
                                  conditional_on=None if labels == "none" else labels, workers=workers,
                                  overwrite=force)
@@ -115,9 +118,7 @@ def register(app: typer.Typer) -> None:
             if preview is not None:
                 from PIL import Image
 
-                preview_path = Path(preview)
-                preview_path.parent.mkdir(parents=True, exist_ok=True)
-                Image.fromarray(preview_grid(seed, resolution)).save(preview_path)
+                write_image(Path(preview), Image.fromarray(preview_grid(seed, resolution)))
                 typer.echo(f"wrote preview grid to {preview}")
         except AtelierError as exc:
             print(f"error: {exc}", file=sys.stderr)

@@ -22,6 +22,7 @@ from PIL import Image, ImageDraw, ImageOps
 from tqdm import tqdm
 
 from model.errors import AtelierError
+from model.files import atomic_write_bytes, write_image
 from scrape.dataset import DatasetWriter, is_power_of_two, validate_dataset
 from scrape.images import ImageRejected, decode_image
 from scrape.scraper import METADATA_FILE
@@ -337,9 +338,9 @@ def prepare(src: str | Path, dst: str | Path, options: PrepareOptions | None = N
     report.kept = writer.count
     sheet_path, report_path = side_files(dst)
     if options.sample:
-        contact_sheet(reservoir.sample(), thumb).save(sheet_path)
+        write_image(sheet_path, contact_sheet(reservoir.sample(), thumb))
         report.contact_sheet = str(sheet_path)
     report.report_path = str(report_path)
-    report_path.write_text(json.dumps(report.to_json(), indent=1, ensure_ascii=False), encoding="utf-8")
+    atomic_write_bytes(report_path, json.dumps(report.to_json(), indent=1, ensure_ascii=False).encode("utf-8"))
     validate_dataset(dst)  # what the trainer will check first; failing here means a bug in this module
     return report

@@ -26,6 +26,13 @@ def test_discover_strip_score(reference_dir, tmp_path):
     assert "cached" in again.stdout
     bad = runner.invoke(app, ["strip", "--set", str(set_id), "--component", "9", "--out", str(out)])
     assert bad.exit_code == 1 and "component 9" in bad.stderr
+    for name in ("strip.txt", "strip"):  # a format Pillow would refuse only after the render
+        unknown = runner.invoke(app, args[:-1] + [str(tmp_path / name)])
+        assert unknown.exit_code == 1 and "ending in .png, .jpg or .webp" in unknown.stderr, unknown.output
+        assert not (tmp_path / name).exists()
+    nested = tmp_path / "new" / "folder" / "strip.jpg"
+    assert runner.invoke(app, args[:-1] + [str(nested)]).exit_code == 0
+    assert nested.read_bytes()[:2] == b"\xff\xd8"  # JPEG, in a folder made for it
     scored = runner.invoke(app, ["score", "--set", str(set_id), "--seeds", "2"])
     assert scored.exit_code == 0, scored.output
     with read_session() as session:

@@ -303,6 +303,7 @@ def test_cli_writes_dataset_and_preview(cli, tmp_path):
     (["--count", "3", "--resolution", "8"], "power of two"),
     (["--count", "0"], "count must be at least 1"),
     (["--count", "3", "--labels", "colour"], "--labels 'colour'"),
+    (["--count", "3", "--preview", "grid.txt"], "ending in .png, .jpg or .webp"),
 ])
 def test_cli_bad_input_exits_1(cli, tmp_path, args, message):
     result = cli("--out", str(tmp_path / "d.zip"), *args)
