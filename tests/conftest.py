@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 import pytest
+from click.testing import Result
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = REPO.parent / "shared" / "reference"
@@ -17,6 +18,21 @@ def require_service(available: bool, reason: str) -> None:
     if os.environ.get("CI"):
         pytest.fail(f"{reason} — CI must provide it (.ci/run installs and starts it)")
     pytest.skip(reason)
+
+
+def assert_clean_user_error(result: Result, *phrases: str, code: int = 1) -> None:
+    """Assert a CliRunner result is a handled user error: SystemExit with `code`, each phrase in the output.
+
+    Why not `"Traceback" not in result.output`: CliRunner never prints a traceback, it stores an uncaught exception
+    in `result.exception` (with exit code 1), so that check could not fail. A user error that went through
+    `exit_on_user_error` (or a Click usage error) leaves a SystemExit there instead; any other exception is a crash.
+    """
+    assert isinstance(result.exception, SystemExit), (
+        f"expected a clean exit, got a crash: {result.exception!r}\n{result.output}"
+    )
+    assert result.exit_code == code, (result.exit_code, result.output)
+    for phrase in phrases:
+        assert phrase in result.output, (phrase, result.output)
 
 
 @pytest.fixture(autouse=True)

@@ -6,6 +6,7 @@ import json
 from PIL import Image
 from typer.testing import CliRunner
 
+from conftest import assert_clean_user_error
 from model.cli import app
 
 runner = CliRunner()
@@ -31,7 +32,7 @@ def test_generate_conditional_needs_class(tmp_path, reference_dir):
 def test_bad_seed_and_missing_network(tmp_path, reference_dir):
     result = runner.invoke(app, ["generate", "--network", str(reference_dir / "sg2ada_tiny32.pkl"), "--seeds", "x",
                                  "--outdir", str(tmp_path)])
-    assert result.exit_code == 1 and "whole number" in result.output and "Traceback" not in result.output
+    assert_clean_user_error(result, "whole number")
     result = runner.invoke(app, ["generate", "--network", str(tmp_path / "nope.pkl"), "--outdir", str(tmp_path)])
     assert result.exit_code == 1 and "not found" in result.output
 
@@ -139,7 +140,7 @@ def test_train_refuses_bad_datasets_before_training(tmp_path):
         run = tmp_path / f"run-{kind}"
         result = runner.invoke(app, ["train", "--data", str(data), "--outdir", str(run), "--kimg", "1"])
         assert result.exit_code == 1, (kind, result.output)
-        assert "error:" in result.output and "Traceback" not in result.output, kind
+        assert_clean_user_error(result, "error:")
         assert not run.exists(), kind  # nothing started, nothing written
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import assert_clean_user_error
 from db import queries
 from db.engine import read_session, write_session
 from db.migrate import ensure_current
@@ -219,7 +220,7 @@ def test_cli_export(tmp_path, source):
     result = runner.invoke(app, ["export", "--out", str(tmp_path / "x.tar"), "--database", url])
     assert result.exit_code == 1 and "must end in .zip" in result.output
     result = runner.invoke(app, ["export", "--out", str(out), "--model", "nope", "--database", url])
-    assert result.exit_code == 1 and "no model matches 'nope'" in result.output and "Traceback" not in result.output
+    assert_clean_user_error(result, "no model matches 'nope'")
 
 
 def test_cli_import_into_an_empty_database_registers_the_network(tmp_path, reference_dir, source):

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import save
 
+from conftest import assert_clean_user_error
 from db import queries
 from db.engine import dispose_engines, read_session
 from direction_fixtures import (  # noqa: F401
@@ -360,8 +361,7 @@ def test_cli_import_shows_the_plan_and_asks(tmp_path, good, reference_dir):
 
     (tmp_path / "bad.zip").write_bytes(good[:100])
     result = runner.invoke(app, ["import", str(tmp_path / "bad.zip"), "--database", url, "--yes"])
-    assert result.exit_code == 1 and "not a complete zip file" in result.output
-    assert "Traceback" not in result.output
+    assert_clean_user_error(result, "not a complete zip file")
 
     other_url, _ = fresh_db(tmp_path / "other.db", "cd" * 32, ARCH, name="other")
     result = runner.invoke(app, ["import", str(path), "--database", other_url, "--model", "other", "--yes"])

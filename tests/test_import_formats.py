@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import assert_clean_user_error
 from db import queries
 from db.engine import read_session
 from direction_fixtures import (  # noqa: F401
@@ -260,4 +261,4 @@ def test_cli_imports_foreign_files(tmp_path, target):
     boundary = tmp_path / "b.npy"
     boundary.write_bytes(npy_bytes(np.ones((1, 3))))
     result = runner.invoke(app, ["import", str(boundary), "--database", url, "--yes"])
-    assert result.exit_code == 1 and "has w_dim 8" in result.output and "Traceback" not in result.output
+    assert_clean_user_error(result, "has w_dim 8")

@@ -11,6 +11,7 @@ import typer
 from PIL import Image
 from typer.testing import CliRunner
 
+from conftest import assert_clean_user_error
 from fixture_site import FixtureServer, build_archive, draw_look, write_profile
 from model.errors import AtelierError
 from scrape.commands import register
@@ -170,7 +171,7 @@ def test_cli_prepare_prints_the_summary_and_errors_cleanly(scraped, tmp_path):
     assert "Prepared 17 images at 16px" in result.output and "dropped (too small): 1" in result.output
     assert "classes from 'season': 0=Fall 2021" in result.output
     result = runner.invoke(app, ["prepare", str(tmp_path / "missing"), str(tmp_path / "y.zip")])
-    assert result.exit_code == 1 and "is not a folder" in result.output and "Traceback" not in result.output
+    assert_clean_user_error(result, "is not a folder")
 
 
 def test_the_trainer_reads_the_prepared_dataset(scraped, tmp_path):

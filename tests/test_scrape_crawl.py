@@ -17,6 +17,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from conftest import assert_clean_user_error
 from fixture_site import Archive, FixtureServer, Route, build_archive, draw_look, jpeg_bytes, write_profile
 from scrape.commands import register
 from scrape.profile import load_profile
@@ -261,8 +262,7 @@ def test_cli_scrape_reports_a_bad_profile_without_traceback(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text('[site]\nstart_urls = ["http://127.0.0.1:9/"]\n[selectors]\nimage = "img"\n')
     result = CliRunner().invoke(cli_app(), ["scrape", "--profile", str(bad), "--out", str(tmp_path / "out")])
-    assert result.exit_code == 1
-    assert "missing key '[site] contact'" in result.output and "Traceback" not in result.output
+    assert_clean_user_error(result, "missing key '[site] contact'")
 
 
 def test_retry_failed_queues_earlier_failures_again(tmp_path):
