@@ -137,7 +137,10 @@ def train(
     if data != "synthetic":
         from scrape.dataset import validate_dataset
         validate_dataset(data)  # every dataset problem is reported before any training starts
-    resume_path = find_resume(runs_dir(), resume)
+    if resume and finetune:
+        raise AtelierError("--resume continues a run with its own weights, so --finetune would be ignored; give one "
+                           "of them (--finetune starts a new run from other weights)")
+    resume_path = find_resume(runs_dir(), resume, outdir)
     if resume == "auto" and resume_path is None:
         typer.echo("no earlier snapshot found; starting a new run")
     run_dir = outdir or (resume_path.parent if resume_path else runs_dir() / time.strftime("run-%Y%m%d-%H%M%S"))

@@ -267,6 +267,7 @@ def load_training_state(state: TrainingState, net_path: Path) -> tuple[list[floa
             raise AtelierError(f"cannot resume from {net_path}: its {key} was built as {loaded.kwargs}, but this run "
                                f"asks for {module.init_kwargs}. Resume with the same settings, or start a new run.")
         module.load_state_dict(loaded.module.state_dict())
+        saved_kimg = loaded.kimg
     extra = torch.load(training_state_path(net_path), weights_only=True, map_location="cpu")
     for opt, key in ((state.opt_G, "opt_G"), (state.opt_D, "opt_D")):
         # The moments come from the snapshot, but the learning rate and betas are this run's settings: loading
@@ -275,6 +276,12 @@ def load_training_state(state: TrainingState, net_path: Path) -> tuple[list[floa
         opt.load_state_dict(extra[key])
         for group, setting in zip(opt.param_groups, settings):
             group.update(setting)
+    if saved_kimg is not None and abs(saved_kimg - int(extra["cur_nimg"]) / 1000) > 1e-6:
+        # Both files of a pair are written in turn under one name; a stop between the two writes leaves a pair
+        # whose weights and counters disagree, and resuming from it would silently mix two moments of the run.
+        raise AtelierError(f"{net_path} holds weights from {saved_kimg:g} kimg but its training-state file is from "
+                           f"{int(extra['cur_nimg']) / 1000:g} kimg (a save was interrupted). Resume from an earlier "
+                           f"snapshot of the run (pass its network-snapshot file to --resume).")
     state.augment.p.copy_(extra["augment_p"])
     state.cur_nimg, state.step = int(extra["cur_nimg"]), int(extra["step"])
     state.pl_mean.copy_(extra["pl_mean"])
@@ -306,10 +313,13 @@ def finetune_from(state: TrainingState, path: Path) -> None:
                                f"resolution to the source network.") from None
 
 
-def find_resume(run_root: Path, explicit: str | None) -> Path | None:
-    """--resume auto: the newest snapshot across run folders; a path: that snapshot (or that run's newest)."""
+def find_resume(run_root: Path, explicit: str | None, outdir: Path | None = None) -> Path | None:
+    """--resume auto: the newest snapshot of `outdir` when it has one (the same run continues), else the newest
+    across run folders; a path: that snapshot (or that run's newest)."""
     if not explicit:
         return None
+    if explicit == "auto" and outdir is not None and snapshot_paths(outdir):
+        return snapshot_paths(outdir)[-1][1]
     if explicit != "auto":
         path = Path(explicit)
         if path.is_dir():

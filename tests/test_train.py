@@ -58,6 +58,38 @@ def test_resume_continues_the_same_run(tmp_path):
         assert all(torch.equal(a[name], b[name]) for name in a), key
 
 
+def test_resume_refuses_a_pair_whose_weights_and_state_disagree(tmp_path):
+    snap = train(tiny(kimg=0.016), tmp_path / "a", progress=False)
+    later = train(tiny(kimg=0.032), tmp_path / "b", progress=False)
+    state = snap.with_name(snap.name.replace("network-snapshot", "training-state").replace(".safetensors", ".pt"))
+    state.write_bytes(later.with_name(state.name).read_bytes())  # as if a save stopped between the two files
+    with pytest.raises(AtelierError, match="a save was interrupted"):
+        train(tiny(kimg=0.048), tmp_path / "a", resume=snap, progress=False)
+
+
+def test_resume_auto_prefers_the_run_in_outdir(tmp_path):
+    from model.train import find_resume
+
+    mine = train(tiny(kimg=0.016), tmp_path / "runs" / "mine", progress=False)
+    newer = train(tiny(kimg=0.016), tmp_path / "runs" / "other", progress=False)
+    os.utime(newer, (newer.stat().st_mtime + 60,) * 2)
+    assert find_resume(tmp_path / "runs", "auto", tmp_path / "runs" / "mine") == mine
+    assert find_resume(tmp_path / "runs", "auto") == newer  # no run folder given: the newest run anywhere
+    assert find_resume(tmp_path / "runs", "auto", tmp_path / "runs" / "fresh") == newer
+
+
+def test_cli_refuses_resume_with_finetune(tmp_path):
+    from typer.testing import CliRunner
+
+    from conftest import assert_clean_user_error
+    from model.cli import app
+
+    result = CliRunner().invoke(app, ["train", "--resume", "auto", "--finetune", str(tmp_path / "x.pkl"),
+                                      "--outdir", str(tmp_path / "run")])
+    assert_clean_user_error(result, "--finetune would be ignored")
+    assert not (tmp_path / "run").exists()
+
+
 def test_resume_refuses_other_architecture(tmp_path):
     snap = train(tiny(kimg=0.016), tmp_path / "run", progress=False)
     with pytest.raises(AtelierError, match="cannot resume"):
