@@ -48,15 +48,23 @@ class PersistentRecord:
 
     @property
     def init_kwargs(self) -> dict:
-        return dict(self.state.get("_init_kwargs") or {})
+        kwargs = self.state.get("_init_kwargs") or {}
+        if not isinstance(kwargs, dict):
+            raise AtelierError(f"the {self.class_name} in the pickle records its init arguments as a "
+                               f"{type(kwargs).__name__}; this is not a stylegan2-ada-pytorch network snapshot")
+        return dict(kwargs)
 
     @property
     def init_args(self) -> tuple:
-        return tuple(self.state.get("_init_args") or ())
+        args = self.state.get("_init_args") or ()
+        if not isinstance(args, (list, tuple)):
+            raise AtelierError(f"the {self.class_name} in the pickle records its positional init arguments as a "
+                               f"{type(args).__name__}; this is not a stylegan2-ada-pytorch network snapshot")
+        return tuple(args)
 
 
 def _reconstruct_persistent_obj(meta: Any) -> PersistentRecord:
-    if not isinstance(meta, dict) or meta.get("type") != "class" or "state" not in meta:
+    if not isinstance(meta, dict) or meta.get("type") != "class" or not isinstance(meta.get("state"), dict):
         raise AtelierError("the pickle holds a persistent object in an unknown layout; it is not a "
                            "stylegan2-ada-pytorch network snapshot")
     return PersistentRecord(class_name=str(meta.get("class_name")), state=meta["state"])
@@ -76,6 +84,10 @@ def _numpy_scalar(dtype: np.dtype, data: bytes | None = None) -> Any:
 def _numpy_reconstruct(cls: Any, shape: Any, dtype_code: Any) -> np.ndarray:
     if cls is not np.ndarray:
         raise UnsafePickleError("the pickle reconstructs a numpy array of an unexpected class; refused")
+    # numpy always pickles an empty placeholder here and fills it from the data that follows; a crafted shape
+    # would make this call allocate whatever the file asks for, before any data is read.
+    if shape != (0,) or dtype_code not in (b"b", "b"):
+        raise UnsafePickleError("the pickle reconstructs a numpy array in a way numpy never writes; refused")
     return np.ndarray.__new__(np.ndarray, shape, dtype_code)
 
 
@@ -128,7 +140,8 @@ def read_pickle(path: str | Path) -> Any:
         return RestrictedUnpickler(io.BytesIO(data)).load()
     except UnsafePickleError:
         raise
-    except (EOFError, pickle.UnpicklingError, ValueError, RuntimeError, TypeError) as exc:
+    except (EOFError, pickle.UnpicklingError, ValueError, RuntimeError, TypeError, AttributeError, KeyError,
+            IndexError, MemoryError, OverflowError) as exc:
         raise AtelierError(f"{path} could not be read as a network pickle ({type(exc).__name__}: {exc}). The file "
                            f"is probably truncated or damaged: copy it again from the training run.") from None
 
@@ -137,13 +150,20 @@ def record_state_dict(record: PersistentRecord, prefix: str = "") -> "OrderedDic
     """Flatten a persistent module record into a state dict (parameters, persistent buffers, children)."""
     state = record.state
     out: OrderedDict[str, torch.Tensor] = OrderedDict()
-    for name, value in (state.get("_parameters") or {}).items():
-        if value is not None:
-            out[prefix + name] = value.detach()
+    for kind in ("_parameters", "_buffers", "_modules"):
+        if not isinstance(state.get(kind) or {}, dict):
+            raise AtelierError(f"'{prefix or 'the network'}' in the pickle has {kind} of type "
+                               f"{type(state[kind]).__name__}; this is not a stylegan2-ada-pytorch network snapshot")
     skip = set(state.get("_non_persistent_buffers_set") or ())
-    for name, value in (state.get("_buffers") or {}).items():
-        if value is not None and name not in skip:
-            out[prefix + name] = value
+    tensors = [*(state.get("_parameters") or {}).items(),
+               *((n, v) for n, v in (state.get("_buffers") or {}).items() if n not in skip)]
+    for name, value in tensors:
+        if value is None:
+            continue
+        if not isinstance(value, torch.Tensor):
+            raise AtelierError(f"'{prefix + name}' in the pickle is a {type(value).__name__}, not a tensor; this is "
+                               f"not a stylegan2-ada-pytorch network snapshot")
+        out[prefix + name] = value.detach()
     for name, child in (state.get("_modules") or {}).items():
         if isinstance(child, PersistentRecord):
             out.update(record_state_dict(child, prefix + name + "."))

@@ -170,3 +170,47 @@ def test_safetensors_truncated(tmp_path, reference_dir):
     cut.write_bytes(dst.read_bytes()[: dst.stat().st_size // 2])
     with pytest.raises(AtelierError):
         load_network(cut)
+
+
+def test_crafted_numpy_shape_is_refused_before_allocating(tmp_path):
+    from numpy._core.multiarray import _reconstruct
+
+    # 10**13 bytes: if the loader passed this shape on, numpy would try to allocate 10 TB before reading any data.
+    path = _write(tmp_path / "huge.pkl", {"G_ema": _Evil(_reconstruct, (np.ndarray, (10 ** 13,), b"b"))})
+    with pytest.raises(UnsafePickleError, match="numpy never writes"):
+        load_network(path)
+
+
+@pytest.fixture
+def persistent_pickle(tmp_path, monkeypatch):
+    """Write pickles whose objects load as stylegan2-ada 'persistent objects' holding whatever state a test gives."""
+    import sys
+    import types
+
+    module = types.ModuleType("torch_utils.persistence")
+
+    def _reconstruct_persistent_obj(meta):  # stands in for the real one only while pickling
+        return meta
+
+    _reconstruct_persistent_obj.__module__ = module.__name__
+    _reconstruct_persistent_obj.__qualname__ = "_reconstruct_persistent_obj"
+    module._reconstruct_persistent_obj = _reconstruct_persistent_obj
+    monkeypatch.setitem(sys.modules, "torch_utils", types.ModuleType("torch_utils"))
+    monkeypatch.setitem(sys.modules, "torch_utils.persistence", module)
+
+    def write(state, class_name="Generator") -> Path:
+        meta = {"type": "class", "version": 4, "module_src": "placeholder", "class_name": class_name,
+                "state": state}
+        return _write(tmp_path / "net.pkl", {"G_ema": _Evil(_reconstruct_persistent_obj, (meta,))})
+    return write
+
+
+@pytest.mark.parametrize("state, message", [
+    ("not a dict", "unknown layout"),
+    ({"_init_kwargs": "z_dim=512", "_parameters": {}, "_buffers": {}, "_modules": {}}, "init arguments as a str"),
+    ({"_init_kwargs": {}, "_parameters": {"weight": [1.0, 2.0]}, "_buffers": {}, "_modules": {}}, "not a tensor"),
+    ({"_init_kwargs": {}, "_parameters": ["weight"], "_buffers": {}, "_modules": {}}, "_parameters of type list"),
+])
+def test_malformed_persistent_objects_get_a_clear_error(persistent_pickle, state, message):
+    with pytest.raises(AtelierError, match=message):
+        load_network(persistent_pickle(state))
