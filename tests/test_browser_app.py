@@ -134,19 +134,55 @@ def _shot(page, folder: Path, name: str) -> Path:
     return path
 
 
+def _watch_browser_errors(page) -> list[str]:
+    """Collect uncaught JavaScript exceptions and console errors into a list the test asserts on: a broken
+    frontend (or a Streamlit client error) must fail the test, not just scroll past in its output. Nothing is
+    filtered: a full run logs no console error at all (favicon and the rest load fine), so any new one is news."""
+    errors: list[str] = []
+
+    def on_page_error(exc) -> None:
+        errors.append(f"uncaught JavaScript error: {exc}")
+
+    def on_console(message) -> None:
+        if message.type != "error":
+            return
+        text = message.text
+        where = message.location.get("url", "") if message.location else ""
+        errors.append(f"console error: {text}" + (f" (at {where})" if where else ""))
+
+    page.on("pageerror", on_page_error)
+    page.on("console", on_console)
+    return errors
+
+
+def _assert_page_clean(page, browser_errors: list[str], step: str, expected_errors: tuple[str, ...] = ()) -> None:
+    """After a page visit or an interaction: no JavaScript/console error so far, no Python exception box
+    (stException, what Streamlit shows for an uncaught exception) and no st.error box the step did not provoke on
+    purpose (each one in the app reports a failed AtelierError). `expected_errors` lists substrings of st.error
+    messages a step triggers deliberately, e.g. a friendly message for a bad input."""
+    _settle(page)
+    assert not browser_errors, f"after {step}: errors in the browser:\n" + "\n".join(browser_errors)
+    exceptions = page.locator('[data-testid="stException"]').all_inner_texts()
+    assert not exceptions, f"after {step}: Streamlit shows an exception on {page.url}:\n" + "\n---\n".join(exceptions)
+    alerts = page.locator('[data-testid="stAlertContentError"]').all_inner_texts()
+    unexpected = [text for text in alerts if not any(wanted in text for wanted in expected_errors)]
+    assert not unexpected, f"after {step}: unexpected st.error on {page.url}:\n" + "\n---\n".join(unexpected)
+
+
 def test_review_publish_generate_save_reopen(server, screenshots):
     from playwright.sync_api import expect, sync_playwright
 
     url, log = server
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        browser_errors: list[str] = []
         try:
             context = browser.new_context(viewport={"width": 1500, "height": 1000})
             page = context.new_page()
             page.set_default_timeout(60_000)
-            page.on("pageerror", lambda exc: print("page error:", exc))
+            browser_errors = _watch_browser_errors(page)
             page.goto(url)
-            _settle(page)
+            _assert_page_clean(page, browser_errors, "opening the app")
 
             # Sign in (once per browser session).
             sidebar = page.locator('[data-testid="stSidebar"]')
@@ -155,6 +191,7 @@ def test_review_publish_generate_save_reopen(server, screenshots):
             page.get_by_role("heading", name=re.compile(r"^Component \d+$")).wait_for()
             _settle(page)
             page.get_by_role("img").first.wait_for()
+            _assert_page_clean(page, browser_errors, "signing in (Review)")
             _shot(page, screenshots, "review")
 
             # Three components with the keyboard: reject, unsure, then approve with a label.
@@ -162,20 +199,21 @@ def test_review_publish_generate_save_reopen(server, screenshots):
             page.locator("h1").first.click()
             page.keyboard.press("x")
             second = _wait_heading_change(page, first)
-            _settle(page)
+            _assert_page_clean(page, browser_errors, "rejecting with x (Review)")
             page.locator("h1").first.click()
             page.keyboard.press("u")
             third = _wait_heading_change(page, second)
-            _settle(page)
+            _assert_page_clean(page, browser_errors, "marking unsure with u (Review)")
             page.get_by_label("Label", exact=True).fill(LABEL)
             page.locator("h1").first.click()  # leave the text box: shortcuts never fire while typing
             page.keyboard.press("a")
             _wait_heading_change(page, third)
-            _settle(page)
+            _assert_page_clean(page, browser_errors, "approving with a label (Review)")
             approved_index = int(third.split()[-1])
 
             # Publish the approved component under a clean name.
             _nav(page, "Directions & export")
+            _assert_page_clean(page, browser_errors, "opening Directions & export")
             form = page.locator('[data-testid="stForm"]').first
             expect(page.get_by_text(f"Component {approved_index}", exact=False).first).to_be_visible()
             # The label from the review arrives as the default name, literally (no HTML, no Markdown).
@@ -184,10 +222,12 @@ def test_review_publish_generate_save_reopen(server, screenshots):
             form.get_by_role("button", name="Publish").click()
             _settle(page)
             expect(page.get_by_text("Nothing published yet.")).to_have_count(0)
+            _assert_page_clean(page, browser_errors, "publishing (Directions & export)")
             _shot(page, screenshots, "directions")
 
             # Generate: the direction is a slider; move it and watch the URL follow.
             _nav(page, "Generate")
+            _assert_page_clean(page, browser_errors, "opening Generate")
             slider = page.locator('[data-testid="stSlider"]').filter(has_text=SLIDER_NAME).get_by_role("slider")
             slider.wait_for()
             slider.focus()
@@ -197,14 +237,17 @@ def test_review_publish_generate_save_reopen(server, screenshots):
             _settle(page)
             shared = page.url
             assert "seed=" in shared
+            _assert_page_clean(page, browser_errors, "moving the slider (Generate)")
             page.get_by_label("Look name", exact=True).fill("first look")
             page.get_by_role("button", name="Save look").click()
             expect(page.get_by_text("Saved look")).to_be_visible()
+            _assert_page_clean(page, browser_errors, "saving the look (Generate)")
             _shot(page, screenshots, "generate")
 
             # Looks: reopen the look in Generate, slider value and all.
             _nav(page, "Looks")
             expect(page.get_by_text("first look")).to_be_visible()
+            _assert_page_clean(page, browser_errors, "opening Looks")
             _shot(page, screenshots, "looks")
             page.get_by_role("button", name="Open in Generate").first.click()
             page.get_by_role("heading", name="Generate", level=1).wait_for()
@@ -212,15 +255,18 @@ def test_review_publish_generate_save_reopen(server, screenshots):
             _settle(page)
             reopened = page.locator('[data-testid="stSlider"]').filter(has_text=SLIDER_NAME)
             expect(reopened.get_by_test_id("stSliderThumbValue")).to_have_text("+0.8 σ")
+            _assert_page_clean(page, browser_errors, "reopening the look (Generate)")
 
             for title, name in (("Overview", "overview"), ("Components", "components"), ("Map", "map"),
                                 ("Models", "models")):
                 _nav(page, title)
+                _assert_page_clean(page, browser_errors, f"opening {title}")
                 _shot(page, screenshots, name)
             assert "Traceback" not in log.read_text()
         except BaseException:
             _shot(page, screenshots, "failure")
             print(log.read_text()[-3000:])
+            print("browser errors:", *browser_errors, sep="\n")
             raise
         finally:
             browser.close()
