@@ -9,6 +9,7 @@
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -23,6 +24,7 @@ from db import queries as q
 from db.engine import read_session, write_session
 from db.migrate import ensure_current
 from model.errors import AtelierError
+from model.files import atomic_write_bytes
 from model.settings import atelier_home, database_url, default_model_path
 
 log = logging.getLogger("atelier.annotator")
@@ -32,6 +34,7 @@ Progress = Callable[[float, str], None]
 
 _renderers: dict[str, Any] = {}
 _renderers_lock = threading.Lock()
+_state_lock = threading.Lock()
 _migrated: set[str] = set()
 _migrate_lock = threading.Lock()
 _bootstrap_lock = threading.Lock()
@@ -51,12 +54,19 @@ def get_renderer(path: str | Path | None = None):
     """The process-wide renderer for a model file (loaded on first use, CPU unless a GPU is there)."""
     from model.render import Renderer
 
-    resolved = str(Path(path or default_model_path()).expanduser().resolve())
+    resolved = Path(path or default_model_path()).expanduser().resolve()
+    try:
+        stat = resolved.stat()
+        # Keyed on the file's size and modification time too: a file replaced at the same path is loaded afresh
+        # instead of rendering with the weights that were there before.
+        key = f"{resolved}|{stat.st_size}|{stat.st_mtime_ns}"
+    except OSError:
+        key = str(resolved)  # a missing file: Renderer raises the clear error
     with _renderers_lock:
-        renderer = _renderers.get(resolved)
+        renderer = _renderers.get(key)
         if renderer is None:
-            renderer = Renderer(Path(resolved), device="auto")
-            _renderers[resolved] = renderer
+            renderer = Renderer(resolved, device="auto")
+            _renderers[key] = renderer
         return renderer
 
 
@@ -139,12 +149,24 @@ def _read_state() -> dict[str, Any]:
 
 
 def _write_state(**values: Any) -> None:
-    state = _read_state()
-    state.update(values)
-    path = _state_file()
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state, indent=2))
-    tmp.replace(path)
+    # Streamlit runs each browser session in its own thread: the lock keeps two read-modify-writes from losing
+    # each other's change, and the atomic write keeps a reader from seeing half a file.
+    with _state_lock:
+        state = _read_state()
+        state.update(values)
+        atomic_write_bytes(_state_file(), json.dumps(state, indent=2).encode())
+
+
+def store_upload(file_name: str, data: bytes) -> Path:
+    """Keep an uploaded network under ATELIER_HOME/uploads, named by its content: a second upload with the same
+    file name but other weights gets its own file instead of replacing the first model's weights."""
+    if not data:
+        raise AtelierError(f"{file_name} is empty (0 bytes); upload the file again.")
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in Path(file_name).name).lstrip(".") or "network"
+    target = atelier_home() / "uploads" / f"{hashlib.sha256(data).hexdigest()[:16]}-{safe}"
+    if not target.exists():
+        atomic_write_bytes(target, data)
+    return target
 
 
 def register_model_file(path: str | Path, name: str | None, url: str | None = None) -> q.ModelInfo:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import REFERENCE, REPO
+from model.errors import AtelierError
 
 APP = str(REPO / "annotator" / "app.py")
 INJECTION = "<script>alert(1)</script> **bold**"
@@ -317,3 +318,42 @@ def test_cli_registers_app_and_bench(env):
     assert command[command.index("--server.address") + 1] == "0.0.0.0"
     assert command[command.index("--server.port") + 1] == "9000"
     assert runner.invoke(app, ["app", "--port", "0"]).exit_code == 1
+
+
+def test_uploads_are_kept_by_content_and_a_replaced_file_is_reloaded(env, tmp_path):
+    import os
+    import shutil
+
+    from annotator import services
+
+    tiny = (REFERENCE / "sg2ada_tiny32.pkl").read_bytes()
+    cond = (REFERENCE / "sg2ada_tiny32_cond.pkl").read_bytes()
+    first = services.store_upload("network-snapshot.pkl", tiny)
+    second = services.store_upload("network-snapshot.pkl", cond)  # same name, other weights
+    assert first != second and first.read_bytes() == tiny and second.read_bytes() == cond
+    assert services.store_upload("../network-snapshot.pkl", tiny) == first  # same content: the same file
+    with pytest.raises(AtelierError, match="empty"):
+        services.store_upload("x.pkl", b"")
+    # A model file replaced in place: the app renders with the new weights, not a cached renderer of the old ones.
+    path = tmp_path / "model.pkl"
+    shutil.copyfile(first, path)
+    before = services.get_renderer(path)
+    assert services.get_renderer(path) is before  # loaded once while the file stays the same
+    shutil.copyfile(second, path)
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10 ** 9))
+    assert services.get_renderer(path).fingerprint != before.fingerprint
+
+
+def test_state_writes_from_many_sessions_lose_nothing(env):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from annotator import services
+
+    def choose(i: int) -> None:
+        services._write_state(**{f"key{i}": i})
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(choose, range(40)))
+    state = services._read_state()
+    assert all(state[f"key{i}"] == i for i in range(40))
+    assert not list(services._state_file().parent.glob("*.tmp"))  # no temporary files left behind

@@ -8,7 +8,6 @@ from annotator import services, ui
 from db import queries as q
 from db.engine import read_session
 from model.errors import AtelierError
-from model.settings import atelier_home
 
 ctx = ui.context()
 st.title("Models")
@@ -38,11 +37,7 @@ with st.form("models.register"):
 if go:
     try:
         if upload is not None:
-            folder = atelier_home() / "uploads"
-            folder.mkdir(parents=True, exist_ok=True)
-            target = folder / upload.name.replace("/", "_")
-            target.write_bytes(upload.getvalue())
-            source = target
+            source = services.store_upload(upload.name, upload.getvalue())
         elif path.strip():
             source = path.strip()
         else:
