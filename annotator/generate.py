@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import threading
 from collections import OrderedDict
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
@@ -71,6 +72,11 @@ class LookState:
 
     def value(self, direction_id: int) -> float:
         return dict(self.values).get(direction_id, 0.0)
+
+
+def unedited(look: LookState) -> LookState:
+    """The same seed, ψ and class with every slider at 0: the "before" of a before/after comparison."""
+    return dataclasses.replace(look, values=())
 
 
 def parse_seed(text: str | None) -> tuple[int | None, str | None]:

@@ -223,6 +223,9 @@ def test_publish_then_slider_on_generate_and_save_look(env):
     slider.set_value(1.5).run()
     assert not _errors(at)
     assert at.query_params[f"d.{info.id}"] in ("1.5", ["1.5"])
+    at.toggle(key="gen.compare").set_value(True).run()  # before/after side by side
+    captions = [c for image in at.get("image") for c in image.captions]
+    assert not _errors(at) and captions == ["Unedited", "Edited"]
     at.text_input(key="gen.look_name").input("cinched")
     next(b for b in at.button if b.label == "Save look").click().run()
     assert not _errors(at)
@@ -235,6 +238,13 @@ def test_publish_then_slider_on_generate_and_save_look(env):
 
 
 # --- logic without Streamlit ----------------------------------------------------------------------------------------
+
+
+def test_unedited_look_keeps_seed_psi_and_class():
+    from annotator.generate import LookState, unedited
+
+    look = LookState(seed=7, psi=0.6, class_index=2, values=((3, 1.5), (4, -0.5)))
+    assert unedited(look) == LookState(seed=7, psi=0.6, class_index=2, values=())
 
 
 def test_query_round_trip_and_clamping():

@@ -103,7 +103,14 @@ def designer() -> None:
         except AtelierError as exc:
             st.error(str(exc))
             return
-        st.image(jpeg, width=min(640, generate.DISPLAY_TARGET + 128))
+        compare = bool(look.values) and st.toggle("Compare with the unedited look", key="gen.compare",
+                                                  help="The same seed and ψ with every slider at 0, beside the edit.")
+        if compare:
+            before, after = st.columns(2)
+            before.image(generate.render_jpeg(renderer, generate.unedited(look), available), caption="Unedited")
+            after.image(jpeg, caption="Edited")
+        else:
+            st.image(jpeg, width=min(640, generate.DISPLAY_TARGET + 128))
         moved = ", ".join(f"{s.name} {look.value(s.id):+g}σ" for s in available if look.value(s.id))
         st.caption(f"Seed {look.seed} · ψ {look.psi:g}" + (f" · {moved}" if moved else "")
                    + f" · {renderer.resolution} px model")
