@@ -115,6 +115,8 @@ def train(
     bf16_res: int = typer.Option(0, help="CPU only: the N highest resolutions of G and D train in bfloat16 (about "
                                          "twice as fast on CPUs with AVX-512 BF16 or AMX; snapshots stay float32)."),
     snap_kimg: float = typer.Option(4.0), snap_minutes: float = typer.Option(5.0),
+    quality_samples: int = typer.Option(1000, help="Images per snapshot for the Fréchet distance that keeps the "
+                                                   "run's best generator as network-best.safetensors (0 = off)."),
     seed: int = typer.Option(0), threads: int = typer.Option(0, help="CPU threads (0 = all)."),
     device: str = typer.Option("auto"),
     progress: bool = typer.Option(True, help="Show a progress bar."),
@@ -126,6 +128,8 @@ def train(
     _check_training_options(aug, batch, fp16_res, bf16_res)
     if kimg <= 0:
         raise AtelierError("--kimg must be above 0 (thousands of images)")
+    if quality_samples != 0 and quality_samples < 10:
+        raise AtelierError(f"--quality-samples {quality_samples}: use 0 (off) or at least 10 (1000 is the default)")
     if not 0 < lr < 1:
         raise AtelierError(f"--lr must be between 0 and 1 (0.0025 is the usual choice), not {lr}")
     cfg = TrainConfig(data=data, resolution=resolution, conditional=cond, batch=batch, channel_base=cbase,
@@ -133,7 +137,7 @@ def train(
                       augment_p=p, ada_target=target, style_mixing=mixing, num_fp16_res=fp16_res,
                       cpu_bf16_res=bf16_res, mbstd_group=mbstd_group, mbstd_channels=mbstd_channels, glr=lr, dlr=lr,
                       kimg=kimg, snap_kimg=snap_kimg, snap_minutes=snap_minutes, seed=seed, device=device,
-                      threads=threads)
+                      threads=threads, quality_samples=quality_samples)
     if data != "synthetic":
         from scrape.dataset import validate_dataset
         validate_dataset(data)  # every dataset problem is reported before any training starts

@@ -72,6 +72,7 @@ class TrainConfig:
     snap_kimg: float = 4.0           # snapshot every this many kimg ...
     snap_minutes: float = 5.0        # ... or every this many minutes, whichever comes first
     keep_snapshots: int = 3
+    quality_samples: int = 1000      # images per snapshot for the Fréchet distance that picks the best (0 = off)
     seed: int = 0
     device: str = "auto"
     threads: int = 0                 # CPU threads (0 = torch default)
@@ -450,6 +451,7 @@ def train(cfg: TrainConfig, run_dir: Path, resume: Path | None = None, finetune:
     else:
         G_mapping, G_synthesis, D_ddp = G.mapping, G.synthesis, D
     ada = AdaController(state.augment, cfg.ada_target, cfg.ada_interval, cfg.ada_kimg) if cfg.augment == "ada" else None
+    probe = quality_probe(cfg, data) if dist_info.rank == 0 and cfg.quality_samples > 0 else None
     if ada is not None:
         ada.restore(*ada_pending)
     if cfg.augment == "none":
@@ -567,6 +569,8 @@ def train(cfg: TrainConfig, run_dir: Path, resume: Path | None = None, finetune:
             stats = {}
             if dist_info.rank == 0:
                 newest = save_training_state(state, cfg, run_dir, ada)
+                if probe is not None:
+                    entry.update(_measure_snapshot(probe, state, cfg, run_dir, data.c_dim))
                 write_sample_grid(state.G_ema, run_dir / f"samples-{state.cur_nimg // 1000:06d}.png", cfg.grid_seeds,
                                   data.c_dim)
                 with open(run_dir / "log.jsonl", "a") as log:
@@ -583,6 +587,27 @@ def train(cfg: TrainConfig, run_dir: Path, resume: Path | None = None, finetune:
         import torch.distributed as dist
         dist.barrier()
     return newest if newest is not None else snapshot_paths(run_dir)[-1][1]
+
+
+def quality_probe(cfg: TrainConfig, data: DataInfo):
+    """The reference side of the per-snapshot Fréchet distance (model.quality), read once per process."""
+    from model.quality import QualityProbe, dataset_reference, synthetic_reference
+
+    reference = (synthetic_reference(cfg.quality_samples, data.resolution) if cfg.data == SYNTHETIC
+                 else dataset_reference(cfg.data, cfg.quality_samples))
+    return QualityProbe.from_chunks(reference, cfg.quality_samples)
+
+
+def _measure_snapshot(probe, state: TrainingState, cfg: TrainConfig, run_dir: Path, c_dim: int) -> dict:
+    """The snapshot's Fréchet distance, and whether it became the run's best (whose generator is then kept)."""
+    from model.quality import keep_if_best
+
+    frechet = round(probe.frechet(state.G_ema, c_dim), 3)
+    kimg = state.cur_nimg / 1000
+    provenance = {"kimg": kimg, "trainer": "atelier", "frechet": frechet, "config": dataclasses.asdict(cfg)}
+    best = keep_if_best(run_dir, frechet, kimg, lambda path: save_safetensors(path, {"G_ema": state.G_ema},
+                                                                                provenance))
+    return {"frechet": frechet, "best": best}
 
 
 def _add(stats: dict[str, list[float]], key: str, value: torch.Tensor) -> None:

@@ -20,7 +20,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 def tiny(**overrides) -> TrainConfig:
     base = dict(resolution=16, batch=8, channel_base=128, channel_max=16, z_dim=16, w_dim=16, r1_interval=2,
-                grid_seeds=(0, 1, 2, 3), threads=1, ada_interval=2, ada_kimg=0.5, snap_kimg=1, keep_snapshots=10)
+                grid_seeds=(0, 1, 2, 3), threads=1, ada_interval=2, ada_kimg=0.5, snap_kimg=1, keep_snapshots=10,
+                quality_samples=0)
     base.update(overrides)
     return TrainConfig(**base)
 
@@ -258,3 +259,36 @@ def test_training_with_cpu_bfloat16(tmp_path):
     for key in ("G", "D", "G_ema"):
         weights = _weights(snap, key)
         assert all(v.dtype == torch.float32 and torch.isfinite(v).all() for v in weights.values())
+
+
+def test_each_snapshot_is_measured_and_the_best_generator_is_kept(tmp_path):
+    from model.quality import BEST_NETWORK, read_best
+
+    run = tmp_path / "run"
+    train(tiny(kimg=0.064, snap_kimg=0.016, quality_samples=40, keep_snapshots=1), run, progress=False)
+    entries = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert len(entries) == 4 and all(e["frechet"] > 0 for e in entries)
+    best = min(entries, key=lambda e: e["frechet"])
+    assert read_best(run) == {"kimg": best["kimg"], "frechet": best["frechet"]}
+    assert [e["best"] for e in entries] == [e["frechet"] == min(x["frechet"] for x in entries[:i + 1])
+                                            for i, e in enumerate(entries)]
+    kept = load_network(run / BEST_NETWORK)  # survives pruning (keep_snapshots=1), generator only
+    assert kept.kimg == best["kimg"] and kept.metadata["frechet"] == best["frechet"]
+    assert len(snapshot_paths(run)) == 1
+
+
+def test_a_better_snapshot_replaces_the_best_and_a_worse_one_does_not(tmp_path):
+    from model.quality import BEST_NETWORK, keep_if_best, read_best
+
+    saved = []
+
+    def save(path: Path) -> None:
+        path.write_bytes(b"weights")
+        saved.append(path)
+
+    assert keep_if_best(tmp_path, 50.0, 1.0, save) and read_best(tmp_path) == {"kimg": 1.0, "frechet": 50.0}
+    assert not keep_if_best(tmp_path, 60.0, 2.0, save) and read_best(tmp_path)["kimg"] == 1.0
+    assert keep_if_best(tmp_path, 40.0, 3.0, save) and read_best(tmp_path)["kimg"] == 3.0
+    assert len(saved) == 2
+    (tmp_path / BEST_NETWORK).unlink()  # a record without its weights does not count
+    assert keep_if_best(tmp_path, 45.0, 4.0, save) and read_best(tmp_path)["kimg"] == 4.0
