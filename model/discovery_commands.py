@@ -265,7 +265,7 @@ def bench_discovery(
         speed["strip_cached_s"] = time.perf_counter() - t0
         if not hit.cached:  # the timing above would then be of a render, not of the cache
             raise AtelierError(f"the strip cache in {tmp} did not keep the strip it just wrote; check the disk")
-    with _progress(len(vectors), "scoring") as bar, _progress(len(vectors), "ground truth") as truth_bar:
+    with _progress(len(vectors), "scoring") as bar, _progress(2 * len(vectors), "ground truth") as truth_bar:
         result = ground_truth_benchmark(renderer, predictor, vectors, sigmas, progress=bar.update,
                                         truth_progress=truth_bar.update, varied_samples=varied_samples)
     speed["scoring_s"] = result["scoring_seconds"]

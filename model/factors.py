@@ -570,15 +570,18 @@ TRUTH_SEEDS = tuple(range(2000, 2024))  # generator seeds, disjoint from the sco
 
 def measure_components(renderer, predictor: Predictor, vectors: np.ndarray, sigmas: np.ndarray, seeds: Sequence[int],
                        span: float, resolution: int | None = None, batch: int = 128,
-                       progress: Callable[[int], None] | None = None) -> list[dict]:
-    """Each component's edit (+span σ on every ws row) on `seeds`, read by the predictor: edit_factor_stats per
-    component. The ground truth that the automatic scores are checked against."""
+                       progress: Callable[[int], None] | None = None,
+                       rows: tuple[int, int] | None = None) -> list[dict]:
+    """Each component's edit (+span σ on the ws rows [start, stop) of `rows`, default all) on `seeds`, read by the
+    predictor: edit_factor_stats per component. The ground truth that the automatic scores are checked against."""
     from model.scores import render_edits
 
     ws = renderer.ws_from_seeds(list(seeds))
     before = predictor.predict(renderer.synthesize(ws, resolution=resolution, chunk=batch))
     stats: list[dict] = []
-    for start, stop, images in render_edits(renderer, ws, vectors, sigmas, span, resolution=resolution, batch=batch):
+    row_start, row_stop = rows if rows is not None else (0, None)
+    for start, stop, images in render_edits(renderer, ws, vectors, sigmas, span, row_start, row_stop,
+                                            resolution=resolution, batch=batch):
         after = predictor.predict(images.reshape(-1, *images.shape[2:]))
         for i in range(stop - start):
             rows = slice(i * len(ws), (i + 1) * len(ws))
@@ -599,9 +602,12 @@ def ground_truth_benchmark(renderer, predictor: Predictor, vectors: np.ndarray, 
     them and disjoint: on the demo model a 6-seed ground-truth consistency agreed with itself on other seeds only
     weakly (split-half rank correlation 0.14 on 3 + 3 seeds; a seed near a class boundary flips garment or pattern
     and dominates its vector), so it was too noisy to check the automatic score against.
-    For each factor varied by the generator (generated spread ≥ 0.5 × real spread), the best-matching component is
-    the purest one among those that move the factor at least `min_share` × the strongest component's mean move.
-    Spearman: automatic consistency vs ground-truth consistency over the `top` components by priority.
+    Each component's edit is measured twice: on every ws row, and on the layer group its automatic scores suggest
+    (the group where its edit changes the image most), as a reviewer would try the layer presets and approve the
+    component with the range that works (GANSpace's layer-range edits). For each factor the best match is the purest
+    (component, layers) pair among those that move the factor at least `min_share` × the strongest pair's mean move.
+    A factor counts as varied by the generator when its generated spread is ≥ 0.5 × the real spread.
+    Spearman: automatic consistency vs ground-truth consistency (every row) over the `top` components by priority.
     """
     from scipy.stats import spearmanr
 
@@ -615,6 +621,9 @@ def ground_truth_benchmark(renderer, predictor: Predictor, vectors: np.ndarray, 
     seconds = time.perf_counter() - t0
     stats = measure_components(renderer, predictor, vectors, sigmas, truth_seeds, span, resolution,
                                progress=truth_progress)
+    candidates = [(i, "all", stats[i]) for i in range(len(scores))]
+    candidates += _suggested_layer_stats(renderer, predictor, vectors, sigmas, scores, truth_seeds, span, resolution,
+                                         truth_progress)
     order = S.priority_order(scores)
     rank = {index: r + 1 for r, index in enumerate(order)}
     gen = generated_predictions(predictor, renderer, varied_samples, seed0=5_000_000,
@@ -623,13 +632,15 @@ def ground_truth_benchmark(renderer, predictor: Predictor, vectors: np.ndarray, 
     spread = varied_factors(gen, real)
     rows = []
     for name in FACTORS:
-        mags = np.array([stats[i]["magnitude"][name] for i in range(len(scores))])
-        purity = np.array([stats[i]["purity"][name] for i in range(len(scores))])
+        mags = np.array([st["magnitude"][name] for _, _, st in candidates])
+        purity = np.array([st["purity"][name] for _, _, st in candidates])
         strong = mags >= min_share * mags.max() if mags.max() > 0 else np.ones(len(mags), bool)
         best = int(np.argmax(np.where(strong, purity, -1)))
-        rows.append({"factor": name, "component": best, "purity": round(float(purity[best]), 3),
-                     "consistency": round(stats[best]["consistency"], 3), "rank": rank[best],
-                     "move": round(float(mags[best]), 3), "strongest_move": round(float(mags.max()), 3),
+        component, layers, st = candidates[best]
+        rows.append({"factor": name, "component": component, "layers": layers,
+                     "purity": round(float(purity[best]), 3), "consistency": round(st["consistency"], 3),
+                     "rank": rank[component], "move": round(float(mags[best]), 3),
+                     "strongest_move": round(float(mags.max()), 3),
                      "varied": bool(spread[name] >= 0.5), "spread": round(float(spread[name]), 3)})
     top_ids = order[:min(top, len(order))]
     auto = [scores[i].consistency for i in top_ids]
@@ -639,13 +650,28 @@ def ground_truth_benchmark(renderer, predictor: Predictor, vectors: np.ndarray, 
             "scores": scores, "components": len(scores), "span": span}
 
 
+def _suggested_layer_stats(renderer, predictor: Predictor, vectors: np.ndarray, sigmas: np.ndarray, scores,
+                           seeds: Sequence[int], span: float, resolution: int | None,
+                           progress: Callable[[int], None] | None) -> list[tuple[int, str, dict]]:
+    """(component, group, edit_factor_stats) for each component's edit on its suggested layer group only."""
+    from model.discovery import row_span
+
+    found: list[tuple[int, str, dict]] = []
+    for group in sorted({s.layer_sensitivity for s in scores if s.layer_sensitivity}):
+        members = [i for i, s in enumerate(scores) if s.layer_sensitivity == group]
+        stats = measure_components(renderer, predictor, vectors[members], sigmas[members], seeds, span, resolution,
+                                   progress=progress, rows=row_span(renderer.G, group))
+        found += [(i, group, st) for i, st in zip(members, stats)]
+    return found
+
+
 def format_benchmark(result: dict) -> str:
-    lines = [f"{'factor':<12} {'varied':>6} {'component':>9} {'purity':>7} {'consist.':>8} {'rank':>5} {'move':>6} "
-             f"{'strongest':>9}"]
+    lines = [f"{'factor':<12} {'varied':>6} {'component':>9} {'layers':>7} {'purity':>7} {'consist.':>8} {'rank':>5} "
+             f"{'move':>6} {'strongest':>9}"]
     for row in result["factors"]:
         lines.append(f"{row['factor']:<12} {('yes' if row['varied'] else 'no'):>6} {row['component']:>9} "
-                     f"{row['purity']:>7.3f} {row['consistency']:>8.3f} {row['rank']:>5} {row['move']:>6.3f} "
-                     f"{row['strongest_move']:>9.3f}")
+                     f"{row.get('layers', 'all'):>7} {row['purity']:>7.3f} {row['consistency']:>8.3f} "
+                     f"{row['rank']:>5} {row['move']:>6.3f} {row['strongest_move']:>9.3f}")
     lines.append(f"move: the component's mean change of the factor per edit (+{result['span']:g}σ), in units of the "
                  "typical difference between two random real looks; strongest: the largest such change of any "
                  "component")

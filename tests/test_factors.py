@@ -91,6 +91,13 @@ def test_ground_truth_benchmark_shape(trained, reference_dir):
     for row in result["factors"]:
         assert 0 <= row["component"] < 6 and 1 <= row["rank"] <= 6 and 0 <= row["purity"] <= 1
         assert 0 <= row["consistency"] <= 1
+        # the match is the edit on every row, or on the layer group the component's scores suggest
+        assert row["layers"] in ("all", result["scores"][row["component"]].layer_sensitivity)
+    # the layer range is honoured: an edit of no rows changes nothing, and one of every row does
+    nothing = FA.measure_components(r, predictor, cs.vectors[:2], cs.sigmas[:2], [4, 5], 2.0, rows=(0, 0))
+    everything = FA.measure_components(r, predictor, cs.vectors[:2], cs.sigmas[:2], [4, 5], 2.0)
+    assert all(sum(st["magnitude"].values()) < 1e-5 for st in nothing)  # float noise of another batch size only
+    assert all(sum(st["magnitude"].values()) > 1e-3 for st in everything)
     assert -1 <= result["spearman"] <= 1 or np.isnan(result["spearman"])
     assert "tv" not in result and len(result["scores"]) == 6
 
@@ -214,5 +221,5 @@ def test_benchmark_table_names_the_edit_span():
            "move": 0.4, "strongest_move": 0.6}
     text = FA.format_benchmark({"factors": [row], "spearman": 0.8, "span": 1.5})
     assert "(+1.5σ)" in text and "+2σ" not in text
-    assert text.splitlines()[1].split() == ["hue", "yes", "3", "0.710", "0.500", "2", "0.400", "0.600"]
+    assert text.splitlines()[1].split() == ["hue", "yes", "3", "all", "0.710", "0.500", "2", "0.400", "0.600"]
     assert text.endswith("0.800")
