@@ -144,6 +144,25 @@ def test_review_form_records_an_approval_and_labels_stay_plain_text(env):
     assert list(teammates["label"]) == [INJECTION]
 
 
+def test_suggested_layer_group_is_one_click_and_recorded_on_approval(env):
+    from db import queries as q
+    from db.engine import read_session, write_session
+    from db.schema import Component
+
+    at = _app("Gia")
+    component_id = at.session_state["rv.current"]
+    with write_session() as session:
+        session.get(Component, component_id).layer_sensitivity = "fine"
+    at.run()
+    next(b for b in at.button if b.label == "Try fine").click().run()
+    assert not _errors(at) and at.session_state["rv.preset"] == "fine"
+    assert not [b for b in at.button if b.label == "Try fine"]  # shown only while another range is chosen
+    at.text_input(key=f"rv.label.{component_id}").input("backdrop")
+    next(b for b in at.button if b.label == "Approve").click().run()
+    with read_session() as session:
+        assert q.latest_review(session, "Gia", component_id).layer_range == (5, 8)  # the tiny model's fine rows
+
+
 def test_approve_without_label_is_refused_with_a_message(env):
     at = _app("Eve")
     component_id = at.session_state["rv.current"]

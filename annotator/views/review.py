@@ -102,6 +102,10 @@ def resample() -> None:
     state["rv.flash"] = f"New review seeds for everyone on this set: {', '.join(map(str, fresh))}."
 
 
+def use_preset(name: str) -> None:
+    state["rv.preset"] = name
+
+
 def restore_previous_seeds() -> None:
     previous = state.pop("rv.previous_seeds", None)
     if previous:
@@ -155,6 +159,13 @@ with st.container(horizontal=True, vertical_alignment="bottom"):
     st.segmented_control("Layers", list(presets) + ["custom"], key="rv.preset", default="all",
                          help="Which ws rows the edit moves: coarse = pose and shape, middle = garment parts, "
                               "fine = colour and texture.")
+    suggested_layers = component.layer_sensitivity
+    if suggested_layers in presets and state.get("rv.preset") != suggested_layers:
+        # The scores' layer group is where this component changes the image most; its edit there is often purer.
+        st.button(f"Try {suggested_layers}", icon=":material/tips_and_updates:", on_click=use_preset,
+                  args=(suggested_layers,), key="rv.suggested_layers",
+                  help="Show the strip on the layer group where this component changes the image most (from the "
+                       "automatic scores); approving then records that range.")
     if state.get("rv.preset") == "custom":
         st.number_input("From row", 0, renderer.num_ws - 1, 0, key="rv.custom_start", width=110)
         st.number_input("To row (excl.)", 1, renderer.num_ws, renderer.num_ws, key="rv.custom_stop", width=130)
