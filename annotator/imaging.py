@@ -4,6 +4,7 @@ Pages show these bytes directly, so nothing is re-encoded on a rerun.
 """
 from __future__ import annotations
 
+import base64
 import io
 from pathlib import Path
 from typing import Sequence
@@ -86,3 +87,21 @@ def heat_image(heat: np.ndarray, size: int = 256) -> Image.Image:
 
 def read_bytes(path: str | Path) -> bytes:
     return Path(path).read_bytes()
+
+
+def data_url(image: bytes) -> str:
+    """Encoded JPEG or PNG bytes as a `data:` URL that `st.image` shows as it is.
+
+    Why: Streamlit serves images from a media store that drops a run's files as soon as the next run finishes.
+    When a slider or a shortcut starts run after run, the browser can ask for an image of an interrupted run after
+    it was dropped (an HTTP 404 and, for a moment, a broken picture). A data URL travels inside the page, so
+    there is nothing to fetch and nothing to lose; the images on these pages are display-size JPEGs of a few tens
+    of kB, so the cost is small.
+    """
+    if image.startswith(b"\xff\xd8\xff"):
+        mime = "image/jpeg"
+    elif image.startswith(b"\x89PNG\r\n\x1a\n"):
+        mime = "image/png"
+    else:
+        raise ValueError("data_url takes JPEG or PNG bytes")
+    return f"data:{mime};base64,{base64.b64encode(image).decode('ascii')}"

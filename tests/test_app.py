@@ -245,6 +245,9 @@ def test_publish_then_slider_on_generate_and_save_look(env):
     at.toggle(key="gen.compare").set_value(True).run()  # before/after side by side
     captions = [c for image in at.get("image") for c in image.captions]
     assert not _errors(at) and captions == ["Unedited", "Edited"]
+    # Pictures that change with every slider move travel inside the page (no media URL a later run can drop).
+    urls = [img.url for image in at.get("image") for img in image.proto.imgs]
+    assert len(urls) == 2 and all(url.startswith("data:image/jpeg;base64,") for url in urls)
     at.text_input(key="gen.look_name").input("cinched")
     next(b for b in at.button if b.label == "Save look").click().run()
     assert not _errors(at)
@@ -257,6 +260,26 @@ def test_publish_then_slider_on_generate_and_save_look(env):
 
 
 # --- logic without Streamlit ----------------------------------------------------------------------------------------
+
+
+def test_data_url_carries_the_picture_and_refuses_other_bytes():
+    import base64
+    import io
+
+    from PIL import Image
+
+    from annotator import imaging
+
+    picture = np.zeros((8, 8, 3), np.uint8)
+    picture[:, 4:] = (200, 30, 60)
+    for encoded, mime in ((imaging.to_jpeg(picture), "image/jpeg"), (imaging.to_png(picture), "image/png")):
+        url = imaging.data_url(encoded)
+        head, payload = url.split(",", 1)
+        assert head == f"data:{mime};base64"
+        assert base64.b64decode(payload) == encoded
+        assert Image.open(io.BytesIO(base64.b64decode(payload))).size == (8, 8)
+    with pytest.raises(ValueError, match="JPEG or PNG"):
+        imaging.data_url(b"GIF89a....")
 
 
 def test_unedited_look_keeps_seed_psi_and_class():

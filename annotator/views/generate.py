@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from annotator import generate, services, ui
+from annotator import generate, imaging, services, ui
 from db import queries as q
 from db.engine import read_session
 from model.errors import AtelierError
@@ -107,10 +107,11 @@ def designer() -> None:
                                                   help="The same seed and ψ with every slider at 0, beside the edit.")
         if compare:
             before, after = st.columns(2)
-            before.image(generate.render_jpeg(renderer, generate.unedited(look), available), caption="Unedited")
-            after.image(jpeg, caption="Edited")
+            before.image(imaging.data_url(generate.render_jpeg(renderer, generate.unedited(look), available)),
+                         caption="Unedited")
+            after.image(imaging.data_url(jpeg), caption="Edited")
         else:
-            st.image(jpeg, width=min(640, generate.DISPLAY_TARGET + 128))
+            st.image(imaging.data_url(jpeg), width=min(640, generate.DISPLAY_TARGET + 128))
         moved = ", ".join(f"{s.name} {look.value(s.id):+g}σ" for s in available if look.value(s.id))
         st.caption(f"Seed {look.seed} · ψ {look.psi:g}" + (f" · {moved}" if moved else "")
                    + f" · {renderer.resolution} px model")

@@ -6,7 +6,7 @@ import time
 import pandas as pd
 import streamlit as st
 
-from annotator import review, services, strips, ui
+from annotator import imaging, review, services, strips, ui
 from db import queries as q
 from db.engine import read_session
 from model.errors import AtelierError
@@ -191,13 +191,13 @@ except AtelierError as exc:
 # --- strip, heat map, scores | label form, teammates ----------------------------------------------------------------
 main, side = st.columns([3, 2], gap="large")
 with main:
-    st.image(images.grid, width="stretch")
+    st.image(imaging.data_url(images.grid), width="stretch")
     start, stop = chosen.layers(renderer)
     st.caption(f"Rows: seeds {', '.join(str(s) for s in request.spec.seeds)} · columns: steps in σ of this "
                f"component · layers {start}–{stop - 1} of {renderer.num_ws}")
     heat_col, score_col = st.columns([1, 2])
     with heat_col:
-        st.image(images.heat, caption="Where it changes", width="stretch")
+        st.image(imaging.data_url(images.heat), caption="Where it changes", width="stretch")
     with score_col:
         st.subheader("Automatic scores")
         if component.effect is None:
