@@ -13,8 +13,16 @@ import math
 import torch
 import torch.nn.functional as F
 
-GEOMETRIC = ("xflip", "rotate90", "xint", "scale", "rotate", "aniso", "xfrac")
+BLIT = ("xflip", "rotate90", "xint")                # pixel moves: nothing is resampled
+GEOM = ("scale", "rotate", "aniso", "xfrac")          # general geometric transforms
+GEOMETRIC = BLIT + GEOM
 COLOUR = ("brightness", "contrast", "lumaflip", "hue", "saturation")
+
+# Named pipelines, as stylegan2-ada-pytorch's --augpipe names them (b = blit, g = geom, c = color). "bgc" is ADA's
+# default. "color" leaves figure size and position alone: D then sees them exactly as they were drawn, which
+# matters when size and position are themselves factors of the data (as on the synthetic runway stream).
+PIPES: dict[str, tuple[str, ...]] = {"blit": BLIT, "geom": GEOM, "color": COLOUR, "bg": GEOMETRIC,
+                                     "bgc": GEOMETRIC + COLOUR}
 
 
 def _translate(tx: torch.Tensor, ty: torch.Tensor) -> torch.Tensor:
@@ -57,7 +65,7 @@ class AugmentPipe(torch.nn.Module):
     def _mask(self, n: int, device: torch.device) -> torch.Tensor:
         return (torch.rand([n], device=device) < self.p).float()
 
-    def _geometric_matrix(self, n: int, device: torch.device) -> torch.Tensor:
+    def _geometric_matrix(self, n: int, device: torch.device, height: int, width: int) -> torch.Tensor:
         """Matrix mapping output coordinates to input coordinates, in normalised [-1, 1] units."""
         m = torch.eye(3, device=device).repeat(n, 1, 1)
         one = torch.ones([n], device=device)
@@ -68,7 +76,9 @@ class AugmentPipe(torch.nn.Module):
             quarter = torch.randint(0, 4, [n], device=device) * self._mask(n, device)
             m = m @ _rotate(-math.pi / 2 * quarter)
         if "xint" in self.ops:
-            shift = (torch.rand([n, 2], device=device) * 2 - 1) * self.xint_max * 2
+            # Whole pixels (one pixel is 2 / size in normalised units), so the shift copies pixels without blurring.
+            pixels = torch.tensor([width, height], device=device, dtype=torch.float32)
+            shift = torch.round((torch.rand([n, 2], device=device) * 2 - 1) * self.xint_max * pixels) * 2 / pixels
             shift = shift * self._mask(n, device)[:, None]
             m = m @ _translate(shift[:, 0], shift[:, 1])
         if "scale" in self.ops:
@@ -116,7 +126,7 @@ class AugmentPipe(torch.nn.Module):
             return images
         n, channels, height, width = images.shape
         device = images.device
-        geo = self._geometric_matrix(n, device)
+        geo = self._geometric_matrix(n, device, height, width)
         if not torch.allclose(geo, torch.eye(3, device=device).expand_as(geo)):
             grid = F.affine_grid(geo[:, :2, :], [n, channels, height, width], align_corners=False)
             # Reflection padding keeps the background light and continuous, as the original's mirror padding does.

@@ -76,10 +76,18 @@ def info(network: Optional[Path] = typer.Argument(None, help="Network file (defa
                            "kimg": loaded.kimg, "architecture": loaded.kwargs}, indent=2))
 
 
-def _check_training_options(aug: str, batch: int, fp16_res: int, bf16_res: int) -> None:
+_AUGPIPE_HELP = ("Augmentations ADA may apply: bgc (all), bg (geometric), color, blit (flips, quarter turns, "
+                 "whole-pixel shifts) or geom (scaling, rotation, stretching, sub-pixel shifts).")
+
+
+def _check_training_options(aug: str, batch: int, fp16_res: int, bf16_res: int, augpipe: str = "bgc") -> None:
     """The checks `train` and `bench train` share, made before anything is built."""
+    from model.augment import PIPES
+
     if aug not in ("ada", "fixed", "none"):
         raise AtelierError(f"--aug must be ada, fixed or none, not {aug!r}")
+    if augpipe not in PIPES:
+        raise AtelierError(f"--augpipe must be one of {', '.join(PIPES)}, not {augpipe!r} (bgc is ADA's default)")
     if batch < 1:
         raise AtelierError("--batch must be at least 1")
     if bf16_res < 0 or fp16_res < 0:
@@ -104,6 +112,7 @@ def train(
     lr: float = typer.Option(0.0025, help="Adam learning rate of G and D."),
     pl_weight: float = typer.Option(0.0, help="Path-length regularisation weight (0 = off)."),
     aug: str = typer.Option("ada", help="ada | fixed | none"),
+    augpipe: str = typer.Option("bgc", help=_AUGPIPE_HELP),
     p: float = typer.Option(0.0, help="Initial (ada) or fixed augmentation probability."),
     target: float = typer.Option(0.6, help="ADA overfitting target."),
     mixing: float = typer.Option(0.9, help="Style mixing probability."),
@@ -125,7 +134,7 @@ def train(
     from model.settings import runs_dir
     from model.train import TrainConfig, find_resume, train as run_training
 
-    _check_training_options(aug, batch, fp16_res, bf16_res)
+    _check_training_options(aug, batch, fp16_res, bf16_res, augpipe)
     if kimg <= 0:
         raise AtelierError("--kimg must be above 0 (thousands of images)")
     if quality_samples != 0 and quality_samples < 10:
@@ -134,7 +143,7 @@ def train(
         raise AtelierError(f"--lr must be between 0 and 1 (0.0025 is the usual choice), not {lr}")
     cfg = TrainConfig(data=data, resolution=resolution, conditional=cond, batch=batch, channel_base=cbase,
                       channel_max=cmax, map_layers=map_layers, gamma=gamma, pl_weight=pl_weight, augment=aug,
-                      augment_p=p, ada_target=target, style_mixing=mixing, num_fp16_res=fp16_res,
+                      augpipe=augpipe, augment_p=p, ada_target=target, style_mixing=mixing, num_fp16_res=fp16_res,
                       cpu_bf16_res=bf16_res, mbstd_group=mbstd_group, mbstd_channels=mbstd_channels, glr=lr, dlr=lr,
                       kimg=kimg, snap_kimg=snap_kimg, snap_minutes=snap_minutes, seed=seed, device=device,
                       threads=threads, quality_samples=quality_samples)
@@ -164,6 +173,7 @@ def bench_train(
     cmax: int = typer.Option(64, help="Channel maximum."),
     map_layers: int = typer.Option(2, "--map", help="Mapping network layers."),
     aug: str = typer.Option("ada", help="ada | fixed | none"),
+    augpipe: str = typer.Option("bgc", help=_AUGPIPE_HELP),
     fp16_res: int = typer.Option(0, help="Number of highest resolutions in float16 (GPU only)."),
     bf16_res: int = typer.Option(0, help="CPU only: the N highest resolutions of G and D train in bfloat16 (about "
                                          "twice as fast on CPUs with AVX-512 BF16 or AMX; snapshots stay float32)."),
@@ -175,9 +185,9 @@ def bench_train(
     from model.bench import bench_train as run_bench, format_train_table
     from model.train import TrainConfig
 
-    _check_training_options(aug, batch, fp16_res, bf16_res)
+    _check_training_options(aug, batch, fp16_res, bf16_res, augpipe)
     cfg = TrainConfig(resolution=resolution, batch=batch, channel_base=cbase, channel_max=cmax,
-                      map_layers=map_layers, augment=aug, num_fp16_res=fp16_res, cpu_bf16_res=bf16_res,
+                      map_layers=map_layers, augment=aug, augpipe=augpipe, num_fp16_res=fp16_res, cpu_bf16_res=bf16_res,
                       threads=threads, device=device)
     result = run_bench(cfg, warmup_kimg=warmup, measure_kimg=kimg)
     typer.echo(json.dumps(result) if as_json else format_train_table(result))

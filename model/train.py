@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from model.augment import AdaController, AugmentPipe
+from model.augment import PIPES, AdaController, AugmentPipe
 from model.checkpoint import load_network, save_safetensors
 from model.errors import AtelierError
 from model.files import atomic_write_bytes
@@ -65,6 +65,7 @@ class TrainConfig:
     ema_rampup: float | None = 0.05
     augment: str = "ada"             # ada | fixed | none
     augment_p: float = 0.0           # initial (ada) or constant (fixed) p
+    augpipe: str = "bgc"             # which transformations (model.augment.PIPES)
     ada_target: float = 0.6
     ada_interval: int = 4
     ada_kimg: float = 100.0          # how fast p may move: 0 -> 1 in this many kimg
@@ -187,7 +188,7 @@ def build_state(cfg: TrainConfig, data: DataInfo, device: torch.device) -> Train
     G = Generator(**cfg.generator_kwargs(data.resolution, data.c_dim)).train().to(device)
     D = Discriminator(**cfg.discriminator_kwargs(data.resolution, data.c_dim)).train().to(device)
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
-    augment = AugmentPipe().to(device)
+    augment = AugmentPipe(PIPES[cfg.augpipe]).to(device)
     augment.p.fill_(cfg.augment_p)
     # Lazy regularisation: scale lr and betas so the regularised optimiser matches the unregularised one.
     g_ratio = cfg.pl_interval / (cfg.pl_interval + 1) if cfg.pl_weight > 0 else 1.0

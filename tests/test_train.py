@@ -91,6 +91,27 @@ def test_cli_refuses_resume_with_finetune(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_cli_refuses_an_unknown_augmentation_pipeline(tmp_path):
+    from typer.testing import CliRunner
+
+    from conftest import assert_clean_user_error
+    from model.cli import app
+
+    result = CliRunner().invoke(app, ["train", "--augpipe", "bgcfnc", "--outdir", str(tmp_path / "run")])
+    assert_clean_user_error(result, "--augpipe must be one of", "bgc")
+    assert not (tmp_path / "run").exists()
+
+
+def test_resume_may_change_the_augmentation_pipeline(tmp_path):
+    """A run can continue with other augmentations (p carries over); the config records which were used."""
+    run = tmp_path / "run"
+    snap = train(tiny(kimg=0.016, augment="fixed", augment_p=0.5), run, progress=False)
+    train(tiny(kimg=0.032, augment="fixed", augment_p=0.5, augpipe="color"), run, resume=snap, progress=False)
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [e["kimg"] for e in log] == [0.016, 0.032] and log[-1]["augment_p"] == 0.5
+    assert json.loads((run / "config.json").read_text())["augpipe"] == "color"
+
+
 def test_resume_refuses_other_architecture(tmp_path):
     snap = train(tiny(kimg=0.016), tmp_path / "run", progress=False)
     with pytest.raises(AtelierError, match="cannot resume"):
