@@ -4,7 +4,7 @@ from __future__ import annotations
 import altair as alt
 import streamlit as st
 
-from annotator import generate, maps, ui
+from annotator import generate, imaging, maps, ui
 from db import queries as q
 from db.engine import read_session
 from model.errors import AtelierError
@@ -68,7 +68,7 @@ with right:
         st.caption("Click a point to see its look.")
     else:
         look = generate.LookState(seed=int(chosen), psi=1.0, class_index=0 if renderer.c_dim else None)
-        st.image(generate.render_jpeg(renderer, look, [], display=256), width="stretch")
+        st.image(imaging.data_url(generate.render_jpeg(renderer, look, [], display=256)), width="stretch")
         st.text(f"seed {int(chosen)}")
         if st.button("Open in Generate", icon=":material/open_in_new:", key="map.open"):
             st.switch_page(ui.page_path("generate"), query_params=generate.to_query(look))
