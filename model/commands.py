@@ -80,14 +80,10 @@ _AUGPIPE_HELP = ("Augmentations ADA may apply: bgc (all), bg (geometric), color,
                  "whole-pixel shifts) or geom (scaling, rotation, stretching, sub-pixel shifts).")
 
 
-def _check_training_options(aug: str, batch: int, fp16_res: int, bf16_res: int, augpipe: str = "bgc") -> None:
+def _check_training_options(aug: str, batch: int, fp16_res: int, bf16_res: int) -> None:
     """The checks `train` and `bench train` share, made before anything is built."""
-    from model.augment import PIPES
-
     if aug not in ("ada", "fixed", "none"):
         raise AtelierError(f"--aug must be ada, fixed or none, not {aug!r}")
-    if augpipe not in PIPES:
-        raise AtelierError(f"--augpipe must be one of {', '.join(PIPES)}, not {augpipe!r} (bgc is ADA's default)")
     if batch < 1:
         raise AtelierError("--batch must be at least 1")
     if bf16_res < 0 or fp16_res < 0:
@@ -134,7 +130,7 @@ def train(
     from model.settings import runs_dir
     from model.train import TrainConfig, find_resume, train as run_training
 
-    _check_training_options(aug, batch, fp16_res, bf16_res, augpipe)
+    _check_training_options(aug, batch, fp16_res, bf16_res)
     if kimg <= 0:
         raise AtelierError("--kimg must be above 0 (thousands of images)")
     if quality_samples != 0 and quality_samples < 10:
@@ -185,7 +181,7 @@ def bench_train(
     from model.bench import bench_train as run_bench, format_train_table
     from model.train import TrainConfig
 
-    _check_training_options(aug, batch, fp16_res, bf16_res, augpipe)
+    _check_training_options(aug, batch, fp16_res, bf16_res)
     cfg = TrainConfig(resolution=resolution, batch=batch, channel_base=cbase, channel_max=cmax,
                       map_layers=map_layers, augment=aug, augpipe=augpipe, num_fp16_res=fp16_res, cpu_bf16_res=bf16_res,
                       threads=threads, device=device)

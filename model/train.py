@@ -412,6 +412,8 @@ def train(cfg: TrainConfig, run_dir: Path, resume: Path | None = None, finetune:
     if cfg.batch % dist_info.world:
         raise AtelierError(f"batch {cfg.batch} must be divisible by the number of processes ({dist_info.world})")
     local_batch = cfg.batch // dist_info.world
+    if cfg.augpipe not in PIPES:
+        raise AtelierError(f"--augpipe must be one of {', '.join(PIPES)}, not {cfg.augpipe!r} (bgc is ADA's default)")
     if cfg.mbstd_group < 1:
         raise AtelierError(f"--mbstd-group must be at least 1 (4 is the usual choice), not {cfg.mbstd_group}")
     if local_batch % min(cfg.mbstd_group, local_batch):
