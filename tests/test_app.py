@@ -180,8 +180,11 @@ def test_skip_and_previous_and_jump(env):
     assert second != first
     next(b for b in at.button if b.label == "Previous").click().run()
     assert at.session_state["rv.current"] == first
+    assert at.number_input(key="rv.jump").value == at.session_state["rv.index"]  # the box shows where you are
     at.number_input(key="rv.jump").set_value(100).run()
     assert at.title[0].value == "Component 100"
+    next(b for b in at.button if b.label == "Skip").click().run()
+    assert at.number_input(key="rv.jump").value == at.session_state["rv.index"] != 100
 
 
 def test_resample_seeds_is_stored_for_the_team_and_can_be_undone(env):

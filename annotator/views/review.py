@@ -128,6 +128,7 @@ with read_session(ctx.url) as session:
     mine = q.latest_review(session, name, component.id)
 state["rv.current"] = component.id
 state["rv.index"] = component.index
+state["rv.jump"] = component.index  # the "Go to #" box shows where you are, like a page number
 if not state.get("rv.shown") or state["rv.shown"][0] != component.id:
     state["rv.shown"] = (component.id, time.monotonic())
 
