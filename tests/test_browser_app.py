@@ -78,6 +78,8 @@ def server(tmp_path_factory):
     env = dict(os.environ, ATELIER_HOME=str(home), ATELIER_MODEL=model, ATELIER_SCORE_ON_START="0",
                ATELIER_RUNS=str(home / "runs"), PYTHONUNBUFFERED="1")
     env.pop("ATELIER_DATABASE_URL", None)
+    if os.environ.get("ATELIER_UPDATE_DOCS_SCREENSHOTS") == "1":
+        _score_before_start(env)
     log = home / "streamlit.log"
     with log.open("w") as out:
         process = subprocess.Popen(
@@ -96,6 +98,24 @@ def server(tmp_path_factory):
             process.wait(timeout=15)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+def _score_before_start(env: dict[str, str]) -> None:
+    """For the README's screenshots only: set up the database and score every component before the app starts, so
+    the Review page shows the automatic scores as a team sees them once the first start's scoring has finished."""
+    from annotator import services
+
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    try:
+        ctx = services.bootstrap(score_in_background=False)
+        assert services.score_components(ctx.component_set.id, ctx.model) > 0
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _settle(page, timeout: float = 60_000) -> None:
