@@ -103,19 +103,13 @@ def server(tmp_path_factory):
 def _score_before_start(env: dict[str, str]) -> None:
     """For the README's screenshots only: set up the database and score every component before the app starts, so
     the Review page shows the automatic scores as a team sees them once the first start's scoring has finished."""
+    from unittest import mock
+
     from annotator import services
 
-    saved = {key: os.environ.get(key) for key in env}
-    os.environ.update(env)
-    try:
+    with mock.patch.dict(os.environ, env):  # the app's settings, for this process too, and back afterwards
         ctx = services.bootstrap(score_in_background=False)
         assert services.score_components(ctx.component_set.id, ctx.model) > 0
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def _settle(page, timeout: float = 60_000) -> None:
