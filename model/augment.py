@@ -47,7 +47,7 @@ def _rotate(theta: torch.Tensor) -> torch.Tensor:
 class AugmentPipe(torch.nn.Module):
     """ADA pipeline. ``p`` is a buffer so it is saved and restored with the training state."""
 
-    def __init__(self, ops: tuple[str, ...] = GEOMETRIC + COLOUR, scale_std: float = 0.2, rotate_max: float = 1.0,
+    def __init__(self, ops: tuple[str, ...] = PIPES["bgc"], scale_std: float = 0.2, rotate_max: float = 1.0,
                  aniso_std: float = 0.2, xfrac_std: float = 0.125, xint_max: float = 0.125,
                  brightness_std: float = 0.2, contrast_std: float = 0.5, hue_max: float = 1.0,
                  saturation_std: float = 1.0):
