@@ -10,6 +10,7 @@ from typing import Optional
 import typer
 
 from model.errors import AtelierError, exit_on_user_error
+from model.files import image_format, write_image
 
 factors_app = typer.Typer(help="The synthetic-factor predictor used by eval-model and bench discovery.",
                           no_args_is_help=True)
@@ -167,6 +168,8 @@ def eval_model(
     network: Optional[Path] = _network_option(),
     samples: int = typer.Option(10_000, help="Generated and real images per split."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    plot: Optional[Path] = typer.Option(None, help="Also write a PNG of each factor's generated distribution "
+                                                   "over the real one."),
 ) -> None:
     """Factor distributions (TV per factor) and Fréchet distance in the factor predictor's feature space."""
     from model.factors import Predictor, eval_model as run_eval, format_eval
@@ -175,6 +178,8 @@ def eval_model(
     configure_threads()
     if samples < 10:
         raise AtelierError("--samples must be at least 10")
+    if plot is not None:
+        image_format(plot, "--plot")  # a bad file name fails now, not after minutes of rendering
     renderer = Renderer(network, device="cpu")
     with _progress(3 * samples, "rendering and predicting") as bar:
         result = run_eval(renderer, Predictor.load(), samples, progress=bar.update)
@@ -182,6 +187,13 @@ def eval_model(
         typer.echo(json.dumps({k: result[k] for k in ("tv", "frechet", "frechet_real_baseline")}))
     else:
         typer.echo(format_eval(result))
+    if plot is not None:
+        from PIL import Image
+
+        from model.eval_plot import draw_eval
+
+        write_image(plot, Image.fromarray(draw_eval(result)))
+        typer.echo(f"wrote {plot}", err=as_json)
 
 
 @exit_on_user_error

@@ -417,6 +417,23 @@ def factor_histograms(values: dict[str, np.ndarray], bins: int = 10) -> dict[str
     return out
 
 
+def _histogram_pairs(a: dict[str, np.ndarray], b: dict[str, np.ndarray], bins: int = 10):
+    ha, hb = factor_histograms(a, bins), factor_histograms(b, bins)
+    return [ha[name] for name in FACTORS], [hb[name] for name in FACTORS]
+
+
+# Continuous factors whose spread is compared; hue is circular, so its standard deviation would mislead.
+SPREAD_FACTORS = tuple(name for name in FACTORS if name not in CATEGORICAL and name != "hue")
+
+
+def spread_ratios(generated: dict[str, np.ndarray], real: dict[str, np.ndarray]) -> dict[str, float]:
+    """Per continuous factor, the standard deviation of the generated readings over that of the real ones. A
+    generator that draws every figure at middling height has a ratio well under 1 there, which tells "too
+    narrow" apart from "shifted" when a TV distance is high."""
+    return {name: round(float(np.std(generated[name]) / max(np.std(real[name]), 1e-9)), 3)
+            for name in SPREAD_FACTORS}
+
+
 def tv_per_factor(a: dict[str, np.ndarray], b: dict[str, np.ndarray], bins: int = 10) -> dict[str, float]:
     ha, hb = factor_histograms(a, bins), factor_histograms(b, bins)
     return {name: tv_distance(ha[name], hb[name]) for name in FACTORS if name in ha and name in hb}
@@ -505,22 +522,31 @@ def eval_model(renderer, predictor: Predictor, samples: int = 10_000, progress: 
                                 classes=synthetic_classes(renderer, samples, REAL_SEED0))
     real_a = real_predictions(predictor, samples, REAL_SEED0, progress=progress)
     real_b = real_predictions(predictor, samples, REAL_SEED0 + samples, progress=progress)
-    tv = tv_per_factor(gen.values(), real_a.values())
+    gen_values, real_values = gen.values(), real_a.values()
+    hist_gen, hist_real = _histogram_pairs(gen_values, real_values)
+    tv = {name: tv_distance(hg, hr) for name, hg, hr in zip(FACTORS, hist_gen, hist_real)}
     mu_g, cov_g = gaussian_stats(gen.features)
     mu_a, cov_a = gaussian_stats(real_a.features)
     mu_b, cov_b = gaussian_stats(real_b.features)
     return {"tv": {k: round(v, 4) for k, v in tv.items()},
             "frechet": round(frechet_distance(mu_g, cov_g, mu_a, cov_a), 4),
             "frechet_real_baseline": round(frechet_distance(mu_a, cov_a, mu_b, cov_b), 4),
+            "spread": spread_ratios(gen_values, real_values),
+            "histograms": {name: {"generated": h_gen.tolist(), "real": h_real.tolist()} for name, h_gen, h_real in
+                           zip(FACTORS, hist_gen, hist_real)},
             "samples": samples, "network": str(getattr(renderer.network, "source", "")),
             "kimg": getattr(renderer.network, "kimg", None)}
 
 
 def format_eval(result: dict) -> str:
     lines = [f"network {result['network']} (kimg {result['kimg']}), {result['samples']} samples",
-             f"{'factor':<12} {'TV':>6}  (target ≤ 0.15)"]
+             f"{'factor':<12} {'TV':>6}        {'spread':>6}  (TV target ≤ 0.15; spread: generated sd / real sd)"]
+    spread = result.get("spread", {})
     for name, value in result["tv"].items():
-        lines.append(f"{name:<12} {value:>6.3f}  {'ok' if value <= 0.15 else 'over'}")
+        ratio = spread.get(name)
+        note = "" if ratio is None else f"{ratio:>6.2f}" + ("  too narrow" if ratio < 0.8 else
+                                                             "  too wide" if ratio > 1.25 else "")
+        lines.append(f"{name:<12} {value:>6.3f}  {'ok  ' if value <= 0.15 else 'over'}  {note}".rstrip())
     lines.append(f"Fréchet distance (predictor features): {result['frechet']:.3f}; "
                  f"real-vs-real baseline: {result['frechet_real_baseline']:.3f}")
     return "\n".join(lines)

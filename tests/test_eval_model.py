@@ -63,3 +63,48 @@ def test_eval_model_refuses_classes_that_are_not_the_garment_kinds(tmp_path):
     result = runner.invoke(app, ["eval-model", "--network", str(path), "--samples", "20"])
     assert result.exit_code == 1
     assert "3 classes" in result.output and "--cond" in result.output
+
+
+def test_spread_ratio_tells_a_narrow_distribution_from_a_shifted_one():
+    rng = np.random.default_rng(0)
+    real = {name: rng.uniform(0, 1, 4000) for name in FA.SPREAD_FACTORS}
+    narrow = {name: 0.5 + 0.3 * (v - 0.5) for name, v in real.items()}
+    shifted = {name: v + 0.2 for name, v in real.items()}
+    assert all(abs(r - 0.3) < 0.01 for r in FA.spread_ratios(narrow, real).values())
+    assert all(abs(r - 1.0) < 0.01 for r in FA.spread_ratios(shifted, real).values())
+    assert "hue" not in FA.spread_ratios(real, real)  # circular: a standard deviation would mislead
+
+
+def test_eval_model_plot_and_text_report(tmp_path):
+    from PIL import Image
+
+    plot = tmp_path / "report" / "eval.png"
+    result = runner.invoke(app, ["eval-model", "--samples", "30", "--plot", str(plot)])
+    assert result.exit_code == 0, result.output
+    assert "spread" in result.stdout and f"wrote {plot}" in result.stdout
+    for name in FA.FACTORS:
+        assert any(line.startswith(name) for line in result.stdout.splitlines()), name
+    with Image.open(plot) as image:
+        assert image.format == "PNG" and image.width == 4 * 260 and image.height > 3 * 150
+        pixels = np.asarray(image.convert("RGB"))
+    from model.eval_plot import GENERATED_COLOUR, REAL_COLOUR
+    for colour in (GENERATED_COLOUR, REAL_COLOUR):  # both distributions are drawn
+        assert (pixels == colour).all(axis=-1).sum() > 500, colour
+
+
+def test_eval_model_histograms_count_every_sample():
+    renderer = Renderer(device="cpu")
+    report = FA.eval_model(renderer, FA.Predictor.load(), samples=25)
+    assert set(report["histograms"]) == set(FA.FACTORS)
+    for name, pair in report["histograms"].items():
+        assert sum(pair["generated"]) == 25 and sum(pair["real"]) == 25, name
+        assert FA.tv_distance(pair["generated"], pair["real"]) == pytest.approx(report["tv"][name], abs=1e-4)
+    assert set(report["spread"]) == set(FA.SPREAD_FACTORS)
+    assert all(value > 0 for value in report["spread"].values())
+
+
+def test_eval_model_refuses_a_plot_name_it_cannot_write_before_rendering(tmp_path):
+    result = runner.invoke(app, ["eval-model", "--samples", "20", "--plot", str(tmp_path / "eval.gif")])
+    assert result.exit_code == 1
+    assert "--plot" in result.output and ".png" in result.output
+    assert not (tmp_path / "eval.gif").exists()
