@@ -128,7 +128,7 @@ def train(
 ) -> None:
     """Train StyleGAN2-ADA (resumable; run several processes with torchrun for multi-GPU)."""
     from model.settings import runs_dir
-    from model.train import TrainConfig, find_resume, train as run_training
+    from model.train import TrainConfig, find_resume, resumed_nimg, train as run_training
 
     _check_training_options(aug, batch, fp16_res, bf16_res)
     if kimg <= 0:
@@ -157,6 +157,10 @@ def train(
         typer.echo(f"resuming from {resume_path}")
     newest = run_training(cfg, run_dir, resume=resume_path, finetune=finetune, progress=progress)
     typer.echo(f"newest snapshot: {newest}")
+    reached = resumed_nimg(newest) / 1000
+    if reached < kimg:
+        typer.echo(f"stopped at {reached:g} of {kimg:g} kimg; to continue, run the same command with "
+                   f"--resume auto --outdir {run_dir}")
 
 
 @exit_on_user_error

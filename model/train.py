@@ -6,7 +6,8 @@ several processes through ``torchrun`` (DistributedDataParallel, gloo on CPU / n
 
 A run folder holds ``log.jsonl``, sample grids, ``network-snapshot-KKKKKK.safetensors`` (G_ema, G, D) and a
 matching ``training-state-KKKKKK.pt`` (optimisers, augmentation p, counters, RNG). Resuming restores all of it,
-so a run continued after a stop is the same run.
+so a run continued after a stop is the same run. Ctrl-C (or SIGTERM, as a session or job manager sends) finishes the
+current step and writes a snapshot before the process ends, so a stop loses nothing.
 """
 from __future__ import annotations
 
@@ -18,6 +19,9 @@ import math
 import os
 import random
 import re
+import signal
+import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -197,6 +201,49 @@ def build_state(cfg: TrainConfig, data: DataInfo, device: torch.device) -> Train
     opt_D = torch.optim.Adam(D.parameters(), lr=cfg.dlr * d_ratio, betas=(0.0, 0.99 ** d_ratio), eps=1e-8)
     return TrainingState(G=G, D=D, G_ema=G_ema, augment=augment, opt_G=opt_G, opt_D=opt_D,
                          pl_mean=torch.zeros([], device=device))
+
+
+class StopRequest:
+    """Turns the first Ctrl-C or SIGTERM into a request the training loop honours after its current step (it then
+    writes a snapshot and returns). The previous handlers come back at once, so a second signal stops the process
+    as it always would. Signal handlers can only be set from the main thread; elsewhere this never fires."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> "StopRequest":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._restore()
+
+    def _restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}
+
+    def _handle(self, signum: int, frame) -> None:
+        self.requested = True
+        self._restore()
+        print(f"\n{signal.Signals(signum).name}: finishing this step and writing a snapshot; send it again to quit "
+              f"at once (and lose the work since the last snapshot)", file=sys.stderr, flush=True)
+
+
+def _stop_agreed(stop: StopRequest, dist_info: Distributed, device: torch.device) -> bool:
+    """Whether to stop now. Under torchrun every rank must leave the loop at the same step (a rank that left alone
+    would hang the others in their next all-reduce), so one rank's request is shared with all."""
+    if not dist_info.active:
+        return stop.requested
+    import torch.distributed as dist
+
+    flag = torch.tensor([1.0 if stop.requested else 0.0], device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return bool(flag.item())
 
 
 def snapshot_paths(run_dir: Path) -> list[tuple[int, Path]]:
@@ -485,105 +532,115 @@ def train(cfg: TrainConfig, run_dir: Path, resume: Path | None = None, finetune:
         from tqdm import tqdm
         bar = tqdm(total=total_nimg / 1000, initial=state.cur_nimg / 1000, unit="kimg", dynamic_ncols=True,
                    bar_format="{l_bar}{bar}| {n:.2f}/{total:.0f} kimg [{elapsed}<{remaining}] {postfix}")
-    newest = None
-    z_dim = cfg.z_dim
-    while state.cur_nimg < total_nimg:
-        real, real_c = next_batch(source, local_batch, data.c_dim, device)
-        gen_c = real_c[torch.randperm(local_batch, device=device)]
+    stop = StopRequest()
+    with stop:
+        if dist_info.rank == 0:
+            print(f"training from {state.cur_nimg / 1000:g} to {cfg.kimg:g} kimg in {run_dir}; Ctrl-C writes a "
+                  f"snapshot and stops", file=sys.stderr, flush=True)
+        newest = None
+        z_dim = cfg.z_dim
+        while state.cur_nimg < total_nimg:
+            real, real_c = next_batch(source, local_batch, data.c_dim, device)
+            gen_c = real_c[torch.randperm(local_batch, device=device)]
 
-        # Generator: non-saturating loss.
-        G.requires_grad_(True)
-        D.requires_grad_(False)
-        state.opt_G.zero_grad(set_to_none=True)
-        fake, _ = run_G(torch.randn([local_batch, z_dim], device=device), gen_c)
-        loss_G = F.softplus(-run_D(fake, gen_c, for_generator=True)).mean()
-        loss_G.backward()
-        _add(stats, "loss_G", loss_G)
-        # Path-length regularisation (lazy): keeps the W -> image Jacobian a consistent size.
-        if cfg.pl_weight > 0 and state.step % cfg.pl_interval == 0:
-            pl_batch = max(local_batch // 2, 1)
-            img, ws = run_G(torch.randn([pl_batch, z_dim], device=device), gen_c[:pl_batch])
-            noise = torch.randn_like(img) / math.sqrt(img.shape[2] * img.shape[3])
-            grads, = torch.autograd.grad((img * noise).sum(), ws, create_graph=True)
-            lengths = grads.square().sum(2).mean(1).sqrt()
-            state.pl_mean.copy_(state.pl_mean.lerp(lengths.mean().detach(), 0.01))
-            penalty = (lengths - state.pl_mean).square().mean() * cfg.pl_weight * cfg.pl_interval
-            (penalty + img[:, 0, 0, 0].sum() * 0).backward()
-            _add(stats, "pl_penalty", penalty)
-        state.opt_G.step()
-
-        # Discriminator: logistic loss on fakes and reals, plus lazy R1 on reals.
-        G.requires_grad_(False)
-        D.requires_grad_(True)
-        state.opt_D.zero_grad(set_to_none=True)
-        with torch.no_grad():
+            # Generator: non-saturating loss.
+            G.requires_grad_(True)
+            D.requires_grad_(False)
+            state.opt_G.zero_grad(set_to_none=True)
             fake, _ = run_G(torch.randn([local_batch, z_dim], device=device), gen_c)
-        loss_fake = F.softplus(run_D(fake, gen_c)).mean()
-        loss_fake.backward()
-        do_r1 = cfg.gamma > 0 and state.step % cfg.r1_interval == 0
-        real_in = real.detach().requires_grad_(do_r1)
-        real_logits = run_D(real_in, real_c)
-        loss_real = F.softplus(-real_logits).mean()
-        if do_r1:
-            grads, = torch.autograd.grad(real_logits.sum(), real_in, create_graph=True)
-            r1 = grads.square().sum([1, 2, 3]).mean()
-            loss_real = loss_real + r1 * (cfg.gamma / 2) * cfg.r1_interval
-            _add(stats, "r1", r1)
-        loss_real.backward()
-        state.opt_D.step()
-        _add(stats, "loss_D", loss_fake + F.softplus(-real_logits.detach()).mean())
-        if ada is not None:
-            signs = real_logits.detach()
-            if dist_info.active:
-                import torch.distributed as dist
-                signs = signs.sign()
-                gathered = [torch.zeros_like(signs) for _ in range(dist_info.world)]
-                dist.all_gather(gathered, signs)
-                signs = torch.cat(gathered)
-            ada.record(signs)
-            rt = ada.step(cfg.batch)
-            if rt is not None:
-                _add(stats, "ada_rt", torch.tensor(rt))
+            loss_G = F.softplus(-run_D(fake, gen_c, for_generator=True)).mean()
+            loss_G.backward()
+            _add(stats, "loss_G", loss_G)
+            # Path-length regularisation (lazy): keeps the W -> image Jacobian a consistent size.
+            if cfg.pl_weight > 0 and state.step % cfg.pl_interval == 0:
+                pl_batch = max(local_batch // 2, 1)
+                img, ws = run_G(torch.randn([pl_batch, z_dim], device=device), gen_c[:pl_batch])
+                noise = torch.randn_like(img) / math.sqrt(img.shape[2] * img.shape[3])
+                grads, = torch.autograd.grad((img * noise).sum(), ws, create_graph=True)
+                lengths = grads.square().sum(2).mean(1).sqrt()
+                state.pl_mean.copy_(state.pl_mean.lerp(lengths.mean().detach(), 0.01))
+                penalty = (lengths - state.pl_mean).square().mean() * cfg.pl_weight * cfg.pl_interval
+                (penalty + img[:, 0, 0, 0].sum() * 0).backward()
+                _add(stats, "pl_penalty", penalty)
+            state.opt_G.step()
 
-        # EMA generator with ramp-up: early on, follow G closely.
-        state.cur_nimg += cfg.batch
-        state.step += 1
-        ema_nimg = cfg.ema_nimg()
-        if cfg.ema_rampup is not None:
-            ema_nimg = min(ema_nimg, state.cur_nimg * cfg.ema_rampup)
-        accumulate_ema(state.G_ema, G, 0.5 ** (cfg.batch / max(ema_nimg, 1e-8)))
+            # Discriminator: logistic loss on fakes and reals, plus lazy R1 on reals.
+            G.requires_grad_(False)
+            D.requires_grad_(True)
+            state.opt_D.zero_grad(set_to_none=True)
+            with torch.no_grad():
+                fake, _ = run_G(torch.randn([local_batch, z_dim], device=device), gen_c)
+            loss_fake = F.softplus(run_D(fake, gen_c)).mean()
+            loss_fake.backward()
+            do_r1 = cfg.gamma > 0 and state.step % cfg.r1_interval == 0
+            real_in = real.detach().requires_grad_(do_r1)
+            real_logits = run_D(real_in, real_c)
+            loss_real = F.softplus(-real_logits).mean()
+            if do_r1:
+                grads, = torch.autograd.grad(real_logits.sum(), real_in, create_graph=True)
+                r1 = grads.square().sum([1, 2, 3]).mean()
+                loss_real = loss_real + r1 * (cfg.gamma / 2) * cfg.r1_interval
+                _add(stats, "r1", r1)
+            loss_real.backward()
+            state.opt_D.step()
+            _add(stats, "loss_D", loss_fake + F.softplus(-real_logits.detach()).mean())
+            if ada is not None:
+                signs = real_logits.detach()
+                if dist_info.active:
+                    import torch.distributed as dist
+                    signs = signs.sign()
+                    gathered = [torch.zeros_like(signs) for _ in range(dist_info.world)]
+                    dist.all_gather(gathered, signs)
+                    signs = torch.cat(gathered)
+                ada.record(signs)
+                rt = ada.step(cfg.batch)
+                if rt is not None:
+                    _add(stats, "ada_rt", torch.tensor(rt))
+
+            # EMA generator with ramp-up: early on, follow G closely.
+            state.cur_nimg += cfg.batch
+            state.step += 1
+            ema_nimg = cfg.ema_nimg()
+            if cfg.ema_rampup is not None:
+                ema_nimg = min(ema_nimg, state.cur_nimg * cfg.ema_rampup)
+            accumulate_ema(state.G_ema, G, 0.5 ** (cfg.batch / max(ema_nimg, 1e-8)))
+            if bar is not None:
+                bar.update(cfg.batch / 1000)
+                if state.step % 10 == 0:
+                    bar.set_postfix_str(f"G {_last(stats, 'loss_G'):.2f} D {_last(stats, 'loss_D'):.2f} "
+                                        f"p {float(state.augment.p):.3f}")
+
+            stopping = _stop_agreed(stop, dist_info, device)
+            done = state.cur_nimg >= total_nimg or stopping
+            due = (time.time() - last_snap_time >= cfg.snap_minutes * 60
+                   or state.cur_nimg - last_snap_nimg >= cfg.snap_kimg * 1000)
+            if done or due:
+                seconds = time.time() - tick_time
+                nimg = max(state.cur_nimg - tick_nimg, 1)
+                entry = {"kimg": round(state.cur_nimg / 1000, 3), "step": state.step,
+                         "augment_p": round(float(state.augment.p), 4),
+                         "sec_per_kimg": round(seconds / nimg * 1000, 2), "images_per_s": round(nimg / seconds, 2),
+                         "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+                if stopping and state.cur_nimg < total_nimg:
+                    entry["stopped"] = True  # asked to stop (Ctrl-C, SIGTERM) before cfg.kimg
+                entry.update({key: round(float(np.mean(vals)), 5) for key, vals in stats.items() if vals})
+                stats = {}
+                if dist_info.rank == 0:
+                    newest = save_training_state(state, cfg, run_dir, ada)
+                    if probe is not None:
+                        entry.update(_measure_snapshot(probe, state, cfg, run_dir, data.c_dim))
+                    write_sample_grid(state.G_ema, run_dir / f"samples-{state.cur_nimg // 1000:06d}.png",
+                                      cfg.grid_seeds, data.c_dim)
+                    with open(run_dir / "log.jsonl", "a") as log:
+                        log.write(json.dumps(entry) + "\n")
+                    if on_log is not None:
+                        on_log(entry)
+                last_snap_time, last_snap_nimg = time.time(), state.cur_nimg
+                tick_time, tick_nimg = time.time(), state.cur_nimg
+                if stopping:
+                    break
         if bar is not None:
-            bar.update(cfg.batch / 1000)
-            if state.step % 10 == 0:
-                bar.set_postfix_str(f"G {_last(stats, 'loss_G'):.2f} D {_last(stats, 'loss_D'):.2f} "
-                                    f"p {float(state.augment.p):.3f}")
-
-        done = state.cur_nimg >= total_nimg
-        due = (time.time() - last_snap_time >= cfg.snap_minutes * 60
-               or state.cur_nimg - last_snap_nimg >= cfg.snap_kimg * 1000)
-        if done or due:
-            seconds = time.time() - tick_time
-            nimg = max(state.cur_nimg - tick_nimg, 1)
-            entry = {"kimg": round(state.cur_nimg / 1000, 3), "step": state.step,
-                     "augment_p": round(float(state.augment.p), 4),
-                     "sec_per_kimg": round(seconds / nimg * 1000, 2), "images_per_s": round(nimg / seconds, 2),
-                     "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
-            entry.update({key: round(float(np.mean(vals)), 5) for key, vals in stats.items() if vals})
-            stats = {}
-            if dist_info.rank == 0:
-                newest = save_training_state(state, cfg, run_dir, ada)
-                if probe is not None:
-                    entry.update(_measure_snapshot(probe, state, cfg, run_dir, data.c_dim))
-                write_sample_grid(state.G_ema, run_dir / f"samples-{state.cur_nimg // 1000:06d}.png", cfg.grid_seeds,
-                                  data.c_dim)
-                with open(run_dir / "log.jsonl", "a") as log:
-                    log.write(json.dumps(entry) + "\n")
-                if on_log is not None:
-                    on_log(entry)
-            last_snap_time, last_snap_nimg = time.time(), state.cur_nimg
-            tick_time, tick_nimg = time.time(), state.cur_nimg
-    if bar is not None:
-        bar.close()
+            bar.close()
     if on_finish is not None:
         on_finish(state)
     if dist_info.active:

@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -201,6 +204,20 @@ def test_ddp_two_processes_hold_identical_weights(tmp_path):
     assert snapshot_paths(tmp_path / "run")  # rank 0 wrote the snapshot
 
 
+def test_ddp_a_stop_on_one_rank_stops_both_at_the_same_step(tmp_path):
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    result = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node=2", str(REPO / "tests" / "ddp_worker.py"),
+                             str(tmp_path), "stop-rank-1"], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rank0 = json.loads((tmp_path / "rank0.json").read_text())
+    rank1 = json.loads((tmp_path / "rank1.json").read_text())
+    assert 0 < rank0["nimg"] == rank1["nimg"] < 50_000  # stopped early, both at the same step
+    assert rank0["G"] == rank1["G"] and rank0["D"] == rank1["D"]
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert log[-1]["stopped"] is True and log[-1]["kimg"] == rank0["nimg"] / 1000  # rank 0 wrote the snapshot
+
+
 # --- bfloat16 on CPU -------------------------------------------------------------------------------------------
 
 
@@ -313,3 +330,52 @@ def test_a_better_snapshot_replaces_the_best_and_a_worse_one_does_not(tmp_path):
     assert len(saved) == 2
     (tmp_path / BEST_NETWORK).unlink()  # a record without its weights does not count
     assert keep_if_best(tmp_path, 45.0, 4.0, save) and read_best(tmp_path)["kimg"] == 4.0
+
+
+# --- stopping -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_stop_signal_writes_a_snapshot_and_the_run_resumes_from_it(tmp_path, signum):
+    """Ctrl-C, or the SIGTERM a session or job manager sends, must not throw away the work since the last snapshot."""
+    from typer.testing import CliRunner
+
+    from model.cli import app
+
+    run = tmp_path / "run"
+    args = ["train", "--data", "synthetic", "--resolution", "16", "--cbase", "128", "--cmax", "16", "--batch", "8",
+            "--snap-kimg", "1000", "--snap-minutes", "1000", "--quality-samples", "0", "--threads", "1",
+            "--no-progress", "--outdir", str(run)]
+    atelier = Path(sys.executable).with_name("atelier")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([str(atelier), *args, "--kimg", "1000"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    watchdog = threading.Timer(240, proc.kill)  # a hung trainer fails the test instead of hanging the suite
+    watchdog.start()
+    try:
+        seen = []
+        for line in proc.stderr:  # the trainer says when its loop starts (and that Ctrl-C is safe)
+            seen.append(line)
+            if "Ctrl-C writes a snapshot" in line:
+                break
+        time.sleep(1.0)  # let it take a few steps
+        proc.send_signal(signum)
+        out, err = proc.communicate(timeout=200)
+    finally:
+        watchdog.cancel()
+    assert proc.returncode == 0, "".join(seen) + err[-3000:]
+    assert "finishing this step and writing a snapshot" in err
+    assert "stopped at" in out and f"--resume auto --outdir {run}" in out
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert len(log) == 1 and log[0]["stopped"] is True and 0 < log[0]["kimg"] < 1000
+    (_, snapshot), = snapshot_paths(run)
+    stopped_at = log[0]["kimg"]
+    assert load_network(snapshot, "G").kimg == pytest.approx(stopped_at)
+
+    target = round(stopped_at + 0.016, 3)
+    result = CliRunner().invoke(app, [*args, "--kimg", str(target), "--resume", "auto"])
+    assert result.exit_code == 0, result.output
+    assert f"resuming from {snapshot}" in result.output and "stopped at" not in result.output
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [entry["kimg"] for entry in log] == [stopped_at, target] and "stopped" not in log[1]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the trainer gave the handlers back
