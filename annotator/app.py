@@ -38,6 +38,7 @@ PAGES = {
         st.Page(ui.page_path("directions"), title="Directions & export", icon=":material/tune:",
                 url_path="directions"),
         st.Page(ui.page_path("models"), title="Models", icon=":material/model_training:", url_path="models"),
+        st.Page(ui.page_path("training"), title="Training", icon=":material/monitoring:", url_path="training"),
     ],
 }
 

@@ -184,6 +184,31 @@ def register_model_file(path: str | Path, name: str | None, url: str | None = No
         return q.register_model(session, label, str(path.resolve()), renderer.fingerprint, architecture_of(renderer))
 
 
+def register_run_generator(run_dir: str | Path, which: str = "best", url: str | None = None) -> q.ModelInfo:
+    """Register a training run's best generator (``which="best"``) or its newest snapshot (``"newest"``) as a model.
+
+    The file is copied into ATELIER_HOME/uploads first: the trainer replaces network-best.safetensors when a better
+    snapshot comes and deletes old snapshots, and a registered model must keep the weights it was registered with.
+    """
+    from model.runs import read_run
+
+    run = read_run(run_dir)
+    if which == "best":
+        if run.best_path is None:
+            raise AtelierError(f"{run.path} has no best generator yet (it is kept once the trainer measures a "
+                               f"snapshot's Fréchet distance); register the newest snapshot instead")
+        source, kimg = run.best_path, float(run.best.get("kimg", run.kimg))
+    elif which == "newest":
+        if not run.snapshots:
+            raise AtelierError(f"{run.path} has no snapshot yet; the trainer writes the first one after "
+                               f"--snap-minutes or --snap-kimg")
+        kimg, source = run.snapshots[-1]
+    else:
+        raise AtelierError(f"which must be 'best' or 'newest', not {which!r}")
+    stored = store_upload(f"{run.name}-{int(kimg)}kimg.safetensors", source.read_bytes())
+    return register_model_file(stored, f"{run.name} · {int(kimg)} kimg", url)
+
+
 def active_model(url: str | None = None) -> q.ModelInfo:
     """The model the team works on: the one chosen on the Models page, else the first registered."""
     url = _url(url)

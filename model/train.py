@@ -18,7 +18,6 @@ import json
 import math
 import os
 import random
-import re
 import signal
 import sys
 import threading
@@ -37,8 +36,8 @@ from model.errors import AtelierError
 from model.files import atomic_write_bytes
 from model.networks import Discriminator, Generator, use_cpu_bfloat16
 from model.render import image_grid, save_png, to_uint8
+from model.runs import SNAPSHOT as SNAPSHOT_RE
 
-SNAPSHOT_RE = re.compile(r"network-snapshot-(\d{6})\.safetensors$")
 SYNTHETIC = "synthetic"
 
 

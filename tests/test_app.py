@@ -59,7 +59,7 @@ def test_every_page_renders_on_a_fresh_database(env):
     at = _app("Pages")
     assert not _errors(at)
     assert at.title[0].value.startswith("Component")  # Review is the default page, with 512 components ready
-    for name in ("overview", "review", "components", "generate", "looks", "map", "directions", "models"):
+    for name in ("overview", "review", "components", "generate", "looks", "map", "directions", "models", "training"):
         _page(at, name)
         assert not _errors(at), (name, _errors(at))
         assert not at.error, (name, [e.value for e in at.error])
@@ -412,3 +412,32 @@ def test_state_writes_from_many_sessions_lose_nothing(env):
     state = services._read_state()
     assert all(state[f"key{i}"] == i for i in range(40))
     assert not list(services._state_file().parent.glob("*.tmp"))  # no temporary files left behind
+
+
+def test_training_page_follows_a_run_and_registers_its_best_generator(env):
+    from pathlib import Path
+
+    from test_runs import tiny_run
+
+    at = _page(_app("Trainer"), "training")
+    assert not _errors(at) and any("No training runs" in i.value for i in at.info)
+
+    run_dir = Path(env["ATELIER_RUNS"]) / "spring-looks"
+    tiny_run(run_dir, quality_samples=16)
+    at = _page(_app("Trainer"), "training")
+    assert not _errors(at) and not at.error
+    assert at.selectbox(key="tr.run").value == "spring-looks"
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Progress"] == "0.032 kimg" and metrics["Best Fréchet"] != "—"
+    assert any("--resume auto" in c.value and str(run_dir) in c.value for c in at.code)
+    at.button(key="tr.best").click().run()
+    assert not _errors(at) and not at.error
+    assert any(s.value.startswith("Registered spring") and "looks · 0 kimg" in s.value for s in at.success), at.success
+    from annotator import services
+    from db import queries as q
+    from db.engine import read_session
+    with read_session(services.database_url()) as session:
+        assert any(m.name == "spring-looks · 0 kimg" for m in q.list_models(session))
+
+    at.text_input(key="tr.folder").input(str(run_dir / "missing")).run()
+    assert any("not a folder" in e.value for e in at.error)

@@ -78,6 +78,9 @@ def server(tmp_path_factory):
     env = dict(os.environ, ATELIER_HOME=str(home), ATELIER_MODEL=model, ATELIER_SCORE_ON_START="0",
                ATELIER_RUNS=str(home / "runs"), PYTHONUNBUFFERED="1")
     env.pop("ATELIER_DATABASE_URL", None)
+    from test_runs import tiny_run
+
+    tiny_run(home / "runs" / "spring-looks", quality_samples=16)  # the Training page draws its charts and samples
     if os.environ.get("ATELIER_UPDATE_DOCS_SCREENSHOTS") == "1":
         _score_before_start(env)
     log = home / "streamlit.log"
@@ -272,7 +275,7 @@ def test_review_publish_generate_save_reopen(server, screenshots):
             _assert_page_clean(page, browser_errors, "reopening the look (Generate)")
 
             for title, name in (("Overview", "overview"), ("Components", "components"), ("Map", "map"),
-                                ("Models", "models")):
+                                ("Models", "models"), ("Training", "training")):
                 _nav(page, title)
                 _assert_page_clean(page, browser_errors, f"opening {title}")
                 _shot(page, screenshots, name)

@@ -1,0 +1,126 @@
+"""Training runs as the Training page reads them (model.runs), the command that continues one, and registering a
+run's generator as a model (annotator.services.register_run_generator)."""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+
+import pytest
+from typer.testing import CliRunner
+
+from model.cli import app
+from model.errors import AtelierError
+from model.runs import list_runs, read_run, resume_command
+from model.train import TrainConfig, train
+
+runner = CliRunner()
+CLI_TINY = ["--data", "synthetic", "--resolution", "16", "--cbase", "128", "--cmax", "16", "--batch", "8",
+            "--snap-kimg", "0.008", "--threads", "1", "--no-progress", "--lr", "0.002", "--gamma", "0.5",
+            "--aug", "fixed", "--p", "0.3", "--pl-weight", "2"]
+
+
+def tiny_run(run_dir, kimg: float = 0.032, quality_samples: int = 0):
+    cfg = TrainConfig(resolution=16, batch=8, channel_base=128, channel_max=16, z_dim=16, w_dim=16, r1_interval=2,
+                      grid_seeds=(0, 1, 2, 3), threads=1, ada_interval=2, ada_kimg=0.5, snap_kimg=0.016,
+                      keep_snapshots=10, quality_samples=quality_samples, kimg=kimg)
+    return train(cfg, run_dir, progress=False)
+
+
+@pytest.fixture(scope="module")
+def measured_run(tmp_path_factory):
+    """A real run with the per-snapshot Fréchet distance on, so it keeps a best generator."""
+    run = tmp_path_factory.mktemp("runs") / "measured"
+    tiny_run(run, quality_samples=16)
+    return run
+
+
+def test_a_run_folder_reads_back_as_the_trainer_wrote_it(measured_run):
+    run = read_run(measured_run)
+    assert run.name == "measured" and run.kimg == 0.032 and run.target_kimg == 0.032
+    assert [e["kimg"] for e in run.log] == [0.016, 0.032]
+    assert [k for k, _ in run.snapshots] == [0.0]  # snapshots are named by whole kimg: the second replaced the first
+    assert all(path.exists() for _, path in run.snapshots)
+    assert run.best is not None and run.best_path == measured_run / "network-best.safetensors"
+    assert run.best["frechet"] == min(e["frechet"] for e in run.log)
+    assert run.samples is not None and run.samples.name.startswith("samples-")
+    losses = run.series("loss_G")
+    assert [k for k, _ in losses] == [0.016, 0.032] and all(isinstance(v, float) for _, v in losses)
+    assert run.series("best") == []  # true/false flags are not a series to draw
+
+
+def test_a_half_written_log_line_is_skipped_and_other_folders_are_refused(measured_run, tmp_path):
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    text = (measured_run / "log.jsonl").read_text()
+    (copy / "log.jsonl").write_text(text + '{"kimg": 0.048, "loss_G": 1.')  # the trainer is mid-write
+    assert [e["kimg"] for e in read_run(copy).log] == [0.016, 0.032]
+    with pytest.raises(AtelierError, match="neither config.json nor log.jsonl"):
+        read_run(tmp_path)
+    with pytest.raises(AtelierError, match="not a folder"):
+        read_run(tmp_path / "missing")
+
+
+def test_runs_are_listed_newest_first_and_other_folders_are_left_out(tmp_path):
+    for name, stamp in (("older", 1_000_000), ("newer", 2_000_000)):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps({"kimg": 10}))
+        os.utime(folder / "config.json", (stamp, stamp))
+    (tmp_path / "not-a-run").mkdir()
+    assert [run.name for run in list_runs(tmp_path)] == ["newer", "older"]
+    assert list_runs(tmp_path / "absent") == []
+
+
+def test_the_resume_command_continues_the_run_with_its_own_settings(tmp_path):
+    run_dir = tmp_path / "cli-run"
+    first = runner.invoke(app, ["train", *CLI_TINY, "--kimg", "0.008", "--outdir", str(run_dir)])
+    assert first.exit_code == 0, first.output
+    command = resume_command(read_run(run_dir))
+    parts = shlex.split(command)
+    assert parts[:6] == ["atelier", "train", "--resume", "auto", "--outdir", str(run_dir)]
+    settings = dict(zip(parts[6::2], parts[7::2]))
+    assert settings["--lr"] == "0.002" and settings["--gamma"] == "0.5" and settings["--aug"] == "fixed"
+    assert settings["--p"] == "0.3" and settings["--pl-weight"] == "2" and settings["--resolution"] == "16"
+
+    parts[parts.index("--kimg") + 1] = "0.016"  # continue a little further
+    resumed = runner.invoke(app, parts[1:])
+    assert resumed.exit_code == 0, resumed.output
+    assert "resuming from" in resumed.output
+    assert [e["kimg"] for e in read_run(run_dir).log] == [0.008, 0.016]
+
+
+def test_register_a_runs_best_generator_or_newest_snapshot(measured_run, tmp_path, monkeypatch):
+    import shutil
+
+    from annotator import services
+    from db import queries as q
+    from db.engine import read_session
+    from model.checkpoint import load_network
+
+    monkeypatch.setenv("ATELIER_HOME", str(tmp_path / "home"))
+    url = f"sqlite:///{tmp_path / 'atelier.db'}"
+    services.migrate_once(url)
+    run_dir = tmp_path / "measured"
+    shutil.copytree(measured_run, run_dir)
+    run = read_run(run_dir)
+    best = services.register_run_generator(run_dir, "best", url)
+    newest = services.register_run_generator(run_dir, "newest", url)
+    assert best.name == "measured · 0 kimg"
+    assert best.fingerprint == load_network(run_dir / "network-best.safetensors").fingerprint
+    assert newest.fingerprint == load_network(run.snapshots[-1][1], "G_ema").fingerprint
+    with read_session(url) as session:
+        assert {m.fingerprint for m in q.list_models(session)} == {best.fingerprint, newest.fingerprint}
+    # Copies under ATELIER_HOME: the trainer replaces network-best and prunes snapshots; the models must not change.
+    shutil.rmtree(run_dir)
+    for info in (best, newest):
+        assert info.path.startswith(str(tmp_path / "home" / "uploads"))
+        assert services.get_renderer(info.path).fingerprint == info.fingerprint
+
+    empty = tmp_path / "fresh-run"
+    empty.mkdir()
+    (empty / "config.json").write_text("{}")
+    with pytest.raises(AtelierError, match="no best generator yet"):
+        services.register_run_generator(empty, "best", url)
+    with pytest.raises(AtelierError, match="no snapshot yet"):
+        services.register_run_generator(empty, "newest", url)
