@@ -155,7 +155,7 @@ def train(
     run_dir = outdir or (resume_path.parent if resume_path else runs_dir() / time.strftime("run-%Y%m%d-%H%M%S"))
     if resume_path:
         typer.echo(f"resuming from {resume_path}")
-    newest = run_training(cfg, run_dir, resume=resume_path, finetune=finetune, progress=progress)
+    newest = run_training(cfg, run_dir, resume=resume_path, finetune=finetune, progress=progress, announce=True)
     typer.echo(f"newest snapshot: {newest}")
     reached = resumed_nimg(newest) / 1000
     if reached < kimg:

@@ -441,10 +441,11 @@ def init_distributed(device_kind: str) -> Distributed:
 
 def train(cfg: TrainConfig, run_dir: Path, resume: Path | None = None, finetune: Path | None = None,
           progress: bool = True, on_log: Callable[[dict], None] | None = None,
-          on_finish: Callable[[TrainingState], None] | None = None) -> Path:
+          on_finish: Callable[[TrainingState], None] | None = None, announce: bool = False) -> Path:
     """Run (or continue) training until cfg.kimg; returns the newest snapshot path.
 
-    `on_log` sees every log entry (rank 0); `on_finish` sees the final state on every rank (tests compare ranks).
+    `on_log` sees every log entry (rank 0); `on_finish` sees the final state on every rank (tests compare ranks);
+    `announce` says on stderr when the training loop starts, and that Ctrl-C is safe from then on.
     """
     from model.render import pick_device
 
@@ -533,7 +534,7 @@ def train(cfg: TrainConfig, run_dir: Path, resume: Path | None = None, finetune:
                    bar_format="{l_bar}{bar}| {n:.2f}/{total:.0f} kimg [{elapsed}<{remaining}] {postfix}")
     stop = StopRequest()
     with stop:
-        if dist_info.rank == 0:
+        if announce and dist_info.rank == 0:
             print(f"training from {state.cur_nimg / 1000:g} to {cfg.kimg:g} kimg in {run_dir}; Ctrl-C writes a "
                   f"snapshot and stops", file=sys.stderr, flush=True)
         newest = None
