@@ -216,12 +216,47 @@ def bench_render(
     typer.echo(json.dumps(result) if as_json else format_render_table(result))
 
 
+@exit_on_user_error
+def runs(
+    run: Optional[Path] = typer.Argument(None, help="A run folder (or a run's name under --root): its details."),
+    root: Optional[Path] = typer.Option(None, help="Where runs are listed from (default: ATELIER_RUNS, else "
+                                                   "~/.cache/atelier/runs)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """List training runs (progress, best snapshot), or show one with the command that continues it."""
+    from model.runs import list_runs, read_run, run_record
+    from model.settings import runs_dir
+
+    root = root or runs_dir()
+    if run is None:
+        found = list_runs(root)
+        if as_json:
+            typer.echo(json.dumps([run_record(r) for r in found]))
+        elif not found:
+            typer.echo(f"no training runs in {root}; start one with `atelier train`")
+        for r in [] if as_json else found:
+            target = f" of {r.target_kimg:g}" if r.target_kimg else ""
+            best = f", best {r.best['frechet']:.1f} at {r.best.get('kimg', 0):g} kimg" if r.best else ""
+            typer.echo(f"{r.name}: {r.kimg:g}{target} kimg{best}  ({r.path})")
+        return
+    folder = run if run.is_dir() or run.is_absolute() else root / run
+    summary = read_run(folder)
+    if as_json:
+        typer.echo(json.dumps(run_record(summary)))
+        return
+    record = run_record(summary)
+    for key in ("path", "kimg", "target_kimg", "best", "newest_snapshot", "samples"):
+        typer.echo(f"{key}: {record[key]}")
+    typer.echo(f"continue with:\n  {record['resume_command']}")
+
+
 def register(app: typer.Typer) -> None:
     """Add this package's sub-commands to the root `atelier` app."""
     app.command("generate")(generate)
     app.command("convert")(convert)
     app.command("info")(info)
     app.command("train")(train)
+    app.command("runs")(runs)
     bench_app.command("render")(bench_render)
     bench_app.command("train")(bench_train)
     app.add_typer(bench_app, name="bench")

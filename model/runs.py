@@ -147,3 +147,15 @@ def resume_command(run: RunSummary) -> str:
     if threads:
         parts += ["--threads", str(threads)]
     return shlex.join(parts)
+
+
+def run_record(run: RunSummary) -> dict:
+    """A run as plain JSON-able data (`atelier runs --json`)."""
+    last = run.log[-1] if run.log else {}
+    return {"name": run.name, "path": str(run.path), "kimg": run.kimg, "target_kimg": run.target_kimg,
+            "best": ({"kimg": run.best.get("kimg"), "frechet": run.best.get("frechet"), "path": str(run.best_path)}
+                     if run.best_path else None),
+            "newest_snapshot": str(run.snapshots[-1][1]) if run.snapshots else None,
+            "samples": str(run.samples) if run.samples else None,
+            "images_per_s": last.get("images_per_s"), "augment_p": last.get("augment_p"),
+            "stopped": bool(last.get("stopped", False)), "resume_command": resume_command(run)}

@@ -124,3 +124,24 @@ def test_register_a_runs_best_generator_or_newest_snapshot(measured_run, tmp_pat
         services.register_run_generator(empty, "best", url)
     with pytest.raises(AtelierError, match="no snapshot yet"):
         services.register_run_generator(empty, "newest", url)
+
+
+def test_atelier_runs_lists_and_shows_runs(measured_run):
+    root = measured_run.parent
+    listed = runner.invoke(app, ["runs", "--root", str(root)])
+    assert listed.exit_code == 0, listed.output
+    assert "measured: 0.032 of 0.032 kimg, best" in listed.output
+
+    records = json.loads(runner.invoke(app, ["runs", "--root", str(root), "--json"]).output)
+    record = next(r for r in records if r["name"] == "measured")
+    assert record["kimg"] == 0.032 and record["best"]["path"].endswith("network-best.safetensors")
+    assert record["stopped"] is False and record["resume_command"].startswith("atelier train --resume auto")
+
+    shown = runner.invoke(app, ["runs", "measured", "--root", str(root)])  # a name under --root
+    assert shown.exit_code == 0, shown.output
+    assert f"path: {measured_run}" in shown.output and "continue with:" in shown.output
+
+    missing = runner.invoke(app, ["runs", str(root / "nope")])
+    assert missing.exit_code == 1 and "not a folder" in missing.output
+    empty = runner.invoke(app, ["runs", "--root", str(root / "nothing-here")])
+    assert empty.exit_code == 0 and "no training runs" in empty.output
