@@ -6,7 +6,9 @@ goes to test-artifacts/screenshots/ (or $ATELIER_SCREENSHOTS); with ATELIER_UPDA
 and Generate shots are also written to docs/screenshots/ for the README.
 
 The model is the reference tiny 32 px generator converted to safetensors (fast on CPU), unless ATELIER_BROWSER_MODEL
-names another file (e.g. the demo model, for the README screenshots).
+names another file (e.g. the demo model, for the README screenshots). The Training page shows a tiny run trained
+for the test, unless ATELIER_BROWSER_RUN names a real run folder (linked, only read; its shot then goes to the
+docs too).
 """
 from __future__ import annotations
 
@@ -80,7 +82,12 @@ def server(tmp_path_factory):
     env.pop("ATELIER_DATABASE_URL", None)
     from test_runs import tiny_run
 
-    tiny_run(home / "runs" / "spring-looks", quality_samples=16)  # the Training page draws its charts and samples
+    if os.environ.get("ATELIER_BROWSER_RUN"):  # README screenshots: show a real run (linked, only read)
+        real_run = Path(os.environ["ATELIER_BROWSER_RUN"]).expanduser().resolve()
+        (home / "runs").mkdir()
+        (home / "runs" / real_run.name).symlink_to(real_run, target_is_directory=True)
+    else:
+        tiny_run(home / "runs" / "spring-looks", quality_samples=16)  # the Training page draws charts and samples
     if os.environ.get("ATELIER_UPDATE_DOCS_SCREENSHOTS") == "1":
         _score_before_start(env)
     log = home / "streamlit.log"
@@ -291,5 +298,5 @@ def test_review_publish_generate_save_reopen(server, screenshots):
     if os.environ.get("ATELIER_UPDATE_DOCS_SCREENSHOTS") == "1":
         docs = REPO / "docs" / "screenshots"
         docs.mkdir(parents=True, exist_ok=True)
-        for name in ("review", "generate"):
+        for name in ("review", "generate") + (("training",) if os.environ.get("ATELIER_BROWSER_RUN") else ()):
             shutil.copyfile(screenshots / f"{name}.png", docs / f"{name}.png")
