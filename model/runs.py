@@ -159,3 +159,16 @@ def run_record(run: RunSummary) -> dict:
             "samples": str(run.samples) if run.samples else None,
             "images_per_s": last.get("images_per_s"), "augment_p": last.get("augment_p"),
             "stopped": bool(last.get("stopped", False)), "resume_command": resume_command(run)}
+
+
+def snapshot_rows(run: RunSummary) -> list[dict]:
+    """Newest first: kimg, file name and size of each snapshot still on disk (the trainer prunes old ones, maybe
+    while this reads)."""
+    rows = []
+    for kimg, path in reversed(run.snapshots):
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            continue
+        rows.append({"kimg": int(kimg), "file": path.name, "MB": round(size / 1e6, 1)})
+    return rows

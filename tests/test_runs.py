@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from model.cli import app
 from model.errors import AtelierError
-from model.runs import list_runs, read_run, resume_command
+from model.runs import list_runs, read_run, resume_command, snapshot_rows
 from model.train import TrainConfig, train
 
 runner = CliRunner()
@@ -47,6 +47,19 @@ def test_a_run_folder_reads_back_as_the_trainer_wrote_it(measured_run):
     losses = run.series("loss_G")
     assert [k for k, _ in losses] == [0.016, 0.032] and all(isinstance(v, float) for _, v in losses)
     assert run.series("best") == []  # true/false flags are not a series to draw
+    rows = snapshot_rows(run)
+    assert [r["file"] for r in rows] == [path.name for _, path in reversed(run.snapshots)]
+    assert all(r["MB"] > 0 for r in rows)
+
+
+def test_a_snapshot_pruned_while_reading_is_left_out(measured_run, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(measured_run, copy)
+    run = read_run(copy)
+    run.snapshots[-1][1].unlink()  # the trainer keeps only the newest few
+    assert snapshot_rows(run) == []
 
 
 def test_a_half_written_log_line_is_skipped_and_other_folders_are_refused(measured_run, tmp_path):

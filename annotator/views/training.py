@@ -8,7 +8,7 @@ import streamlit as st
 
 from annotator import imaging, services, ui
 from model.errors import AtelierError
-from model.runs import RunSummary, list_runs, read_run, resume_command
+from model.runs import RunSummary, list_runs, read_run, resume_command, snapshot_rows
 from model.settings import runs_dir
 
 ctx = ui.context()
@@ -51,7 +51,11 @@ if other.strip():
 
 
 def show(run: RunSummary) -> None:
-    run = read_run(run.path)  # fresh on every refresh: the trainer may have written since
+    try:
+        run = read_run(run.path)  # fresh on every refresh: the trainer may have written since
+    except AtelierError as exc:  # the folder went away while the page followed it
+        st.error(str(exc))
+        return
     last = run.log[-1] if run.log else {}
     a, b, c, d = st.columns(4)
     a.metric("Progress", f"{run.kimg:g} kimg", help="Thousands of real images shown to the discriminator.")
@@ -91,10 +95,9 @@ def show(run: RunSummary) -> None:
     with right:
         st.caption("Continue this run (a resumed run is the same run: weights, optimisers, p and RNG)")
         st.code(resume_command(run), language="bash", wrap_lines=True)
-        if run.snapshots:
-            st.dataframe(pd.DataFrame([{"kimg": int(k), "file": p.name, "MB": round(p.stat().st_size / 1e6, 1)}
-                                       for k, p in reversed(run.snapshots) if p.exists()]),
-                         hide_index=True, width="stretch")
+        rows = snapshot_rows(run)
+        if rows:
+            st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
         register_buttons(run)
 
 
