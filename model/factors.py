@@ -417,11 +417,6 @@ def factor_histograms(values: dict[str, np.ndarray], bins: int = 10) -> dict[str
     return out
 
 
-def _histogram_pairs(a: dict[str, np.ndarray], b: dict[str, np.ndarray], bins: int = 10):
-    ha, hb = factor_histograms(a, bins), factor_histograms(b, bins)
-    return [ha[name] for name in FACTORS], [hb[name] for name in FACTORS]
-
-
 # Continuous factors whose spread is compared; hue is circular, so its standard deviation would mislead.
 SPREAD_FACTORS = tuple(name for name in FACTORS if name not in CATEGORICAL and name != "hue")
 
@@ -434,9 +429,12 @@ def spread_ratios(generated: dict[str, np.ndarray], real: dict[str, np.ndarray])
             for name in SPREAD_FACTORS}
 
 
-def tv_per_factor(a: dict[str, np.ndarray], b: dict[str, np.ndarray], bins: int = 10) -> dict[str, float]:
-    ha, hb = factor_histograms(a, bins), factor_histograms(b, bins)
+def tv_from_histograms(ha: dict[str, np.ndarray], hb: dict[str, np.ndarray]) -> dict[str, float]:
     return {name: tv_distance(ha[name], hb[name]) for name in FACTORS if name in ha and name in hb}
+
+
+def tv_per_factor(a: dict[str, np.ndarray], b: dict[str, np.ndarray], bins: int = 10) -> dict[str, float]:
+    return tv_from_histograms(factor_histograms(a, bins), factor_histograms(b, bins))
 
 
 def gaussian_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -523,8 +521,8 @@ def eval_model(renderer, predictor: Predictor, samples: int = 10_000, progress: 
     real_a = real_predictions(predictor, samples, REAL_SEED0, progress=progress)
     real_b = real_predictions(predictor, samples, REAL_SEED0 + samples, progress=progress)
     gen_values, real_values = gen.values(), real_a.values()
-    hist_gen, hist_real = _histogram_pairs(gen_values, real_values)
-    tv = {name: tv_distance(hg, hr) for name, hg, hr in zip(FACTORS, hist_gen, hist_real)}
+    hist_gen, hist_real = factor_histograms(gen_values), factor_histograms(real_values)
+    tv = tv_from_histograms(hist_gen, hist_real)
     mu_g, cov_g = gaussian_stats(gen.features)
     mu_a, cov_a = gaussian_stats(real_a.features)
     mu_b, cov_b = gaussian_stats(real_b.features)
@@ -532,8 +530,8 @@ def eval_model(renderer, predictor: Predictor, samples: int = 10_000, progress: 
             "frechet": round(frechet_distance(mu_g, cov_g, mu_a, cov_a), 4),
             "frechet_real_baseline": round(frechet_distance(mu_a, cov_a, mu_b, cov_b), 4),
             "spread": spread_ratios(gen_values, real_values),
-            "histograms": {name: {"generated": h_gen.tolist(), "real": h_real.tolist()} for name, h_gen, h_real in
-                           zip(FACTORS, hist_gen, hist_real)},
+            "histograms": {name: {"generated": hist_gen[name].tolist(), "real": hist_real[name].tolist()}
+                           for name in tv},
             "samples": samples, "network": str(getattr(renderer.network, "source", "")),
             "kimg": getattr(renderer.network, "kimg", None)}
 
