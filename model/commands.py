@@ -232,9 +232,10 @@ def runs(
         found = list_runs(root)
         if as_json:
             typer.echo(json.dumps([run_record(r) for r in found]))
-        elif not found:
+            return
+        if not found:
             typer.echo(f"no training runs in {root}; start one with `atelier train`")
-        for r in [] if as_json else found:
+        for r in found:
             target = f" of {r.target_kimg:g}" if r.target_kimg else ""
             best = f", best {r.best['frechet']:.1f} at {r.best.get('kimg', 0):g} kimg" if r.best else ""
             typer.echo(f"{r.name}: {r.kimg:g}{target} kimg{best}  ({r.path})")

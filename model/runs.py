@@ -57,6 +57,12 @@ class RunSummary:
         return float(value) if value is not None else None
 
     @property
+    def samples_kimg(self) -> int | None:
+        """The (whole) kimg of the newest sample grid, from its file name."""
+        match = SAMPLES.search(self.samples.name) if self.samples is not None else None
+        return int(match.group(1)) if match else None
+
+    @property
     def best_path(self) -> Path | None:
         path = self.path / "network-best.safetensors"
         return path if self.best is not None and path.exists() else None

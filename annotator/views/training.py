@@ -88,7 +88,7 @@ def show(run: RunSummary) -> None:
     with left:
         if run.samples is not None:
             st.image(imaging.data_url(run.samples.read_bytes()),
-                     caption=f"Newest samples ({run.samples.stem.split('-')[-1].lstrip('0') or '0'} kimg, the same "
+                     caption=f"Newest samples ({run.samples_kimg} kimg, the same "
                              f"seeds at every snapshot)")
         else:
             st.caption("No sample grid yet: the trainer writes one with every snapshot.")
