@@ -111,6 +111,9 @@ def train(
     augpipe: str = typer.Option("bgc", help=_AUGPIPE_HELP),
     p: float = typer.Option(0.0, help="Initial (ada) or fixed augmentation probability."),
     target: float = typer.Option(0.6, help="ADA overfitting target."),
+    ada_kimg: float = typer.Option(100.0, "--ada-kimg", help="How fast ADA may move p: from 0 to 1 in this many "
+                                                             "kimg at the most (with --target 0.95 or so, p falls "
+                                                             "steadily to 0: augmentation eased off over a run)."),
     mixing: float = typer.Option(0.9, help="Style mixing probability."),
     mbstd_group: int = typer.Option(4, "--mbstd-group", help="Minibatch-std group size in D (a diversity signal; "
                                                              "--batch must be a multiple)."),
@@ -137,10 +140,13 @@ def train(
         raise AtelierError(f"--quality-samples {quality_samples}: use 0 (off) or at least 10 (1000 is the default)")
     if not 0 < lr < 1:
         raise AtelierError(f"--lr must be between 0 and 1 (0.0025 is the usual choice), not {lr}")
+    if ada_kimg <= 0:
+        raise AtelierError(f"--ada-kimg must be above 0 (100 is the usual choice), not {ada_kimg}")
     cfg = TrainConfig(data=data, resolution=resolution, conditional=cond, batch=batch, channel_base=cbase,
                       channel_max=cmax, map_layers=map_layers, gamma=gamma, pl_weight=pl_weight, augment=aug,
-                      augpipe=augpipe, augment_p=p, ada_target=target, style_mixing=mixing, num_fp16_res=fp16_res,
-                      cpu_bf16_res=bf16_res, mbstd_group=mbstd_group, mbstd_channels=mbstd_channels, glr=lr, dlr=lr,
+                      augpipe=augpipe, augment_p=p, ada_target=target, ada_kimg=ada_kimg, style_mixing=mixing,
+                      num_fp16_res=fp16_res, cpu_bf16_res=bf16_res, mbstd_group=mbstd_group,
+                      mbstd_channels=mbstd_channels, glr=lr, dlr=lr,
                       kimg=kimg, snap_kimg=snap_kimg, snap_minutes=snap_minutes, seed=seed, device=device,
                       threads=threads, quality_samples=quality_samples)
     if data != "synthetic":

@@ -144,6 +144,15 @@ def test_train_refuses_bad_datasets_before_training(tmp_path):
         assert not run.exists(), kind  # nothing started, nothing written
 
 
+def test_train_refuses_bad_options_before_training(tmp_path):
+    for option, value, named in (("--ada-kimg", "0", "--ada-kimg"), ("--lr", "2", "--lr"), ("--aug", "some", "--aug")):
+        run = tmp_path / f"run{option}"
+        result = runner.invoke(app, ["train", option, value, "--outdir", str(run), "--kimg", "1"])
+        assert result.exit_code == 1, (option, result.output)
+        assert_clean_user_error(result, named)
+        assert not run.exists(), option
+
+
 def test_bench_discovery_json_on_a_few_components(reference_dir):
     net = str(reference_dir / "sg2ada_tiny32.pkl")
     result = runner.invoke(app, ["bench", "discovery", "--network", net, "--components", "4", "--pca-samples", "2000",

@@ -87,7 +87,7 @@ def test_runs_are_listed_newest_first_and_other_folders_are_left_out(tmp_path):
 
 def test_the_resume_command_continues_the_run_with_its_own_settings(tmp_path):
     run_dir = tmp_path / "cli-run"
-    first = runner.invoke(app, ["train", *CLI_TINY, "--kimg", "0.008", "--outdir", str(run_dir)])
+    first = runner.invoke(app, ["train", *CLI_TINY, "--kimg", "0.008", "--ada-kimg", "50", "--outdir", str(run_dir)])
     assert first.exit_code == 0, first.output
     command = resume_command(read_run(run_dir))
     parts = shlex.split(command)
@@ -95,6 +95,7 @@ def test_the_resume_command_continues_the_run_with_its_own_settings(tmp_path):
     settings = dict(zip(parts[6::2], parts[7::2]))
     assert settings["--lr"] == "0.002" and settings["--gamma"] == "0.5" and settings["--aug"] == "fixed"
     assert settings["--p"] == "0.3" and settings["--pl-weight"] == "2" and settings["--resolution"] == "16"
+    assert settings["--ada-kimg"] == "50"
 
     parts[parts.index("--kimg") + 1] = "0.016"  # continue a little further
     resumed = runner.invoke(app, parts[1:])
