@@ -231,7 +231,7 @@ def runs(
 ) -> None:
     """List training runs (progress, best snapshot), or show one with the command that continues it."""
     from model.runs import list_runs, read_run, run_record
-    from model.settings import runs_dir
+    from model.settings import runs_dir, shown_path
 
     root = root or runs_dir()
     if run is None:
@@ -240,11 +240,11 @@ def runs(
             typer.echo(json.dumps([run_record(r) for r in found]))
             return
         if not found:
-            typer.echo(f"no training runs in {root}; start one with `atelier train`")
+            typer.echo(f"no training runs in {shown_path(root)}; start one with `atelier train`")
         for r in found:
             target = f" of {r.target_kimg:g}" if r.target_kimg else ""
             best = f", best {r.best['frechet']:.1f} at {r.best.get('kimg', 0):g} kimg" if r.best else ""
-            typer.echo(f"{r.name}: {r.kimg:g}{target} kimg{best}  ({r.path})")
+            typer.echo(f"{r.name}: {r.kimg:g}{target} kimg{best}  ({shown_path(r.path)})")
         return
     folder = run if run.is_dir() or run.is_absolute() else root / run
     summary = read_run(folder)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from model.errors import AtelierError
+from model.settings import shown_path
 
 SNAPSHOT = re.compile(r"network-snapshot-(\d{6})\.safetensors$")
 SAMPLES = re.compile(r"samples-(\d{6})\.png$")
@@ -139,21 +140,31 @@ def _option_value(value: object) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+def _shell_path(path: Path) -> str:
+    """A path for a shell command line: `~/…` under the home folder (the tilde left unquoted so the shell
+    expands it), quoted where it needs to be."""
+    shown = shown_path(path)
+    if shown.startswith("~/"):
+        return "~/" + shlex.quote(shown[2:])
+    return shlex.quote(shown)
+
+
 def resume_command(run: RunSummary) -> str:
     """The `atelier train` command that continues this run with its own settings (a resumed run takes the
     command's learning rate, augmentation and the rest, so they are all spelled out)."""
-    parts = ["atelier", "train", "--resume", "auto", "--outdir", str(run.path)]
+    options: list[str] = []
     for key, option in RESUME_OPTIONS:
         if key in run.config and run.config[key] is not None:
-            parts += [option, _option_value(run.config[key])]
+            options += [option, _option_value(run.config[key])]
     if run.config.get("augment") == "fixed" and run.config.get("augment_p") is not None:
-        parts += ["--p", _option_value(run.config["augment_p"])]
+        options += ["--p", _option_value(run.config["augment_p"])]
     if run.config.get("conditional"):
-        parts.append("--cond")
+        options.append("--cond")
     threads = run.config.get("threads")
     if threads:
-        parts += ["--threads", str(threads)]
-    return shlex.join(parts)
+        options += ["--threads", str(threads)]
+    head = "atelier train --resume auto --outdir " + _shell_path(run.path)
+    return f"{head} {shlex.join(options)}" if options else head
 
 
 def run_record(run: RunSummary) -> dict:

@@ -34,6 +34,17 @@ def runs_dir() -> Path:
     return path
 
 
+def shown_path(path: str | Path) -> str:
+    """`path` as people read and type it: under the home folder it starts with `~/` (shorter, and the same on
+    every teammate's machine); anything else stays absolute."""
+    path = Path(path).expanduser().absolute()
+    try:
+        inside = path.relative_to(Path.home())
+    except ValueError:
+        return str(path)
+    return "~" if inside == Path(".") else f"~/{inside}"
+
+
 def database_url() -> str:
     url = os.environ.get("ATELIER_DATABASE_URL", "").strip()
     if url:

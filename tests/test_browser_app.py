@@ -77,17 +77,18 @@ def server(tmp_path_factory):
 
         convert(REFERENCE / "sg2ada_tiny32.pkl", model)
     port = _free_port()
-    env = dict(os.environ, ATELIER_HOME=str(home), ATELIER_MODEL=model, ATELIER_SCORE_ON_START="0",
-               ATELIER_RUNS=str(home / "runs"), PYTHONUNBUFFERED="1")
+    runs = home / ".cache" / "atelier" / "runs"  # where runs live by default, under the app's own home folder
+    env = dict(os.environ, HOME=str(home), ATELIER_HOME=str(home), ATELIER_MODEL=model, ATELIER_SCORE_ON_START="0",
+               ATELIER_RUNS=str(runs), PYTHONUNBUFFERED="1")
     env.pop("ATELIER_DATABASE_URL", None)
     from test_runs import tiny_run
 
     if os.environ.get("ATELIER_BROWSER_RUN"):  # README screenshots: show a real run (linked, only read)
         real_run = Path(os.environ["ATELIER_BROWSER_RUN"]).expanduser().resolve()
-        (home / "runs").mkdir()
-        (home / "runs" / real_run.name).symlink_to(real_run, target_is_directory=True)
+        runs.mkdir(parents=True)
+        (runs / real_run.name).symlink_to(real_run, target_is_directory=True)
     else:
-        tiny_run(home / "runs" / "spring-looks", quality_samples=16)  # the Training page draws charts and samples
+        tiny_run(runs / "spring-looks", quality_samples=16)  # the Training page draws charts and samples
     if os.environ.get("ATELIER_UPDATE_DOCS_SCREENSHOTS") == "1":
         _score_before_start(env)
     log = home / "streamlit.log"
@@ -286,6 +287,9 @@ def test_review_publish_generate_save_reopen(server, screenshots):
                 _nav(page, title)
                 _assert_page_clean(page, browser_errors, f"opening {title}")
                 _shot(page, screenshots, name)
+            # The Training page (open last) offers the command that continues the run, home folder as `~`.
+            resume = page.locator("code").filter(has_text="--resume auto --outdir ~/.cache/atelier/runs/")
+            expect(resume).to_be_visible()
             assert "Traceback" not in log.read_text()
         except BaseException:
             _shot(page, screenshots, "failure")

@@ -104,6 +104,34 @@ def test_the_resume_command_continues_the_run_with_its_own_settings(tmp_path):
     assert [e["kimg"] for e in read_run(run_dir).log] == [0.008, 0.016]
 
 
+def test_runs_under_home_are_shown_with_a_tilde_that_a_shell_expands(measured_run, tmp_path, monkeypatch):
+    import shutil
+    import subprocess
+
+    from model.settings import shown_path
+
+    home = tmp_path / "home"
+    run_dir = home / ".cache" / "atelier" / "runs" / "spring looks"
+    shutil.copytree(measured_run, run_dir)
+    monkeypatch.setenv("HOME", str(home))
+    assert shown_path(run_dir) == "~/.cache/atelier/runs/spring looks"
+    assert shown_path(home) == "~"
+    assert shown_path(tmp_path / "elsewhere") == str(tmp_path / "elsewhere")  # outside home: stays absolute
+
+    command = resume_command(read_run(run_dir))
+    assert command.startswith("atelier train --resume auto --outdir ~/")
+    # A real shell reads the command: the tilde expands to the home folder, the space stays inside one word.
+    echoed = subprocess.run(["bash", "-c", 'atelier() { printf "%s\\n" "$@"; }; ' + command],
+                            env=dict(os.environ, HOME=str(home)), capture_output=True, text=True, check=True)
+    words = echoed.stdout.splitlines()
+    assert words[:5] == ["train", "--resume", "auto", "--outdir", str(run_dir)]
+    assert words[5:] == shlex.split(command)[6:]
+
+    listing = runner.invoke(app, ["runs", "--root", str(run_dir.parent)])
+    assert listing.exit_code == 0, listing.output
+    assert "(~/.cache/atelier/runs/spring looks)" in listing.output
+
+
 def test_register_a_runs_best_generator_or_newest_snapshot(measured_run, tmp_path, monkeypatch):
     import shutil
 

@@ -9,7 +9,7 @@ import streamlit as st
 from annotator import imaging, services, ui
 from model.errors import AtelierError
 from model.runs import RunSummary, list_runs, read_run, resume_command, snapshot_rows
-from model.settings import runs_dir
+from model.settings import runs_dir, shown_path
 
 ctx = ui.context()
 st.title("Training")
@@ -31,8 +31,9 @@ def describe(run: RunSummary) -> str:
 run: RunSummary | None = None
 pick, elsewhere = st.columns([3, 2])
 with elsewhere:
-    other = st.text_input("…or another run folder", key="tr.folder", placeholder=str(root / "my-run"),
-                          help=f"The list shows the runs under {root}; a run anywhere else can be read here.")
+    other = st.text_input("…or another run folder", key="tr.folder", placeholder=shown_path(root / "my-run"),
+                          help=f"The list shows the runs under {shown_path(root)}; a run anywhere else can be read "
+                               "here.")
 with pick:
     if runs:
         names = [r.name for r in runs]
@@ -40,8 +41,9 @@ with pick:
                               disabled=bool(other.strip()))
         run = runs[names.index(chosen)]
     else:
-        st.info(f"No training runs in {root} yet. Start one with `atelier train --data your-images.zip` (or "
-                f"`--data synthetic` for the demo stream); it appears here with its first snapshot.")
+        st.info(f"No training runs in {shown_path(root)} yet. Start one with `atelier train --data "
+                f"your-images.zip` (or `--data synthetic` for the demo stream); it appears here with its first "
+                f"snapshot.")
 if other.strip():
     try:
         run = read_run(other.strip())
