@@ -112,9 +112,12 @@ def bench_train(cfg, warmup_kimg: float = 0.25, measure_kimg: float = 1.0) -> di
               "threads": torch.get_num_threads(), "resolution": cfg.resolution, "batch": cfg.batch,
               "channel_base": cfg.channel_base, "channel_max": cfg.channel_max, "map_layers": cfg.map_layers,
               "fp16_res": cfg.num_fp16_res, "bf16_res": cfg.cpu_bf16_res, "augment": cfg.augment,
+              "gamma": cfg.gamma, "pl_weight": cfg.pl_weight,
               "timed_images": int(round(images)),
               "images_per_s": round(images / seconds, 2), "sec_per_kimg": round(seconds / images * 1000, 2),
               "wall_seconds": round(wall, 1), "peak_rss_mb": round(peak_rss_mb(), 1)}
+    if "pl_penalty" in timed[-1]:  # evidence that the regulariser ran inside the timed steps
+        result["pl_penalty"] = timed[-1]["pl_penalty"]
     if on_gpu:
         result["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2 ** 20, 1)
     return result
@@ -126,7 +129,8 @@ def format_train_table(result: dict) -> str:
         memory += f", peak GPU {result['peak_cuda_mb']:.0f} MB"
     return (f"training on {result['device']} ({result['threads']} threads): {result['resolution']} px, batch "
             f"{result['batch']}, channels min({result['channel_base']} / r, {result['channel_max']}), "
-            f"{result['map_layers']} mapping layers, augment {result['augment']}"
+            f"{result['map_layers']} mapping layers, augment {result['augment']}, R1 γ {result['gamma']:g}"
+            f"{', path-length weight %g' % result['pl_weight'] if result['pl_weight'] else ''}"
             f"{', bfloat16 in the top %d resolutions' % result['bf16_res'] if result['bf16_res'] else ''}\n"
             f"{result['images_per_s']:.2f} images/s, {result['sec_per_kimg']:.1f} s per kimg "
             f"(timed over {result['timed_images']} images after warm-up); {memory}")

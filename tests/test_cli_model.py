@@ -7,6 +7,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from conftest import assert_clean_user_error
+from model.bench import format_train_table
 from model.cli import app
 
 runner = CliRunner()
@@ -68,8 +69,22 @@ def test_bench_train_times_the_steps_after_the_warm_up():
     assert data["images_per_s"] > 0 and data["peak_rss_mb"] > 0
     assert abs(data["sec_per_kimg"] * data["images_per_s"] - 1000) < 1  # one figure, two units
     assert data["wall_seconds"] >= data["timed_images"] / data["images_per_s"] * 0.9
+    assert data["pl_weight"] == 0 and data["gamma"] == 0.05  # the demo architecture, as the original's figures
+    assert "pl_penalty" not in data
     bad = runner.invoke(app, ["bench", "train", "--kimg", "0"])
     assert bad.exit_code == 1 and "--kimg" in bad.output
+    negative = runner.invoke(app, ["bench", "train", "--pl-weight", "-1"])
+    assert negative.exit_code == 1 and "--pl-weight" in negative.output
+
+
+def test_bench_train_can_time_path_length_regularisation():
+    result = runner.invoke(app, ["bench", "train", "--resolution", "16", "--batch", "4", "--cbase", "128",
+                                 "--cmax", "16", "--warmup", "0.016", "--kimg", "0.032", "--threads", "1",
+                                 "--device", "cpu", "--pl-weight", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["pl_weight"] == 2 and data["pl_penalty"] > 0  # the regulariser ran inside the timed steps
+    assert "path-length weight 2" in format_train_table(data) and "R1 γ 0.05" in format_train_table(data)
 
 
 def test_train_refuses_missing_dataset(tmp_path):
