@@ -5,6 +5,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 8501
+# Extra pip arguments for torch. This project's machines have the CPU wheel on disk; elsewhere on Linux use
+#   make demo TORCH_PIP_ARGS='--index-url https://download.pytorch.org/whl/cpu'
+# so that pip does not fetch the CUDA build from PyPI.
+TORCH_PIP_ARGS ?=
 
 .PHONY: setup demo test
 
@@ -12,7 +16,7 @@ PORT ?= 8501
 $(BIN)/atelier: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet torch==2.13.0 $(TORCH_PIP_ARGS)
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
