@@ -215,7 +215,11 @@ class StopRequest:
 
     def __enter__(self) -> "StopRequest":
         if threading.current_thread() is threading.main_thread():
-            self._previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
+            for sig in self.SIGNALS:
+                # A signal ignored on entry stays ignored: a shell starts its background jobs with SIGINT ignored
+                # so that a Ctrl-C meant for the foreground does not reach them.
+                if signal.getsignal(sig) is not signal.SIG_IGN:
+                    self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
     def __exit__(self, *exc) -> None:

@@ -30,6 +30,9 @@ def main() -> None:
             "p": float(state.augment.p), "nimg": state.cur_nimg}))
 
     if stop_rank_1 and os.environ.get("RANK") == "1":
+        # Ctrl-C as at a terminal, even when the suite itself runs as a background job (SIGINT ignored, which the
+        # trainer respects).
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         threading.Thread(target=interrupt_when_training, daemon=True).start()
     train(cfg, out / "run", progress=False, on_finish=report)
 

@@ -335,6 +335,28 @@ def test_a_better_snapshot_replaces_the_best_and_a_worse_one_does_not(tmp_path):
 # --- stopping -------------------------------------------------------------------------------------------------
 
 
+STOP_ARGS = ["train", "--data", "synthetic", "--resolution", "16", "--cbase", "128", "--cmax", "16", "--batch", "8",
+             "--snap-kimg", "1000", "--snap-minutes", "1000", "--quality-samples", "0", "--threads", "1",
+             "--no-progress"]
+
+
+def _start_trainer(run: Path, sigint: object) -> tuple[subprocess.Popen, list[str]]:
+    """A real `atelier train` process that has entered its training loop; SIGINT starts as `sigint` in it (SIG_DFL:
+    a foreground program at a terminal; SIG_IGN: a shell's background job)."""
+    atelier = Path(sys.executable).with_name("atelier")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([str(atelier), *STOP_ARGS, "--outdir", str(run), "--kimg", "1000"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, sigint))
+    seen = []
+    for line in proc.stderr:  # the trainer says when its loop starts (and that Ctrl-C is safe)
+        seen.append(line)
+        if "Ctrl-C writes a snapshot" in line:
+            break
+    time.sleep(1.0)  # let it take a few steps
+    return proc, seen
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_a_stop_signal_writes_a_snapshot_and_the_run_resumes_from_it(tmp_path, signum):
     """Ctrl-C, or the SIGTERM a session or job manager sends, must not throw away the work since the last snapshot."""
@@ -343,22 +365,12 @@ def test_a_stop_signal_writes_a_snapshot_and_the_run_resumes_from_it(tmp_path, s
     from model.cli import app
 
     run = tmp_path / "run"
-    args = ["train", "--data", "synthetic", "--resolution", "16", "--cbase", "128", "--cmax", "16", "--batch", "8",
-            "--snap-kimg", "1000", "--snap-minutes", "1000", "--quality-samples", "0", "--threads", "1",
-            "--no-progress", "--outdir", str(run)]
-    atelier = Path(sys.executable).with_name("atelier")
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.Popen([str(atelier), *args, "--kimg", "1000"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
-    watchdog = threading.Timer(240, proc.kill)  # a hung trainer fails the test instead of hanging the suite
+    handlers_before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    proc = None
+    watchdog = threading.Timer(240, lambda: proc and proc.kill())  # a hung trainer fails the test, not the suite
     watchdog.start()
     try:
-        seen = []
-        for line in proc.stderr:  # the trainer says when its loop starts (and that Ctrl-C is safe)
-            seen.append(line)
-            if "Ctrl-C writes a snapshot" in line:
-                break
-        time.sleep(1.0)  # let it take a few steps
+        proc, seen = _start_trainer(run, signal.SIG_DFL)
         proc.send_signal(signum)
         out, err = proc.communicate(timeout=200)
     finally:
@@ -373,9 +385,31 @@ def test_a_stop_signal_writes_a_snapshot_and_the_run_resumes_from_it(tmp_path, s
     assert load_network(snapshot, "G").kimg == pytest.approx(stopped_at)
 
     target = round(stopped_at + 0.016, 3)
-    result = CliRunner().invoke(app, [*args, "--kimg", str(target), "--resume", "auto"])
+    result = CliRunner().invoke(app, [*STOP_ARGS, "--outdir", str(run), "--kimg", str(target), "--resume", "auto"])
     assert result.exit_code == 0, result.output
     assert f"resuming from {snapshot}" in result.output and "stopped at" not in result.output
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert [entry["kimg"] for entry in log] == [stopped_at, target] and "stopped" not in log[1]
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the trainer gave the handlers back
+    # The in-process run gave back the handlers it found (whatever they were: CI may start pytest in the background).
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers_before
+
+
+def test_a_background_trainer_keeps_ignoring_ctrl_c_as_its_shell_asked(tmp_path):
+    """A shell starts background jobs with SIGINT ignored, so a Ctrl-C meant for the foreground does not reach
+    them; the trainer must not undo that. SIGTERM still stops it cleanly."""
+    proc = None
+    watchdog = threading.Timer(240, lambda: proc and proc.kill())
+    watchdog.start()
+    try:
+        proc, seen = _start_trainer(tmp_path / "run", signal.SIG_IGN)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(2.0)
+        still_training = proc.poll() is None
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=200)
+    finally:
+        watchdog.cancel()
+    assert still_training, "".join(seen) + err[-3000:]
+    assert proc.returncode == 0 and "SIGINT" not in err and "SIGTERM: finishing this step" in err
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert len(log) == 1 and log[0]["stopped"] is True
