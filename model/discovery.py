@@ -359,7 +359,9 @@ def umap_embedding(w: np.ndarray, seeds: np.ndarray, points: int = DEFAULT_MAP_P
     if len(w) > points:
         pick = np.sort(np.random.default_rng(random_state).choice(len(w), points, replace=False))
         w, seeds = w[pick], seeds[pick]
-    reducer = umap.UMAP(n_components=2, n_neighbors=min(n_neighbors, len(w) - 1), random_state=random_state)
+    # One worker: a seeded UMAP is reproducible only single-threaded (umap would otherwise warn and use one anyway).
+    reducer = umap.UMAP(n_components=2, n_neighbors=min(n_neighbors, len(w) - 1), random_state=random_state,
+                        n_jobs=1)
     return reducer.fit_transform(w).astype(np.float32), seeds
 
 
