@@ -89,10 +89,22 @@ def test_concurrent_writer_processes(db_url: str) -> None:
         assert out.strip() == f"DONE {REVIEWS_EACH}"
         assert "locked" not in err and "Error" not in err, err
     assert_all_present(s.url, tuple(s.reviewers))
-    # The derived views cope with the volume: 8 reviewers' latest reviews on every component.
+    # The derived views cope with the volume and read each component's latest reviews: every writer reviewed
+    # component i % C with DECISIONS[i % 4], so all writers agree on each component's last decision.
+    from db_writer import DECISIONS
+
+    last = {}
+    for i in range(REVIEWS_EACH):
+        last[s.component_ids[i % len(s.component_ids)]] = DECISIONS[i % len(DECISIONS)]
+    status_of = {"approve": "approved", "reject": "rejected", "unsure": "unsure", "skip": "unreviewed"}
+    expected = Counter(status_of[last.get(c, "skip")] for c in s.component_ids)
     with read_session(s.url) as session:
-        progress = q.progress(session, s.set_id)
-    assert sum(progress.by_status.values()) == len(s.component_ids)
+        progress = q.progress(session, s.set_id, min_approvals=1)
+    assert {k: v for k, v in progress.by_status.items() if v} == dict(expected)
+    decided = Counter(last.values())
+    assert sorted(progress.by_reviewer) == sorted(s.reviewers)
+    for row in progress.by_reviewer.values():
+        assert (row.approved, row.rejected, row.unsure) == (decided["approve"], decided["reject"], decided["unsure"])
 
 
 def test_writer_killed_mid_transaction(db_url: str) -> None:

@@ -26,6 +26,7 @@ from model.direction_set import (
     edit_for,
     export_direction_set,
     load_direction_set,
+    labels_csv,
     plan_import,
 )
 
@@ -157,7 +158,15 @@ def test_labels_csv_has_one_row_per_direction_and_no_formulas(source):
     assert sleeve["status"] == "published" and sleeve["label"] == "long sleeves"
     assert sleeve["reviewers"] == "ana: approve; ben: approve; cleo: reject" and sleeve["sigma"] == "2.0"
     assert sleeve["strength_min"] == "-2.0"  # numbers are not escaped, text is
-    assert all(not (value or "").startswith(("=", "+", "@")) for row in rows for value in row.values())
+
+    # Every text a person typed that a spreadsheet would run as a formula comes out escaped, whichever column.
+    doc = json.loads(data[JSON_MEMBER])
+    typed = {"name": "=HYPERLINK(\"x\")", "category": "+prints", "label": "@SUM(A1)", "published_by": "-ana"}
+    first = doc["directions"][0]
+    first["name"], first["category"], first["published_by"] = typed["name"], typed["category"], typed["published_by"]
+    first["reviews"] = dict(first["reviews"] or {}, label=typed["label"])
+    row = next(csv.DictReader(io.StringIO(labels_csv(doc).decode("utf-8-sig"))))
+    assert {key: row[key] for key in typed} == {key: "'" + text for key, text in typed.items()}
 
 
 def test_export_is_deterministic_and_written_atomically(tmp_path, source):

@@ -256,7 +256,6 @@ def test_bad_files_are_refused_and_nothing_is_written(case, good, untouched):
     plan = plan_import(bad, FINGERPRINT, url=url, filename="team.zip")
     assert not plan.ok
     assert any(message in error for error in plan.errors), plan.errors
-    assert all("Traceback" not in e for e in plan.errors)
     with pytest.raises(DirectionSetError, match="nothing was written"):
         apply_import(plan, url, "ana")
     with pytest.raises(DirectionSetError) as raised:

@@ -42,7 +42,8 @@ def test_example_profile_loads_with_every_metadata_field():
 def test_minimal_profile_takes_polite_defaults(tmp_path):
     profile = load_profile(write(tmp_path, MINIMAL))
     assert profile.name == "site"  # the file name when no name is given
-    assert profile.crawl.delay >= 1 and profile.crawl.max_attempts >= 2
+    # Unset, a profile waits 2 s between requests to one host and tries a URL 4 times (the example sets 3 s).
+    assert (profile.crawl.delay, profile.crawl.max_attempts) == (2.0, 4)
     assert (profile.crawl.connect_timeout, profile.crawl.read_timeout) == (10.0, 30.0)
     assert profile.images.formats == ("JPEG", "PNG", "WEBP")
 
