@@ -85,12 +85,18 @@ def test_pca_matches_sklearn_on_the_same_samples(tiny):
     np.testing.assert_allclose(D.projection_sigmas(cs.vectors[:5], w), cs.sigmas[:5], rtol=1e-4)
 
 
-def test_kmeans_directions_are_unit_and_counted(tiny):
-    cs = D.kmeans_looks(tiny, k=5, n=400, seed=1)
+def test_kmeans_directions_run_from_the_mean_to_each_look_and_count_its_samples(tiny):
+    w, _ = D.sample_w(tiny, 400, seed=1)
+    cs = D.kmeans_looks(tiny, k=5, w=w, seed=1)
     assert cs.vectors.shape == (5, tiny.w_dim)
-    np.testing.assert_allclose(np.linalg.norm(cs.vectors, axis=1), 1, atol=1e-5)
-    assert abs(cs.values.sum() - 1) < 1e-9 and np.all(np.diff(cs.values) <= 0)
-    assert np.all(cs.sigmas > 0) and len(cs.extra["centroids"]) == 5
+    centroids = np.asarray(cs.extra["centroids"], dtype=np.float64)
+    offsets = centroids - w.mean(axis=0, dtype=np.float64)
+    np.testing.assert_allclose(cs.vectors, offsets / np.linalg.norm(offsets, axis=1, keepdims=True), atol=1e-5)
+    # Each look's share is the fraction of samples nearest to it (k-means' own assignment), largest first.
+    nearest = np.argmin(((w[:, None, :] - centroids[None]) ** 2).sum(-1), axis=1)
+    np.testing.assert_allclose(cs.values, np.bincount(nearest, minlength=5) / len(w))
+    assert np.all(np.diff(cs.values) <= 0)
+    np.testing.assert_allclose(cs.sigmas, (w @ cs.vectors.T.astype(np.float64)).std(axis=0), rtol=1e-4)
 
 
 def test_sigma_is_the_std_of_projected_samples():

@@ -227,8 +227,13 @@ def test_bad_arguments_are_refused(tmp_path):
     assert not any(tmp_path.iterdir())
 
 
-def test_preview_grid_shape():
-    assert preview_grid(0, 32, rows=2, cols=3).shape == (64, 96, 3)
+def test_preview_grid_lays_the_seeds_out_row_by_row():
+    grid = preview_grid(7, 32, rows=2, cols=3)
+    assert grid.shape == (64, 96, 3)
+    for r in range(2):
+        for c in range(3):
+            tile = grid[r * 32:(r + 1) * 32, c * 32:(c + 1) * 32]
+            assert np.array_equal(tile, render_runway(sample_factors(7 + r * 3 + c), 32)), (r, c)
 
 
 # --- streaming -----------------------------------------------------------------------------------------------------

@@ -154,12 +154,26 @@ def test_more_minibatch_std_channels_train_and_reload(tmp_path):
         train(tiny(kimg=0.016, mbstd_channels=3), tmp_path / "bad", progress=False)
 
 
-def test_conditional_training_uses_labels(tmp_path):
+def test_conditional_training_uses_labels(tmp_path, monkeypatch):
+    from model.networks import Discriminator
+
+    seen: list[torch.Tensor] = []  # every class vector D is shown, real and generated
+    plain_forward = Discriminator.forward
+
+    def recording_forward(self, img, c, *args, **kwargs):
+        seen.append(c.detach().clone())
+        return plain_forward(self, img, c, *args, **kwargs)
+
+    monkeypatch.setattr(Discriminator, "forward", recording_forward)
     entries = []
     snap = train(tiny(kimg=0.016, conditional=True, pl_weight=2.0, pl_interval=1), tmp_path / "run", progress=False,
                  on_log=entries.append)
     G, D = load_network(snap).module, load_network(snap, "D").module
     assert G.c_dim == 4 and D.c_dim == 4  # four garment kinds in the synthetic stream
+    # D saw one-hot garment labels, and more than one kind of garment: the labels reached the loss.
+    shown = torch.cat(seen)
+    assert shown.shape[1] == 4 and torch.equal(shown.sum(dim=1), torch.ones(len(shown)))
+    assert set(shown.argmax(dim=1).tolist()) >= {0, 1, 2}
     assert entries[-1]["pl_penalty"] > 0  # path-length regularisation ran (and stayed finite)
 
 
