@@ -194,6 +194,20 @@ def _assert_page_clean(page, browser_errors: list[str], step: str, expected_erro
     assert not unexpected, f"after {step}: unexpected st.error on {page.url}:\n" + "\n---\n".join(unexpected)
 
 
+def _reviews_by(database: Path, reviewer: str) -> list[tuple[int, str, str]]:
+    """(component index, decision, label) of a reviewer's reviews, oldest first, read from the app's database."""
+    from sqlalchemy import select
+
+    from db.engine import read_session
+    from db.schema import Component, Review, Reviewer
+
+    query = (select(Component.index, Review.decision, Review.label)
+             .join(Review, Review.component_id == Component.id).join(Reviewer, Reviewer.id == Review.reviewer_id)
+             .where(Reviewer.name == reviewer).order_by(Review.id))
+    with read_session(f"sqlite:///{database}") as session:
+        return [tuple(row) for row in session.execute(query).all()]
+
+
 def test_review_publish_generate_save_reopen(server, screenshots):
     from playwright.sync_api import expect, sync_playwright
 
@@ -235,6 +249,10 @@ def test_review_publish_generate_save_reopen(server, screenshots):
             _wait_heading_change(page, third)
             _assert_page_clean(page, browser_errors, "approving with a label (Review)")
             approved_index = int(third.split()[-1])
+            # Each key recorded its own decision, on the component it was pressed on (not just "moved on").
+            indices = [int(heading.split()[-1]) for heading in (first, second, third)]
+            assert _reviews_by(log.parent / "atelier.db", "Ana") == [
+                (indices[0], "reject", ""), (indices[1], "unsure", ""), (indices[2], "approve", LABEL)]
 
             # Publish the approved component under a clean name.
             _nav(page, "Directions & export")
