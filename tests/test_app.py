@@ -102,9 +102,13 @@ def test_generate_reads_a_malformed_link_with_warnings(env):
     # switch_page resets the URL; the page logic is what reads it, so check that directly too.
     from annotator.generate import parse_query
 
-    look, warnings = parse_query({"seed": "banana", "psi": "nan", "d.999": "2", "d.x": "1"}, [], 0)
-    assert look.seed == 0 and look.psi == 0.7 and look.values == ()
-    assert len(warnings) == 4
+    look, warnings = parse_query({"seed": "banana", "psi": "nan", "d.999": "2", "d.x": "1", "class": "7"}, [], 4)
+    assert look.seed == 0 and look.psi == 0.7 and look.values == () and look.class_index == 0
+    # One warning per bad part, each naming what the link said and what is shown instead.
+    assert len(warnings) == 5
+    for said, instead in (("'banana'", "seed 0"), ("'nan'", "0.7"), ("'7'", "class 0"), ("'d.999'", "not published"),
+                          ("'d.x'", "not a direction")):
+        assert any(said in w and instead in w for w in warnings), (said, warnings)
     assert not _errors(at)
 
 
