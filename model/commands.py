@@ -165,8 +165,10 @@ def train(
     typer.echo(f"newest snapshot: {newest}")
     reached = resumed_nimg(newest) / 1000
     if reached < kimg:
+        from model.runs import shell_path
+
         typer.echo(f"stopped at {reached:g} of {kimg:g} kimg; to continue, run the same command with "
-                   f"--resume auto --outdir {run_dir}")
+                   f"--resume auto --outdir {shell_path(run_dir)}")
 
 
 @exit_on_user_error

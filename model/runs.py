@@ -140,7 +140,7 @@ def _option_value(value: object) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def _shell_path(path: Path) -> str:
+def shell_path(path: Path) -> str:
     """A path for a shell command line: `~/…` under the home folder (the tilde left unquoted so the shell
     expands it), quoted where it needs to be."""
     shown = shown_path(path)
@@ -163,7 +163,7 @@ def resume_command(run: RunSummary) -> str:
     threads = run.config.get("threads")
     if threads:
         options += ["--threads", str(threads)]
-    head = "atelier train --resume auto --outdir " + _shell_path(run.path)
+    head = "atelier train --resume auto --outdir " + shell_path(run.path)
     return f"{head} {shlex.join(options)}" if options else head
 
 
