@@ -58,11 +58,13 @@ def test_bench_render_json(reference_dir):
     assert all(r["images_per_s"] > 0 and r["peak_rss_mb"] > 0 for r in data["rows"]) and data["strip_seconds"] > 0
 
 
+BENCH_TINY = ["bench", "train", "--resolution", "16", "--batch", "4", "--cbase", "128", "--cmax", "16",
+              "--warmup", "0.016", "--kimg", "0.032", "--threads", "1", "--device", "cpu"]
+
+
 def test_bench_train_times_the_steps_after_the_warm_up():
     # 4 warm-up steps (batch 4) are left out; 8 steps = 32 images are timed, whatever their order of snapshots.
-    result = runner.invoke(app, ["bench", "train", "--resolution", "16", "--batch", "4", "--cbase", "128",
-                                 "--cmax", "16", "--warmup", "0.016", "--kimg", "0.032", "--threads", "1",
-                                 "--device", "cpu", "--json"])
+    result = runner.invoke(app, [*BENCH_TINY, "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert data["timed_images"] == 32 and data["device"] == "cpu" and data["resolution"] == 16
@@ -78,9 +80,7 @@ def test_bench_train_times_the_steps_after_the_warm_up():
 
 
 def test_bench_train_can_time_path_length_regularisation():
-    result = runner.invoke(app, ["bench", "train", "--resolution", "16", "--batch", "4", "--cbase", "128",
-                                 "--cmax", "16", "--warmup", "0.016", "--kimg", "0.032", "--threads", "1",
-                                 "--device", "cpu", "--pl-weight", "2", "--json"])
+    result = runner.invoke(app, [*BENCH_TINY, "--pl-weight", "2", "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert data["pl_weight"] == 2 and data["pl_penalty"] > 0  # the regulariser ran inside the timed steps

@@ -354,21 +354,25 @@ STOP_ARGS = ["train", "--data", "synthetic", "--resolution", "16", "--cbase", "1
              "--no-progress"]
 
 
-def _start_trainer(run: Path, sigint: object) -> tuple[subprocess.Popen, list[str]]:
-    """A real `atelier train` process that has entered its training loop; SIGINT starts as `sigint` in it (SIG_DFL:
-    a foreground program at a terminal; SIG_IGN: a shell's background job)."""
+def _start_trainer(run: Path, sigint: object) -> subprocess.Popen:
+    """A real `atelier train` process; SIGINT starts as `sigint` in it (SIG_DFL: a foreground program at a terminal;
+    SIG_IGN: a shell's background job)."""
     atelier = Path(sys.executable).with_name("atelier")
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.Popen([str(atelier), *STOP_ARGS, "--outdir", str(run), "--kimg", "1000"],
+    return subprocess.Popen([str(atelier), *STOP_ARGS, "--outdir", str(run), "--kimg", "1000"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, sigint))
+
+
+def _wait_until_training(proc: subprocess.Popen) -> list[str]:
+    """Block until the trainer says its loop has started (and that Ctrl-C is safe), then let it take a few steps."""
     seen = []
-    for line in proc.stderr:  # the trainer says when its loop starts (and that Ctrl-C is safe)
+    for line in proc.stderr:
         seen.append(line)
         if "Ctrl-C writes a snapshot" in line:
             break
-    time.sleep(1.0)  # let it take a few steps
-    return proc, seen
+    time.sleep(1.0)
+    return seen
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
@@ -380,11 +384,11 @@ def test_a_stop_signal_writes_a_snapshot_and_the_run_resumes_from_it(tmp_path, s
 
     run = tmp_path / "run"
     handlers_before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
-    proc = None
-    watchdog = threading.Timer(240, lambda: proc and proc.kill())  # a hung trainer fails the test, not the suite
+    proc = _start_trainer(run, signal.SIG_DFL)
+    watchdog = threading.Timer(240, proc.kill)  # a hung trainer fails the test instead of hanging the suite
     watchdog.start()
     try:
-        proc, seen = _start_trainer(run, signal.SIG_DFL)
+        seen = _wait_until_training(proc)
         proc.send_signal(signum)
         out, err = proc.communicate(timeout=200)
     finally:
@@ -411,11 +415,11 @@ def test_a_stop_signal_writes_a_snapshot_and_the_run_resumes_from_it(tmp_path, s
 def test_a_background_trainer_keeps_ignoring_ctrl_c_as_its_shell_asked(tmp_path):
     """A shell starts background jobs with SIGINT ignored, so a Ctrl-C meant for the foreground does not reach
     them; the trainer must not undo that. SIGTERM still stops it cleanly."""
-    proc = None
-    watchdog = threading.Timer(240, lambda: proc and proc.kill())
+    proc = _start_trainer(tmp_path / "run", signal.SIG_IGN)
+    watchdog = threading.Timer(240, proc.kill)
     watchdog.start()
     try:
-        proc, seen = _start_trainer(tmp_path / "run", signal.SIG_IGN)
+        seen = _wait_until_training(proc)
         proc.send_signal(signal.SIGINT)
         time.sleep(2.0)
         still_training = proc.poll() is None
