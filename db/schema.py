@@ -261,6 +261,10 @@ class PublishedDirection(Base):
     sigma: Mapped[float | None]
     source: Mapped[str] = mapped_column(String(20))
     component_id: Mapped[int | None] = mapped_column(ForeignKey("components.id"))
+    # Added by revision 0004: the mean image change the publish check measured at the slider's ends, and the
+    # refusals someone overrode to publish anyway (NULL when there were none), so an override is never silent.
+    measured_effect: Mapped[float | None]
+    override_reasons: Mapped[list[Any] | None]
     published_by: Mapped[int] = mapped_column(ForeignKey("reviewers.id"))
     published_at: Mapped[datetime] = mapped_column(default=utcnow)
     unpublished_at: Mapped[datetime | None]
@@ -297,8 +301,11 @@ class Look(Base):
     seed: Mapped[int] = mapped_column(BigInteger)
     psi: Mapped[float]
     class_index: Mapped[int | None]
-    # [{"direction_id": int | None, "name": str, "value": float}, ...]
+    # [{"direction_id": int | None, "name": str, "value": float}, ...]; looks saved since revision 0004 also keep
+    # each edit's exact "vector" (w_dim floats), "layer_range" and "sigma", so re-publishing cannot change them.
     edits: Mapped[list[Any]]
+    # Added by revision 0004: the weights the look was designed on (NULL for older looks).
+    model_fingerprint: Mapped[str | None] = mapped_column(String(64))
     reviewer_id: Mapped[int] = mapped_column(ForeignKey("reviewers.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 

@@ -24,7 +24,7 @@ from db_fixtures import backend, empty_url  # noqa: F401
 REPO = Path(__file__).resolve().parents[1]
 CORE_TABLES = {"models", "component_sets", "components", "reviewers", "categories", "reviews"}
 LATER_TABLES = {"published_directions", "looks"}
-HEAD = "0003"
+HEAD = "0004"
 
 
 def tables(url: str) -> set[str]:
