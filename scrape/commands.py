@@ -9,8 +9,9 @@ def register(app: typer.Typer) -> None:
 
     @app.command("scrape")
     def scrape_command(
-        profile: str = typer.Option(..., "--profile", help="Site profile (.toml): start URLs, CSS selectors, "
-                                    "politeness and limits. Template: scrape/profiles/example-runway.toml."),
+        profile: str | None = typer.Option(None, "--profile", help="Site profile (.toml): start URLs, CSS "
+                                           "selectors, politeness and limits. Template: "
+                                           "scrape/profiles/example-runway.toml. Not needed with --report."),
         out: str = typer.Option(..., "--out", help="Output folder (images/, metadata.jsonl, state). Run the same "
                                 "command again to resume an interrupted crawl."),
         max_pages: int | None = typer.Option(None, "--max-pages", min=1, help="Read at most this many pages "
@@ -20,7 +21,13 @@ def register(app: typer.Typer) -> None:
         delay: float | None = typer.Option(None, "--delay", min=0.0, help="Seconds between two requests to one "
                                            "host (overrides the profile; robots.txt Crawl-delay still applies)."),
         retry_failed: bool = typer.Option(False, "--retry-failed", help="Queue URLs that failed in earlier runs "
-                                          "again."),
+                                          "again (files refused for their content only if the profile limit that "
+                                          "refused them was raised)."),
+        refresh: bool = typer.Option(False, "--refresh", help="Read the listing pages of an earlier crawl again "
+                                     "(conditional requests: unchanged pages cost a 304) and download only what "
+                                     "is new."),
+        report: bool = typer.Option(False, "--report", help="Print every failed or skipped URL with its reason, "
+                                    "the look pages without a usable image and the placeholders; no request made."),
         quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
     ) -> None:
         """Crawl a runway archive politely and download its look images, resumably, with their metadata."""
@@ -31,11 +38,18 @@ def register(app: typer.Typer) -> None:
 
         from model.errors import AtelierError
         from scrape.profile import load_profile
-        from scrape.scraper import scrape
+        from scrape.scraper import report_lines, scrape
 
         try:
+            if report:
+                for line in report_lines(Path(out)):
+                    typer.echo(line)
+                return
+            if profile is None:
+                raise AtelierError("--profile is missing. Fix: pass --profile site.toml (or --report to list what "
+                                   "an earlier crawl in --out failed to get).")
             summary = scrape(load_profile(profile), Path(out), max_pages=max_pages, max_images=max_images,
-                             delay=delay, retry_failed=retry_failed, progress=not quiet)
+                             delay=delay, retry_failed=retry_failed, refresh=refresh, progress=not quiet)
         except AtelierError as exc:
             print(f"error: {exc}", file=sys.stderr)
             raise typer.Exit(1) from None
@@ -45,6 +59,11 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(130) from None
         for line in summary.lines():
             typer.echo(line)
+        if summary.error:
+            # The crawl could not go on (site unreachable): a script or scheduler must not take this for success.
+            print(f"error: {summary.error}. The queue is kept; run the same command again when the site answers.",
+                  file=sys.stderr)
+            raise typer.Exit(1)
 
     @app.command("prepare")
     def prepare_command(

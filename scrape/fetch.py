@@ -33,6 +33,18 @@ class FetchError(Exception):
         self.attempts = attempts
 
 
+class SiteUnreachable(Exception):
+    """robots.txt of a host could not be read (down, refused, 5xx, 429): RFC 9309 says do not crawl it now.
+
+    This is not a property of one URL, so nothing is marked failed or skipped: the crawl stops with the queue
+    intact, to continue when the site answers again."""
+
+    def __init__(self, robots_url: str, reason: str) -> None:
+        super().__init__(f"{robots_url} could not be fetched ({reason})")
+        self.robots_url = robots_url
+        self.reason = reason
+
+
 @dataclass(frozen=True)
 class Fetched:
     url: str
@@ -41,6 +53,13 @@ class Fetched:
     body: bytes
     attempts: int
     redirect: str | None = None  # absolute target when the server answered with a redirect
+    etag: str | None = None
+    last_modified: str | None = None
+
+    @property
+    def not_modified(self) -> bool:
+        """304: the page is as it was at the last visit (answer to a conditional request)."""
+        return self.status == 304
 
     @property
     def media_type(self) -> str:
@@ -105,13 +124,22 @@ class Fetcher:
             return "disallowed by robots.txt"
         return None
 
-    def get(self, url: str, max_bytes: int) -> Fetched:
-        """GET one URL with retries; raise FetchError with a reason when every attempt failed."""
+    def get(self, url: str, max_bytes: int, *, etag: str | None = None,
+            last_modified: str | None = None) -> Fetched:
+        """GET one URL with retries; raise FetchError with a reason when every attempt failed.
+
+        With ``etag`` / ``last_modified`` from an earlier visit the request is conditional, and an unchanged page
+        comes back as a bodiless 304."""
         crawl = self.profile.crawl
+        conditions: dict[str, str] = {}
+        if etag:
+            conditions["If-None-Match"] = etag
+        if last_modified:
+            conditions["If-Modified-Since"] = last_modified
         reason = "no attempt made"
         for attempt in range(1, crawl.max_attempts + 1):
             try:
-                return self._attempt(url, max_bytes, attempt)
+                return self._attempt(url, max_bytes, attempt, conditions)
             except _TooLarge as exc:
                 raise FetchError(str(exc), attempt) from None
             except _Retryable as exc:
@@ -127,12 +155,12 @@ class Fetcher:
         raise FetchError(f"{reason} (gave up after {crawl.max_attempts} attempts)", crawl.max_attempts)
 
     # ------------------------------------------------------------------------------------------ internals
-    def _attempt(self, url: str, max_bytes: int, attempt: int) -> Fetched:
+    def _attempt(self, url: str, max_bytes: int, attempt: int, conditions: dict[str, str]) -> Fetched:
         crawl = self.profile.crawl
         host = urlsplit(url).netloc.lower()
         self._wait_turn(host)
         try:
-            response = self.session.get(url, stream=True, allow_redirects=False,
+            response = self.session.get(url, stream=True, allow_redirects=False, headers=conditions,
                                         timeout=(crawl.connect_timeout, crawl.read_timeout))
         except requests.Timeout:
             raise _Retryable("timed out") from None
@@ -148,10 +176,13 @@ class Fetcher:
             if status in REDIRECT_STATUSES and response.headers.get("Location"):
                 target = urljoin(url, response.headers["Location"])
                 return Fetched(url, status, content_type, b"", attempt, redirect=target)
-            if status >= 400 or status < 200:
+            etag, last_modified = response.headers.get("ETag"), response.headers.get("Last-Modified")
+            if status == 304 and conditions:
+                return Fetched(url, status, content_type, b"", attempt, etag=etag, last_modified=last_modified)
+            if status >= 400 or status < 200 or status == 304:
                 raise FetchError(f"HTTP {status}", attempt)
             body = self._read_body(response, max_bytes)
-        return Fetched(url, status, content_type, body, attempt)
+        return Fetched(url, status, content_type, body, attempt, etag=etag, last_modified=last_modified)
 
     def _read_body(self, response: requests.Response, max_bytes: int) -> bytes:
         declared = response.headers.get("Content-Length", "")
@@ -197,7 +228,8 @@ class Fetcher:
         return parser
 
     def _load_robots(self, robots_url: str) -> RobotFileParser:
-        """Read robots.txt as RFC 9309 says: 4xx means no rules, an unreachable file means stay out entirely."""
+        """Read robots.txt as RFC 9309 says: 4xx means no rules; an unreachable file (5xx, 429, no connection)
+        means do not crawl now, which raises SiteUnreachable (never cached, so a later run asks again)."""
         parser = RobotFileParser(robots_url)
         url = robots_url
         for _hop in range(5):
@@ -207,9 +239,8 @@ class Fetcher:
                 # 429 is "slow down", not "no robots.txt": treat it like an unreachable file.
                 if exc.reason.startswith("HTTP 4") and not exc.reason.startswith("HTTP 429"):
                     parser.allow_all = True
-                else:
-                    parser.disallow_all = True
-                return parser
+                    return parser
+                raise SiteUnreachable(robots_url, exc.reason) from None
             if fetched.redirect is None:
                 text = fetched.body.decode("utf-8", errors="replace")
                 parser.parse(text.splitlines())

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import hashlib
 import io
+import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +19,7 @@ from PIL import Image, UnidentifiedImageError
 
 EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp", "TIFF": "tif"}
 HASH_BITS = 64
+_LIMIT_LOCK = threading.Lock()  # Image.MAX_IMAGE_PIXELS is process-wide: one decode changes it at a time
 
 
 class ImageRejected(Exception):
@@ -42,7 +46,7 @@ class CheckedImage:
 def decode_image(data: bytes | Path, max_pixels: int, formats: tuple[str, ...] | None = None) -> Image.Image:
     """Open and fully decode an image, refusing non-images, other formats, decompression bombs and broken files."""
     source = io.BytesIO(data) if isinstance(data, bytes) else data
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _pillow_limit(max_pixels):
         # Pillow only warns between its limit and twice its limit; any warning here means "too many pixels".
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
@@ -56,13 +60,30 @@ def decode_image(data: bytes | Path, max_pixels: int, formats: tuple[str, ...] |
             image.load()  # a truncated file only shows up when every pixel is decoded
         except ImageRejected:
             raise
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise ImageRejected(f"decompression bomb: {exc}") from None
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            # Pillow's own message quotes its limit, which here is ours; say so in the profile's words.
+            raise ImageRejected(f"decompression bomb: more than {max_pixels:,} pixels (limit [images] max_pixels)"
+                                ) from None
         except UnidentifiedImageError:
             raise ImageRejected(f"not an image: Pillow cannot read it (starts with {_preview(data)})") from None
         except (OSError, SyntaxError, ValueError, EOFError) as exc:
             raise ImageRejected(f"broken image: {exc}") from None
     return image
+
+
+@contextmanager
+def _pillow_limit(max_pixels: int) -> Iterator[None]:
+    """Pillow refuses images above its own global limit (about 89 million pixels) whatever the caller allows, with a
+    message quoting its number. Hand the limit to ``_check_header`` (which runs on the header, before any pixel is
+    decoded) by raising Pillow's to the caller's for this decode, then put it back."""
+    with _LIMIT_LOCK:
+        previous = Image.MAX_IMAGE_PIXELS
+        # Pillow warns above its limit and fails above twice it; at twice ours, only our own check can trigger.
+        Image.MAX_IMAGE_PIXELS = max(max_pixels * 2, previous or 0)
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = previous
 
 
 def _check_header(fmt: str, width: int, height: int, max_pixels: int, formats: tuple[str, ...] | None) -> None:

@@ -24,6 +24,11 @@ from model.errors import AtelierError
 
 USER_AGENT_NAME = "AtelierScraper"
 USER_AGENT_VERSION = "0.1"
+# Attributes an image address can be read from: the standard ones, or any data-* attribute (lazy loaders invent
+# their own names: data-src, data-lazy-src, data-original ...). Anything else is most likely a typo.
+IMAGE_ATTRS = ("src", "srcset", "href")
+# Domains reserved for documentation (RFC 2606 / 6761): a contact there reaches nobody.
+EXAMPLE_DOMAINS = ("example", "example.com", "example.net", "example.org")
 
 
 @dataclass(frozen=True)
@@ -204,7 +209,7 @@ def parse_profile(data: dict[str, Any], path: Path) -> SiteProfile:
     assert image_selector is not None
     selectors = Selectors(
         image=image_selector,
-        image_attr=sel.text("image_attr", default="src") or "src",
+        image_attr=_image_attr(sel),
         pagination=sel.selector("pagination"),
         listing_links=sel.selector("listing_links"),
         collection_links=sel.selector("collection_links"),
@@ -246,6 +251,30 @@ def parse_profile(data: dict[str, Any], path: Path) -> SiteProfile:
     )
     return SiteProfile(name=name, start_urls=tuple(start_urls), contact=contact, selectors=selectors,
                        fields=fields, allowed_hosts=frozenset(hosts), crawl=crawl, images=images, source=path)
+
+
+def _image_attr(reader: _Reader) -> str:
+    value = (reader.text("image_attr", default="src") or "src").lower()
+    if value not in IMAGE_ATTRS and not re.fullmatch(r"data-[a-z0-9][a-z0-9_.-]*", value):
+        reader.fail(f"[selectors] image_attr {value!r} is not an attribute an image address is read from",
+                    f"use one of {', '.join(IMAGE_ATTRS)} or a data-* attribute such as data-src (the lazy-loading "
+                    "attributes data-src, data-srcset, data-lazy-src and data-original are tried anyway)")
+    return value
+
+
+def placeholder_contact_problem(profile: SiteProfile) -> str | None:
+    """Why the profile's contact cannot reach anyone (the template's address, a documentation domain), or None.
+
+    Checked before crawling rather than when loading, so a template can still be loaded and validated."""
+    contact = profile.contact.strip()
+    domain = (urlsplit(contact).hostname or "") if "://" in contact else contact.rsplit("@", 1)[-1]
+    domain = domain.split("/", 1)[0].split("?", 1)[0].strip("<> ").lower().rstrip(".")
+    placeholder = "your-company" in domain or any(domain == d or domain.endswith("." + d) for d in EXAMPLE_DOMAINS)
+    if not placeholder:
+        return None
+    return (f"Site profile {profile.source or profile.name}: [site] contact {profile.contact!r} is a placeholder "
+            "address (it reaches nobody, and it goes into the User-Agent the site sees). Fix: put an address where "
+            "the site's operators can reach you, e.g. contact = \"mailto:you@yourdomain\".")
 
 
 def _parse_timeout(reader: _Reader) -> tuple[float, float]:

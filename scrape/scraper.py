@@ -22,16 +22,35 @@ import requests
 from bs4 import BeautifulSoup, Tag
 from tqdm import tqdm
 
+from model.errors import AtelierError
 from model.files import atomic_write_bytes
-from scrape.fetch import Fetched, Fetcher, FetchError
+from scrape.fetch import Fetched, Fetcher, FetchError, SiteUnreachable
 from scrape.images import ImageRejected, NearDuplicateIndex, check_image, hash_to_hex, hex_to_hash
-from scrape.profile import FieldRule, SiteProfile
-from scrape.state import KINDS, ImageRecord, Link, QueuedUrl, StateDB
+from scrape.profile import FieldRule, SiteProfile, placeholder_contact_problem
+from scrape.state import DEPTH_REASON, KINDS, ImageRecord, Link, QueuedUrl, StateDB, reason_category
 
 STATE_FILE = "state.sqlite"
 METADATA_FILE = "metadata.jsonl"
 IMAGES_DIR = "images"
 HTML_TYPES = ("text/html", "application/xhtml+xml")
+# An image shown on this many pages (same address or same bytes) is a placeholder, not a look: a lazy-loading
+# site's stand-in, a "photo coming soon". Two pages can legitimately share a photo (a look shown twice), three not.
+PLACEHOLDER_MIN_PAGES = 3
+# Where lazy-loading scripts keep the real address while ``src`` holds a stand-in; tried after the profile's
+# image_attr, before src (see _image_source).
+LAZY_ATTRS = ("data-srcset", "data-src", "data-lazy-srcset", "data-lazy-src", "data-original", "data-lazy")
+SHOWN_PLACEHOLDERS = 3  # in the summary; `atelier scrape --report` lists them all
+
+
+@dataclass(frozen=True)
+class RunNotes:
+    """What this run did besides crawling: --refresh and --retry-failed figures."""
+
+    refreshed: int | None = None  # listing pages read again (--refresh)
+    unchanged: int = 0            # ... of which the site answered 304 Not Modified
+    new_urls: int = 0             # URLs queued this run that were not known before
+    requeued: int | None = None   # --retry-failed: URLs queued again
+    still_refused: int = 0        # ... and those left refused for their content
 
 
 @dataclass
@@ -46,6 +65,12 @@ class ScrapeSummary:
     stopped_by: str | None = None
     requests_made: int = 0
     image_urls_found: int = 0
+    error: str | None = None  # the crawl could not go on (site down): the CLI exits non-zero
+    depth_cut: int = 0
+    max_depth: int = 0
+    looks_without_image: dict[str, int] = field(default_factory=dict)  # why -> look pages
+    placeholders: list[tuple[str, int]] = field(default_factory=list)  # (image URL, pages showing it)
+    notes: RunNotes = field(default_factory=RunNotes)
 
     def lines(self) -> list[str]:
         lines = [
@@ -55,7 +80,12 @@ class ScrapeSummary:
         ]
         for reason, count in sorted(self.failures.items(), key=lambda item: (-item[1], item[0])):
             lines.append(f"  not downloaded ({reason}): {count}")
-        if self.stopped_by:
+        lines.extend(self._problem_lines())
+        lines.extend(self._note_lines())
+        if self.error:
+            lines.append(f"  stopped: {self.error}; {self.queued_left} URLs still queued, nothing was lost: "
+                         "run the same command again when the site answers")
+        elif self.stopped_by:
             lines.append(f"  stopped: {self.stopped_by}; {self.queued_left} URLs still queued "
                          "(run again with a higher limit to continue)")
         elif self.queued_left:
@@ -67,6 +97,39 @@ class ScrapeSummary:
             lines.append("  hint: no page had an image matching the profile's selectors; open a look page in a "
                          "browser and check [selectors] look_links and image")
         lines.append(f"  metadata: {self.out_dir / METADATA_FILE}")
+        return lines
+
+    def _problem_lines(self) -> list[str]:
+        """What the crawl found but did not turn into kept images, so nothing is lost without a word."""
+        lines = []
+        report = f"atelier scrape --report --out {self.out_dir}"
+        if self.depth_cut:
+            lines.append(f"  links not followed (beyond max_depth {self.max_depth}): {self.depth_cut}; raise [crawl] "
+                         "max_depth and run again to follow them")
+        missing = sum(self.looks_without_image.values())
+        if missing:
+            why = ", ".join(f"{reason}: {n}" for reason, n in sorted(self.looks_without_image.items(),
+                                                                       key=lambda item: (-item[1], item[0])))
+            lines.append(f"  look pages without a usable image: {missing} ({why}); list them: {report}")
+        for url, pages in self.placeholders[:SHOWN_PLACEHOLDERS]:
+            lines.append(f"  placeholder, not kept: {url} is the image of {pages} pages")
+        if len(self.placeholders) > SHOWN_PLACEHOLDERS:
+            lines.append(f"  ... and {len(self.placeholders) - SHOWN_PLACEHOLDERS} more placeholders ({report})")
+        if self.placeholders:
+            lines.append("  hint: a placeholder usually means lazy loading: open a look page's HTML source, find the "
+                         "attribute holding the real file (data-src, data-srcset ...) and set [selectors] image_attr")
+        if any(n for reason, n in self.failures.items() if reason != DEPTH_REASON):
+            lines.append(f"  failed URLs and reasons: {report}")
+        return lines
+
+    def _note_lines(self) -> list[str]:
+        notes, lines = self.notes, []
+        if notes.refreshed is not None:
+            lines.append(f"  refresh: {notes.refreshed} listing pages read again, {notes.unchanged} unchanged (304), "
+                         f"{notes.new_urls} new URLs found")
+        if notes.requeued is not None:
+            lines.append(f"  retry: {notes.requeued} failed URLs queued again; {notes.still_refused} refused for "
+                         "their content stay refused (the same bytes under the same limits)")
         return lines
 
 
@@ -92,12 +155,27 @@ class Crawler:
         self.sha_to_kept: dict[str, str] = {}
         self.kept = 0
         self.pages_visited = 0
-        self.failure_streak = 0
+        self.failure_streak: list[str] = []  # URLs that failed in a row for reasons that point at the site
+        self.notes = RunNotes()
 
     def close(self) -> None:
         self.state.close()
 
     # ------------------------------------------------------------------------------------------ main loop
+    def prepare(self, *, retry_failed: bool = False, refresh: bool = False) -> None:
+        """Checks and queue changes made before the first request: profile binding, --retry-failed, --refresh."""
+        problem = placeholder_contact_problem(self.profile)
+        if problem is not None:
+            raise AtelierError(problem)
+        self.state.bind_profile(self.profile.name)
+        if retry_failed:
+            requeued, still_refused = self.state.requeue_failed(self._limits_now())
+            self.notes = replace(self.notes, requeued=requeued, still_refused=still_refused)
+        if refresh:
+            self.notes = replace(self.notes, refreshed=self.state.requeue_for_refresh())
+        # Links an earlier run cut at a smaller max_depth are followed now that they are within the limit.
+        self.state.requeue_within_depth(self.profile.crawl.max_depth)
+
     def run(self) -> ScrapeSummary:
         self.state.bind_profile(self.profile.name)
         self._remove_stale_temp_files()
@@ -105,8 +183,10 @@ class Crawler:
             self.state.enqueue(urldefrag(url).url, "listing", 0, None, {})
         self._load_hashes()
         self.pages_visited = self.state.count_pages_visited()
-        stopped_by = None
-        bar = tqdm(total=self.limits.max_images, initial=self.kept, unit="img", desc=f"scrape {self.profile.name}",
+        stopped_by = error = None
+        # The bar's total is the images known so far (kept + queued), never max_images: that is a ceiling, and an
+        # ETA computed from it would promise hours for a site that has a few hundred looks.
+        bar = tqdm(total=self._known_images(), initial=self.kept, unit="img", desc=f"scrape {self.profile.name}",
                    disable=not self.progress, file=self.progress_file, dynamic_ncols=True)
         try:
             while True:
@@ -120,29 +200,61 @@ class Crawler:
                     if not pages_allowed and self.state.count_queued():
                         stopped_by = f"max_pages ({self.limits.max_pages}) reached"
                     break
-                if self.failure_streak >= self.profile.crawl.max_consecutive_failures:
+                if len(self.failure_streak) >= self.profile.crawl.max_consecutive_failures:
                     # Every recent request failed after retries: the site is down or is refusing us. Hammering on
-                    # would be rude; stop, and let a later run (with --retry-failed) pick up from here.
-                    stopped_by = (f"{self.failure_streak} requests in a row failed after retries (site down or "
-                                  "blocking us?); run again later with --retry-failed")
+                    # would be rude; stop. Those URLs failed because of the site, not of themselves: they go back
+                    # in the queue, so a plain rerun picks up from here.
+                    error = (f"{len(self.failure_streak)} requests in a row failed after retries, the last with "
+                             f"{self._last_reason()} (site down or blocking us?)")
+                    self.state.requeue(self.failure_streak)
                     break
                 kept_before = self.kept
-                self._process(item)
+                try:
+                    self._process(item)
+                except SiteUnreachable as exc:
+                    # RFC 9309: robots.txt unreachable means "do not crawl now", not "everything is disallowed".
+                    error = f"robots.txt {exc} (RFC 9309: do not crawl while it cannot be read)"
+                    break
+                bar.total = self._known_images()
                 bar.update(self.kept - kept_before)
                 bar.set_postfix(pages=self.pages_visited, queued=self.state.count_queued(), refresh=False)
         finally:
             bar.close()
             # Rewritten even when interrupted, so metadata.jsonl always matches the images on disk.
             write_metadata(self.state, self.out_dir)
-        return self.summary(stopped_by)
+        summary = self.summary(stopped_by)
+        summary.error = error
+        return summary
 
     def summary(self, stopped_by: str | None = None) -> ScrapeSummary:
         counts = self.state.counts()
+        failures = dict(counts.failure_reasons)
+        depth_cut = failures.pop(DEPTH_REASON, 0)
+        looks: dict[str, int] = {}
+        for look in self.state.looks_without_image():
+            key = reason_category(look.why)
+            looks[key] = looks.get(key, 0) + 1
         return ScrapeSummary(out_dir=self.out_dir, pages_visited=counts.pages("visited"), images_kept=counts.kept,
                              exact_duplicates=counts.exact_duplicates, near_duplicates=counts.near_duplicates,
-                             queued_left=self.state.count_queued(), failures=counts.failure_reasons,
+                             queued_left=self.state.count_queued(), failures=failures,
                              stopped_by=stopped_by, requests_made=self.fetcher.requests_made,
-                             image_urls_found=counts.get(kind="image"))
+                             image_urls_found=counts.get(kind="image"), depth_cut=depth_cut,
+                             max_depth=self.profile.crawl.max_depth, looks_without_image=looks,
+                             placeholders=self.state.placeholders(), notes=self.notes)
+
+    def _known_images(self) -> int:
+        known = self.kept + self.state.count_queued("image")
+        return known if self.limits.max_images is None else min(known, self.limits.max_images)
+
+    def _last_reason(self) -> str:
+        row = self.state.conn.execute("SELECT reason FROM urls WHERE url = ?", (self.failure_streak[-1],)).fetchone()
+        return repr(row[0]) if row and row[0] else "no reason"
+
+    def _limits_now(self) -> dict[str, object]:
+        """The profile limits a content refusal depends on, stored with it for --retry-failed."""
+        images = self.profile.images
+        return {"max_pixels": images.max_pixels, "max_bytes": images.max_bytes, "formats": list(images.formats),
+                "max_page_bytes": self.profile.crawl.max_page_bytes}
 
     def _remove_stale_temp_files(self) -> None:
         """A kill during a file write leaves a '.<name>.<random>.tmp' file (or '.tmp-<random>' from older versions);
@@ -159,18 +271,20 @@ class Crawler:
             self.sha_to_kept.setdefault(record.sha256, kept_sha)
             if record.duplicate_of is None:
                 self.index.add(record.sha256, hex_to_hash(record.phash))
-                self.kept += 1
+        self.kept = self.state.count_kept()  # placeholders are in the index (their copies stay out) but not kept
 
-    def _fetch(self, item: QueuedUrl, max_bytes: int) -> Fetched | None:
+    def _fetch(self, item: QueuedUrl, max_bytes: int, conditional: bool = False) -> Fetched | None:
         """Fetch or record the failure; counts failures that look like the site (not the URL) is the problem."""
         try:
-            fetched = self.fetcher.get(item.url, max_bytes)
+            fetched = self.fetcher.get(item.url, max_bytes, etag=item.etag if conditional else None,
+                                       last_modified=item.last_modified if conditional else None)
         except FetchError as exc:
-            self.state.finish(item.url, "failed", exc.reason, exc.attempts)
+            refused = self._limits_now() if exc.reason.startswith("too large") else None
+            self.state.finish(item.url, "failed", exc.reason, exc.attempts, refused_under=refused)
             site_trouble = exc.reason.startswith(("HTTP 429", "HTTP 5", "timed out", "connection"))
-            self.failure_streak = self.failure_streak + 1 if site_trouble else 0
+            self.failure_streak = [*self.failure_streak, item.url] if site_trouble else []
             return None
-        self.failure_streak = 0
+        self.failure_streak = []
         if fetched.redirect is not None:
             self._follow_redirect(item, fetched.redirect, fetched.attempts)
             return None
@@ -188,8 +302,15 @@ class Crawler:
 
     # ------------------------------------------------------------------------------------------ pages
     def _process_page(self, item: QueuedUrl) -> None:
-        fetched = self._fetch(item, self.profile.crawl.max_page_bytes)
+        # Only listing pages are ever visited twice (--refresh), and only they carry validators worth sending.
+        fetched = self._fetch(item, self.profile.crawl.max_page_bytes, conditional=item.kind == "listing")
         if fetched is None:
+            return
+        if self.notes.refreshed is not None and item.kind == "listing" and (item.etag or item.last_modified):
+            self.notes = replace(self.notes, unchanged=self.notes.unchanged + fetched.not_modified)
+        if fetched.not_modified:  # its links are all known from the last visit
+            self.state.finish(item.url, "visited", None, fetched.attempts)
+            self.pages_visited += 1
             return
         if fetched.media_type and fetched.media_type not in HTML_TYPES:
             self.state.finish(item.url, "failed", f"not an HTML page: Content-Type {fetched.media_type}",
@@ -199,8 +320,13 @@ class Crawler:
         fields = dict(item.fields)
         fields.update(extract_fields(soup, self.profile.fields))
         children = extract_links(soup, item.kind, fetched.url, self.profile)
-        self.state.finish_page(item, fetched.attempts, fields, children, self.profile.crawl.max_depth)
+        added = self.state.finish_page(item, fetched.attempts, fields, children, self.profile.crawl.max_depth,
+                                       (fetched.etag, fetched.last_modified))
+        self.notes = replace(self.notes, new_urls=self.notes.new_urls + added)
         self.pages_visited += 1
+        images = [link.url for link in children if link.kind == "image"]
+        if images:
+            self.kept -= self.state.mark_placeholders(images, PLACEHOLDER_MIN_PAGES)
 
     def _follow_redirect(self, item: QueuedUrl, target: str, attempts: int) -> None:
         target = urldefrag(target).url
@@ -219,7 +345,8 @@ class Crawler:
             checked = check_image(fetched.body, settings.max_pixels, settings.formats)
         except ImageRejected as exc:
             said = f" (server said {fetched.media_type})" if fetched.media_type else ""
-            self.state.finish(item.url, "failed", exc.reason + said, fetched.attempts)
+            self.state.finish(item.url, "failed", exc.reason + said, fetched.attempts,
+                              refused_under=self._limits_now())
             return
         record = ImageRecord(url=item.url, page_url=item.parent, sha256=checked.sha256,
                              phash=hash_to_hex(checked.phash), path=None, format=checked.format,
@@ -240,6 +367,8 @@ class Crawler:
         if record.duplicate_of is None:
             self.index.add(checked.sha256, checked.phash)
             self.kept += 1
+        # Same bytes under many addresses (a placeholder served as /blank.gif?look=12) show up only once downloaded.
+        self.kept -= self.state.mark_placeholders([item.url], PLACEHOLDER_MIN_PAGES)
 
 
 # ---------------------------------------------------------------------------------------------------- HTML reading
@@ -265,19 +394,20 @@ def extract_fields(soup: BeautifulSoup, rules: tuple[FieldRule, ...]) -> dict[st
     return values
 
 
-def _link_rules(kind: str, profile: SiteProfile) -> list[tuple[str | None, str]]:
-    """Which selectors are followed from a page of this kind, and what kind of page each leads to."""
+def _link_rules(kind: str, profile: SiteProfile) -> list[tuple[str | None, str, bool]]:
+    """Which selectors are followed from a page of this kind, what kind of page each leads to, and whether it is
+    pagination (the same page continued, which does not count against max_depth)."""
     s = profile.selectors
     if kind == "listing":
-        return [(s.pagination, "listing"), (s.listing_links, "listing"), (s.collection_links, "collection"),
-                (s.look_links, "look")]
+        return [(s.pagination, "listing", True), (s.listing_links, "listing", False),
+                (s.collection_links, "collection", False), (s.look_links, "look", False)]
     if kind == "collection":
-        rules = [(s.pagination, "collection"), (s.look_links, "look")]
+        rules = [(s.pagination, "collection", True), (s.look_links, "look", False)]
         # Galleries without look pages: the images sit on the collection page itself.
         if s.look_links is None:
-            rules.append((s.image, "image"))
+            rules.append((s.image, "image", False))
         return rules
-    return [(s.look_links, "look"), (s.image, "image")]
+    return [(s.look_links, "look", False), (s.image, "image", False)]
 
 
 def extract_links(soup: BeautifulSoup, kind: str, page_url: str, profile: SiteProfile) -> list[Link]:
@@ -285,7 +415,7 @@ def extract_links(soup: BeautifulSoup, kind: str, page_url: str, profile: SitePr
     base = urljoin(page_url, str(base_tag["href"])) if isinstance(base_tag, Tag) else page_url
     links: list[Link] = []
     seen: set[str] = set()
-    for selector, target_kind in _link_rules(kind, profile):
+    for selector, target_kind, next_page in _link_rules(kind, profile):
         if selector is None:
             continue
         for element in soup.select(selector):
@@ -300,17 +430,24 @@ def extract_links(soup: BeautifulSoup, kind: str, page_url: str, profile: SitePr
             if url in seen or not profile.is_allowed_host(url):
                 continue
             seen.add(url)
-            links.append(Link(url, target_kind))
+            links.append(Link(url, target_kind, next_page))
     return links
 
 
 def _image_source(element: Tag, attr: str) -> str | None:
-    value = element.get(attr)
-    if attr == "srcset" and isinstance(value, str):
-        return _largest_in_srcset(value)
-    if not isinstance(value, str) or not value.strip():
-        value = element.get("href") if element.name == "a" else element.get("src")
-    return value if isinstance(value, str) else None
+    """The image address of one element: the profile's image_attr, then the lazy-loading attributes, then srcset,
+    then src (or href on a link). With image_attr "src" the lazy attributes come first: on a lazy-loaded image src
+    holds a stand-in and data-src the real file. Empty values and inline data: URIs are passed over."""
+    primary = [] if attr == "src" else [attr]
+    plain = "href" if element.name == "a" else "src"
+    for name in dict.fromkeys([*primary, *LAZY_ATTRS, "srcset", plain]):
+        value = element.get(name)
+        if not isinstance(value, str) or not value.strip():
+            continue
+        url = _largest_in_srcset(value) if name.endswith("srcset") else value.strip()
+        if url and not url.lower().startswith("data:"):
+            return url
+    return None
 
 
 def _largest_in_srcset(srcset: str) -> str | None:
@@ -345,17 +482,48 @@ def write_metadata(state: StateDB, out_dir: Path) -> Path:
 
 
 def scrape(profile: SiteProfile, out_dir: str | Path, *, max_pages: int | None = None, max_images: int | None = None,
-           delay: float | None = None, retry_failed: bool = False, progress: bool = True,
-           session: requests.Session | None = None) -> ScrapeSummary:
-    """Crawl (or resume crawling) ``profile`` into ``out_dir``; CLI overrides take precedence over the profile."""
+           delay: float | None = None, retry_failed: bool = False, refresh: bool = False, progress: bool = True,
+           session: requests.Session | None = None, progress_file: TextIO | None = None) -> ScrapeSummary:
+    """Crawl (or resume crawling) ``profile`` into ``out_dir``; CLI overrides take precedence over the profile.
+
+    ``refresh`` reads the listing pages of a finished crawl again (conditional requests) to find what is new."""
     out = Path(out_dir).expanduser()
     limits = Limits(max_pages if max_pages is not None else profile.crawl.max_pages,
                     max_images if max_images is not None else profile.crawl.max_images)
-    crawler = Crawler(profile, out, fetcher=Fetcher(profile, session, delay=delay), limits=limits, progress=progress)
+    crawler = Crawler(profile, out, fetcher=Fetcher(profile, session, delay=delay), limits=limits, progress=progress,
+                      progress_file=progress_file)
     try:
-        if retry_failed:
-            crawler.state.requeue_failed()
+        crawler.prepare(retry_failed=retry_failed, refresh=refresh)
         return crawler.run()
     finally:
         crawler.close()
+
+
+def report_lines(out_dir: str | Path) -> list[str]:
+    """`atelier scrape --report`: every failed or skipped URL with its reason, look pages without a usable image,
+    and placeholders, read from the state file (no request is made)."""
+    out = Path(out_dir).expanduser()
+    if not (out / STATE_FILE).is_file():
+        raise AtelierError(f"{out} holds no crawl ({STATE_FILE} is missing). Fix: pass the --out folder of an "
+                           "earlier `atelier scrape`.")
+    with StateDB(out / STATE_FILE) as state:
+        failures = state.failures()
+        looks = state.looks_without_image()
+        placeholders = state.placeholders()
+        queued = state.count_queued()
+    lines = [f"Report of {out}: {len(failures)} URLs failed or skipped, {len(looks)} look pages without a usable "
+             f"image, {len(placeholders)} placeholder images, {queued} URLs still queued."]
+    groups: dict[str, list[tuple[str, str, str, str]]] = {}
+    for row in failures:
+        groups.setdefault(reason_category(row[3] or "unknown"), []).append(row)
+    for category, rows in sorted(groups.items(), key=lambda item: (-len(item[1]), item[0])):
+        lines.append(f"{category} ({len(rows)}):")
+        lines.extend(f"  {url}  [{kind}, {status}] {reason}" for url, kind, status, reason in rows)
+    if looks:
+        lines.append(f"look pages without a usable image ({len(looks)}):")
+        lines.extend(f"  {look.url}  {look.why}" for look in looks)
+    if placeholders:
+        lines.append(f"placeholder images, not kept ({len(placeholders)}):")
+        lines.extend(f"  {url}  on {pages} pages" for url, pages in placeholders)
+    return lines
 

@@ -12,9 +12,15 @@ and every trap the scraper must survive: robots.txt disallowing /private/, an of
 renamed designer, a 404, a 503 that succeeds on retry, a response slower than the read timeout, a truncated JPEG,
 exact and near duplicates, an HTML page served as image/jpeg, a decompression bomb, a file over the size limit,
 and (for preparation) a tiny image and a panorama.
+
+The server answers conditional requests (an ETag from each body, Last-Modified where a route sets one) with 304,
+and can be taken down (every request answered 503) at once or after a number of requests, then brought back.
+``build_lazy_archive`` and ``build_deep_archive`` make smaller sites for lazy-loaded images and long pagination.
 """
 from __future__ import annotations
 
+import email.utils
+import hashlib
 import io
 import random
 import struct
@@ -48,6 +54,7 @@ class Route:
     behaviour: str = "normal"  # "normal", "fail_once" (503 then 200) or "slow" (sleeps past the read timeout)
     retry_after: str | None = None  # Retry-After header of the 503 that "fail_once" sends first
     send_length: bool = True  # False: no Content-Length, the body simply runs until the connection closes
+    last_modified: str | None = None  # Last-Modified header (an HTTP date); every 200 also gets an ETag of its body
 
 
 @dataclass
@@ -224,6 +231,7 @@ class Request:
     path: str
     user_agent: str
     at: float
+    conditional: bool = False  # sent If-None-Match or If-Modified-Since
 
 
 class FixtureServer:
@@ -232,6 +240,9 @@ class FixtureServer:
     def __init__(self, archive: Archive, slow_seconds: float = SLOW_SECONDS) -> None:
         self.archive = archive
         self.slow_seconds = slow_seconds
+        self.down = False  # an outage: every request is answered 503
+        self.down_after: int | None = None  # go down by itself once this many requests were served
+        self.not_modified: list[str] = []  # paths answered 304
         self.requests: list[Request] = []
         self._failed_once: set[str] = set()
         self._lock = threading.Lock()
@@ -258,19 +269,22 @@ class FixtureServer:
         """Forget the request log and the 'fail once' memory, as if the server had just started."""
         with self._lock:
             self.requests.clear()
+            self.not_modified.clear()
             self._failed_once.clear()
 
     def paths(self) -> list[str]:
         with self._lock:
             return [r.path for r in self.requests]
 
-    def _record(self, path: str, user_agent: str) -> bool:
-        """Log the request; returns True when a fail-once route should fail now."""
+    def _record(self, path: str, user_agent: str, conditional: bool) -> tuple[bool, bool]:
+        """Log the request; returns (a fail-once route should fail now, the server is down)."""
         with self._lock:
-            self.requests.append(Request(path, user_agent, time.monotonic()))
+            if self.down_after is not None and len(self.requests) >= self.down_after:
+                self.down, self.down_after = True, None
+            self.requests.append(Request(path, user_agent, time.monotonic(), conditional))
             first = path not in self._failed_once
             self._failed_once.add(path)
-            return first
+            return first, self.down
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -278,9 +292,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802 (http.server naming)
         fixture: FixtureServer = self.server.fixture  # type: ignore[attr-defined]
-        first_time = fixture._record(self.path, self.headers.get("User-Agent", ""))
+        conditional = bool(self.headers.get("If-None-Match") or self.headers.get("If-Modified-Since"))
+        first_time, down = fixture._record(self.path, self.headers.get("User-Agent", ""), conditional)
         route = fixture.archive.routes.get(self.path)
-        if route is None:
+        if down:
+            self._send(Route(b"down for maintenance", "text/plain", status=503))
+        elif route is not None and route.status == 200 and self._unchanged(route):
+            with fixture._lock:
+                fixture.not_modified.append(self.path)
+            self._send(Route(b"", route.content_type, status=304, headers=_validators(route), send_length=False))
+        elif route is None:
             self._send(Route(b"<h1>Not found</h1>", status=404))
         elif route.behaviour == "fail_once" and first_time:
             headers = {"Retry-After": route.retry_after} if route.retry_after else {}
@@ -290,13 +311,24 @@ class _Handler(BaseHTTPRequestHandler):
                 time.sleep(fixture.slow_seconds)
             self._send(route)
 
+    def _unchanged(self, route: Route) -> bool:
+        """RFC 9110: If-None-Match decides when present; otherwise If-Modified-Since against Last-Modified."""
+        if_none_match = self.headers.get("If-None-Match")
+        if if_none_match:
+            return _validators(route)["ETag"] in [tag.strip() for tag in if_none_match.split(",")]
+        since = self.headers.get("If-Modified-Since")
+        if not since or route.last_modified is None:
+            return False
+        return email.utils.parsedate_to_datetime(route.last_modified) <= email.utils.parsedate_to_datetime(since)
+
     def _send(self, route: Route) -> None:
         try:
             self.send_response(route.status)
             self.send_header("Content-Type", route.content_type)
             if route.send_length:
                 self.send_header("Content-Length", str(len(route.body)))
-            for name, value in route.headers.items():
+            headers = {**_validators(route), **route.headers} if route.status == 200 else route.headers
+            for name, value in headers.items():
                 self.send_header(name, value)
             self.end_headers()
             self.wfile.write(route.body)
@@ -305,6 +337,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (signature from http.server)
         pass
+
+
+def _validators(route: Route) -> dict[str, str]:
+    headers = {"ETag": '"' + hashlib.sha256(route.body).hexdigest()[:16] + '"'}
+    if route.last_modified:
+        headers["Last-Modified"] = route.last_modified
+    return headers
 
 
 def write_profile(path: Path, base_url: str, **crawl: object) -> Path:

@@ -299,6 +299,12 @@ def test_a_site_that_keeps_failing_stops_the_crawl(tmp_path):
         profile = load_profile(write_profile(tmp_path / "site.toml", server.base_url, max_attempts=2,
                                              max_consecutive_failures=3))
         summary = scrape(profile, tmp_path / "out", progress=False)
-        assert summary.stopped_by.startswith("3 requests in a row failed")
-        assert summary.queued_left == 2 and summary.failures == {"HTTP 503": 3}
+        assert summary.error.startswith("3 requests in a row failed after retries, the last with 'HTTP 503")
+        assert summary.stopped_by is None and "crawl complete" not in "\n".join(summary.lines())
+        # The three failed because of the site, not of themselves: they are back in the queue, nothing failed.
+        assert summary.queued_left == 5 and summary.failures == {}
         assert len([p for p in server.paths() if p.startswith("/media/")]) == 3 * 2
+        for n in range(5):  # the site recovers: a plain rerun gets everything
+            routes[f"/media/{n}.jpg"] = Route(jpeg_bytes(draw_look(40 + n)), "image/jpeg")
+        again = scrape(profile, tmp_path / "out", progress=False)
+        assert again.error is None and again.images_kept == 5 and again.queued_left == 0

@@ -6,7 +6,7 @@ import socket
 import pytest
 
 from fixture_site import Archive, FixtureServer, Route, write_profile
-from scrape.fetch import Fetcher, FetchError, parse_retry_after
+from scrape.fetch import Fetcher, FetchError, SiteUnreachable, parse_retry_after
 from scrape.profile import load_profile
 
 ROBOTS = Route(b"User-agent: *\nDisallow: /private/\n", content_type="text/plain")
@@ -117,11 +117,48 @@ def test_robots_rules_off_site_links_and_unreachable_robots(tmp_path):
         assert fetcher.refusal(f"{server.base_url}/private/x/") == "disallowed by robots.txt"
         assert fetcher.refusal("http://example.invalid/designers/").startswith("off-site")
         assert server.paths() == ["/robots.txt"]  # read once, never for the off-site host
-    # No robots.txt (404): everything may be fetched. Unreachable (5xx): nothing may, as RFC 9309 says.
+    # No robots.txt (404): everything may be fetched.
     with serve({}) as server:
         assert fetcher_for(server, tmp_path).refusal(f"{server.base_url}/a") is None
-    with serve({"/robots.txt": Route(b"", status=500)}) as server:
-        assert fetcher_for(server, tmp_path).refusal(f"{server.base_url}/a") == "disallowed by robots.txt"
+
+
+@pytest.mark.parametrize("status", [500, 503, 429])
+def test_unreachable_robots_stops_instead_of_disallowing_and_is_asked_again(tmp_path, status):
+    # RFC 9309: a robots.txt that cannot be read means "do not crawl now", which is not "this URL is disallowed".
+    routes = {"/robots.txt": Route(b"", status=status)}
+    with serve(routes) as server:
+        fetcher = fetcher_for(server, tmp_path, max_attempts=2)
+        with pytest.raises(SiteUnreachable, match=f"robots.txt could not be fetched \\(HTTP {status}"):
+            fetcher.refusal(f"{server.base_url}/a")
+        routes["/robots.txt"] = ROBOTS  # the site is back: the same fetcher asks again (nothing was cached)
+        assert fetcher.refusal(f"{server.base_url}/a") is None
+        assert fetcher.refusal(f"{server.base_url}/private/a") == "disallowed by robots.txt"
+        assert server.paths() == ["/robots.txt"] * 3
+
+
+def test_unreachable_host_robots_raises_site_unreachable(tmp_path):
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    profile = load_profile(write_profile(tmp_path / "site.toml", f"http://127.0.0.1:{port}", max_attempts=1))
+    with pytest.raises(SiteUnreachable, match="connection failed"):
+        Fetcher(profile).refusal(f"http://127.0.0.1:{port}/a")
+
+
+def test_conditional_requests_get_304_for_an_unchanged_page(tmp_path):
+    routes = {"/robots.txt": ROBOTS, "/index": Route(b"<p>one</p>", last_modified="Tue, 01 Dec 2026 10:00:00 GMT")}
+    with serve(routes) as server:
+        fetcher = fetcher_for(server, tmp_path)
+        first = fetcher.get(f"{server.base_url}/index", 1000)
+        assert first.status == 200 and first.etag and first.last_modified == "Tue, 01 Dec 2026 10:00:00 GMT"
+        again = fetcher.get(f"{server.base_url}/index", 1000, etag=first.etag)
+        assert again.not_modified and again.body == b""
+        by_date = fetcher.get(f"{server.base_url}/index", 1000, last_modified=first.last_modified)
+        assert by_date.not_modified
+        routes["/index"] = Route(b"<p>two</p>", last_modified="Wed, 02 Dec 2026 10:00:00 GMT")
+        changed = fetcher.get(f"{server.base_url}/index", 1000, etag=first.etag, last_modified=first.last_modified)
+        assert changed.status == 200 and changed.body == b"<p>two</p>" and changed.etag != first.etag
+        assert [r.conditional for r in server.requests if r.path == "/index"] == [False, True, True, True]
 
 
 def test_parse_retry_after_reads_seconds_and_dates():
