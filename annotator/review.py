@@ -84,7 +84,7 @@ def resample_seeds(url: str, set_id: int, count: int, rng_seed: int | None = Non
         fresh = choose_review_seeds(max(1, count), rng_seed=rng_seed)
         while fresh == sorted(previous) and rng_seed is None:  # a draw equal to the old set would look like a no-op
             fresh = choose_review_seeds(max(1, count))
-        return q.set_review_seeds(session, set_id, fresh).review_seeds, list(previous)
+        return q.set_review_seeds(session, set_id, fresh, expected=previous).review_seeds, list(previous)
 
 
 def restore_seeds(url: str, set_id: int, seeds: Sequence[int]) -> list[int]:

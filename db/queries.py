@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Select, func, insert, select, update
+from sqlalchemy import Select, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -249,6 +249,10 @@ class DirectionInfo:
     published_at: datetime
     unpublished_at: datetime | None
     unpublished_by: str | None
+    # What the publish check measured (mean image change at the slider's ends, 0 … 1; None before revision 0004)
+    # and the refusals someone overrode to publish it anyway (empty when it passed every check).
+    measured_effect: float | None = None
+    override_reasons: tuple[str, ...] = ()
 
     @property
     def active(self) -> bool:
@@ -257,9 +261,21 @@ class DirectionInfo:
 
 @dataclass(frozen=True)
 class LookEdit:
+    """One slider of a look. Looks saved since revision 0004 also keep the exact direction they were made with
+    (vector, layers, σ), so re-publishing a direction under the same name never changes a saved look."""
+
     name: str
     value: float
     direction_id: int | None = None
+    # float32 (w_dim,), or None for looks saved before the edit's direction was recorded.
+    vector: np.ndarray | None = field(default=None, compare=False, repr=False)
+    layer_range: tuple[int, int] | None = None
+    sigma: float | None = None
+
+    @property
+    def frozen(self) -> bool:
+        """True when the look holds everything needed to render this edit as it was saved."""
+        return self.vector is not None and self.layer_range is not None and self.sigma is not None
 
 
 @dataclass(frozen=True)
@@ -273,6 +289,8 @@ class LookInfo:
     edits: tuple[LookEdit, ...]
     reviewer: str
     created_at: datetime
+    # The weights the look was designed on (None for looks saved before revision 0004).
+    model_fingerprint: str | None = None
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -391,6 +409,18 @@ def _k(min_approvals: int | None) -> int:
     return min_approvals_setting() if min_approvals is None else _int("min_approvals", min_approvals, 1)
 
 
+def _changed(session: Session, statement: Any) -> bool:
+    """Run a conditional UPDATE or DELETE (``WHERE`` the state the caller read) and say whether it hit a row.
+
+    Every state change goes through here rather than "read the row, set attributes, flush": under PostgreSQL's
+    READ COMMITTED two transactions can both read the old state, and the second one's plain ``UPDATE … WHERE
+    id = ?`` waits for the first and then overwrites it, so both people are told "done". A condition on the old
+    state is re-checked after that wait, matches nothing, and the loser gets a message instead.
+    """
+    result = session.execute(statement.execution_options(synchronize_session=False))
+    return bool(result.rowcount)
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Reviewers
 
@@ -469,14 +499,20 @@ def add_category(session: Session, name: str) -> CategoryInfo:
     clean = _name("category name", name, 60)
     row = session.scalar(select(Category).where(Category.name == clean))
     if row is not None:
-        if row.retired_at is None:
+        # Conditional, so two people bringing the same category back are not both told it was retired.
+        if not _changed(session, update(Category).where(Category.id == row.id, Category.retired_at.is_not(None))
+                        .values(retired_at=None)):
             raise InvalidInput(f"Category {clean!r} already exists.")
-        row.retired_at = None
-    else:
-        last = session.scalar(select(func.max(Category.position))) or 0
-        row = Category(name=clean, position=last + 1)
-        session.add(row)
-    session.flush()
+        session.refresh(row)
+        return _category_info(row)
+    last = session.scalar(select(func.max(Category.position))) or 0
+    row = Category(name=clean, position=last + 1)
+    session.add(row)
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError:
+        raise InvalidInput(f"Category {clean!r} was just added by someone else.") from None
     return _category_info(row)
 
 
@@ -486,16 +522,25 @@ def rename_category(session: Session, old: str, new: str) -> CategoryInfo:
     clean = _name("category name", new, 60)
     if clean != row.name and session.scalar(select(Category.id).where(Category.name == clean)) is not None:
         raise InvalidInput(f"Category {clean!r} already exists: retire one of the two instead of renaming.")
-    row.name = clean
-    session.flush()
+    statement = update(Category).where(Category.id == row.id, Category.name == row.name).values(name=clean)
+    try:
+        with session.begin_nested():
+            renamed = _changed(session, statement)
+    except IntegrityError:
+        raise InvalidInput(f"Category {clean!r} was just added by someone else: choose another name.") from None
+    if not renamed:
+        raise InvalidInput(f"Category {row.name!r} was just renamed by someone else: reload the page.")
+    session.refresh(row)
     return _category_info(row)
 
 
 def retire_category(session: Session, name: str) -> CategoryInfo:
     """Hide a category from new reviews; old reviews keep it."""
     row = _category(session, name)
-    row.retired_at = utcnow()
-    session.flush()
+    if not _changed(session, update(Category).where(Category.id == row.id, Category.retired_at.is_(None))
+                    .values(retired_at=utcnow())):
+        raise InvalidInput(f"Category {row.name!r} was just retired by someone else.")
+    session.refresh(row)
     return _category_info(row)
 
 
@@ -544,7 +589,12 @@ def register_model(
         raise InvalidInput(f"A different model is already registered as {clean!r}: choose another name.")
     row = Model(name=clean, path=str(path), fingerprint=fingerprint, architecture=arch, added_at=utcnow())
     session.add(row)
-    session.flush()
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError:
+        raise InvalidInput(f"Model {clean!r} (or these weights) was just registered by someone else: reload the "
+                           "Models page.") from None
     return _model_info(row)
 
 
@@ -651,10 +701,24 @@ def list_component_sets(session: Session, model_id: int | None = None) -> list[C
     return [_set_info(session, row) for row in session.scalars(query)]
 
 
-def set_review_seeds(session: Session, set_id: int, seeds: Iterable[int]) -> ComponentSetInfo:
-    """Replace the seeds every reviewer sees for this set ("resample on request")."""
-    row = _set(session, set_id)
-    row.review_seeds = _seeds(seeds)
+def set_review_seeds(
+    session: Session, set_id: int, seeds: Iterable[int], *, expected: Sequence[int] | None = None
+) -> ComponentSetInfo:
+    """Replace the seeds every reviewer sees for this set ("resample on request").
+
+    ``expected`` is the seeds the caller saw: when given and the set no longer has them (a teammate resampled in
+    the meantime), nothing changes and the caller is told. The row is locked while it is compared, so two
+    resamples at once cannot both succeed (PostgreSQL; SQLite's write sessions are serial anyway).
+    """
+    _set(session, set_id)
+    clean = _seeds(seeds)
+    row = session.execute(
+        select(ComponentSet).where(ComponentSet.id == set_id).with_for_update()
+        .execution_options(populate_existing=True)
+    ).scalar_one()
+    if expected is not None and list(row.review_seeds) != [int(x) for x in expected]:
+        raise InvalidInput("Someone else changed this set's review seeds a moment ago: reload the page to see them.")
+    row.review_seeds = clean
     session.flush()
     return _set_info(session, row)
 
@@ -826,6 +890,9 @@ def undo_last_review(session: Session, reviewer: str, component_id: int) -> Revi
     """
     person = _reviewer(session, reviewer)
     component = _component(session, component_id)
+    # Two undos by the same person at once (two tabs) would otherwise both take back the same review on
+    # PostgreSQL; locking their reviewer row makes the second wait and then read the first one's row.
+    session.execute(select(Reviewer.id).where(Reviewer.id == person.id).with_for_update())
     rows = session.scalars(
         select(Review)
         .where(Review.reviewer_id == person.id, Review.component_id == component.id)
@@ -1072,6 +1139,7 @@ def _direction_info(session: Session, row: PublishedDirection) -> DirectionInfo:
         component_id=row.component_id,
         published_by=names[row.published_by], published_at=row.published_at, unpublished_at=row.unpublished_at,
         unpublished_by=None if row.unpublished_by is None else names[row.unpublished_by],
+        measured_effect=row.measured_effect, override_reasons=tuple(row.override_reasons or ()),
     )
 
 
@@ -1088,6 +1156,8 @@ def publish_direction(
     strength_range: tuple[float, float] | None = None,
     sigma: float | None = None,
     published_at: datetime | None = None,
+    measured_effect: float | None = None,
+    override_reasons: Sequence[str] = (),
 ) -> DirectionInfo:
     """Make a direction available to the generate page and the export.
 
@@ -1095,6 +1165,8 @@ def publish_direction(
     "supervised"). Layer range defaults to every layer, strength range to ``DEFAULT_STRENGTH_RANGE``. ``sigma``
     (the σ its sliders count in) defaults to the component's; a supervised direction without one counts in
     vector units (σ 1). ``published_at`` defaults to now; an import passes the original time.
+    ``measured_effect`` and ``override_reasons`` record what the publish check (``model.publishing``) measured and
+    which of its refusals were overridden; this function does not render, so it checks only what the database can.
     The name must be one the export accepts (:func:`check_direction_name`); surrounding spaces are trimmed.
     """
     model = _model(session, model_id)
@@ -1148,6 +1220,8 @@ def publish_direction(
         strength_min=strengths[0], strength_max=strengths[1], sigma=sigma, source=source,
         component_id=component_id, published_by=person.id,
         published_at=utcnow() if published_at is None else published_at,
+        measured_effect=None if measured_effect is None else _float("measured effect", measured_effect),
+        override_reasons=[_text("override reason", r) for r in override_reasons] or None,
     )
     session.add(row)
     try:
@@ -1166,12 +1240,20 @@ def unpublish_direction(session: Session, direction_id: int, reviewer: str) -> D
     row = session.get(PublishedDirection, _int("direction id", direction_id))
     if row is None:
         raise NotFound(f"Unknown published direction {direction_id}: reload the page.")
-    if row.unpublished_at is not None:
-        raise InvalidInput(f"Direction {row.name!r} is already unpublished.")
-    row.unpublished_at = utcnow()
-    row.unpublished_by = person.id
-    session.flush()
-    return _direction_info(session, row)
+    if row.unpublished_at is None:
+        statement = (
+            update(PublishedDirection)
+            .where(PublishedDirection.id == row.id, PublishedDirection.unpublished_at.is_(None))
+            .values(unpublished_at=utcnow(), unpublished_by=person.id)
+        )
+        if _changed(session, statement):
+            session.refresh(row)
+            return _direction_info(session, row)
+        session.refresh(row)
+    by = session.get(Reviewer, row.unpublished_by) if row.unpublished_by is not None else None
+    raise InvalidInput(
+        f"Direction {row.name!r} is already unpublished" + (f" (by {by.name})." if by is not None else ".")
+    )
 
 
 def get_direction(session: Session, direction_id: int) -> DirectionInfo:
@@ -1201,22 +1283,34 @@ def direction_history(session: Session, model_id: int) -> list[DirectionInfo]:
 # Looks
 
 
-def _look_info(row: Look, reviewer: str) -> LookInfo:
-    edits = tuple(
-        LookEdit(name=e["name"], value=float(e["value"]), direction_id=e.get("direction_id")) for e in row.edits
+def _look_edit(stored: Mapping[str, Any]) -> LookEdit:
+    vector = stored.get("vector")
+    layers = stored.get("layer_range")
+    sigma = stored.get("sigma")
+    return LookEdit(
+        name=stored["name"], value=float(stored["value"]), direction_id=stored.get("direction_id"),
+        vector=None if vector is None else np.asarray(vector, dtype=np.float32),
+        layer_range=None if layers is None else (int(layers[0]), int(layers[1])),
+        sigma=None if sigma is None else float(sigma),
     )
+
+
+def _look_info(row: Look, reviewer: str) -> LookInfo:
     return LookInfo(
         id=row.id, model_id=row.model_id, name=row.name, seed=row.seed, psi=row.psi, class_index=row.class_index,
-        edits=edits, reviewer=reviewer, created_at=row.created_at,
+        edits=tuple(_look_edit(e) for e in row.edits), reviewer=reviewer, created_at=row.created_at,
+        model_fingerprint=row.model_fingerprint,
     )
 
 
-def _edit(session: Session, model_id: int, item: LookEdit | Mapping[str, Any]) -> dict[str, Any]:
+def _edit(session: Session, model: Model, item: LookEdit | Mapping[str, Any]) -> dict[str, Any]:
     values = (
-        {"name": item.name, "value": item.value, "direction_id": item.direction_id}
+        {"name": item.name, "value": item.value, "direction_id": item.direction_id, "vector": item.vector,
+         "layer_range": item.layer_range, "sigma": item.sigma}
         if isinstance(item, LookEdit)
         else dict(item)
     )
+    model_id = model.id
     direction_id = values.get("direction_id")
     name = values.get("name")
     if direction_id is not None:
@@ -1227,11 +1321,27 @@ def _edit(session: Session, model_id: int, item: LookEdit | Mapping[str, Any]) -
         name = name or direction.name
     if not name:
         raise InvalidInput("Each edit needs a direction name or a direction_id.")
-    return {
+    stored: dict[str, Any] = {
         "direction_id": direction_id,
         "name": _text("direction name", name),
         "value": _float(f"value of {name}", values.get("value")),
     }
+    return stored | _frozen_parts(name, values, model)
+
+
+def _frozen_parts(name: str, values: Mapping[str, Any], model: Model) -> dict[str, Any]:
+    """The exact direction an edit was made with, checked, as JSON; empty when the caller gave none of it."""
+    vector, layers, sigma = values.get("vector"), values.get("layer_range"), values.get("sigma")
+    if vector is None and layers is None and sigma is None:
+        return {}
+    if vector is None or layers is None or sigma is None:
+        raise InvalidInput(f"Edit {name!r} gives only part of its direction: pass its vector, layer range and σ "
+                           "together (or none of them).")
+    w_dim, num_ws = int(model.architecture["w_dim"]), int(model.architecture["num_ws"])
+    exact = np.asarray(_vector(f"vector of {name}", vector, w_dim), dtype=np.float32)
+    # float32 → Python float is exact, and JSON keeps 17 significant digits, so the vector reads back bit for bit.
+    return {"vector": [float(v) for v in exact], "layer_range": list(_layer_range(layers, num_ws)),
+            "sigma": _float(f"σ of {name}", sigma)}
 
 
 def save_look(
@@ -1256,7 +1366,8 @@ def save_look(
         class_index = _int("class", class_index, 0, c_dim - 1)
     row = Look(
         model_id=model.id, name=clean, seed=seed, psi=psi, class_index=class_index,
-        edits=[_edit(session, model.id, e) for e in edits], reviewer_id=person.id, created_at=utcnow(),
+        edits=[_edit(session, model, e) for e in edits], reviewer_id=person.id, created_at=utcnow(),
+        model_fingerprint=model.fingerprint,
     )
     session.add(row)
     session.flush()
@@ -1284,8 +1395,5 @@ def get_look(session: Session, look_id: int) -> LookInfo:
 
 def delete_look(session: Session, look_id: int) -> None:
     """Looks are the team's own content, so unlike reviews they can be deleted."""
-    row = session.get(Look, _int("look id", look_id))
-    if row is None:
+    if not _changed(session, delete(Look).where(Look.id == _int("look id", look_id))):
         raise NotFound(f"Unknown look {look_id}: it may have been deleted already; reload the page.")
-    session.delete(row)
-    session.flush()

@@ -5,6 +5,9 @@
     python tests/db_writer.py die URL REVIEWER COMPONENT_IDS COUNT
         COUNT committed reviews (printing "COMMITTED <i>" after each commit), then opens one more transaction,
         writes many reviews into it, prints "IN_TRANSACTION <wal bytes>" and waits to be killed.
+    python tests/db_writer.py unpublish URL REVIEWER DIRECTION_ID
+        prints "READY", waits for a line on stdin (so several writers start together), unpublishes the direction
+        and prints "OK" or "REFUSED <message>".
 """
 from __future__ import annotations
 
@@ -38,7 +41,24 @@ def wal_bytes(url: str) -> int:
     return wal.stat().st_size if wal.exists() else 0
 
 
+def unpublish(url: str, reviewer: str, direction_id: int) -> None:
+    with write_session(url) as session:
+        queries.get_direction(session, direction_id)  # connect (and read) before the start signal
+    print("READY", flush=True)
+    sys.stdin.readline()
+    try:
+        with write_session(url) as session:
+            queries.unpublish_direction(session, direction_id, reviewer)
+    except queries.InvalidInput as exc:
+        print(f"REFUSED {exc}", flush=True)
+        return
+    print("OK", flush=True)
+
+
 def main() -> None:
+    if sys.argv[1] == "unpublish":
+        unpublish(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+        return
     mode, url, reviewer, ids, count = sys.argv[1:6]
     component_ids = [int(x) for x in ids.split(",")]
     n = int(count)
