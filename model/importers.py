@@ -209,6 +209,20 @@ def read_interfacegan(data: bytes, label: str) -> RawDirections:
     )
 
 
+def weights_only_refusal(exc: Exception) -> str:
+    """What torch's weights-only loader refused, without the rest of its message.
+
+    torch's text goes on to suggest re-running with weights_only=False, which would run whatever the file holds:
+    the one thing a user handed an untrusted file must not do, so it is never quoted.
+    """
+    text = str(exc)
+    found = re.search(r"Unsupported global: GLOBAL ([\w.<>]+)", text)
+    if found:
+        return f"it names {found.group(1)}, which is not a tensor or a plain value"
+    found = re.search(r"WeightsUnpickler error: ([^\n]{1,200}?)(?:\.\s|\n|$)", text)
+    return found.group(1) if found else "an object torch's safe loader does not accept"
+
+
 def read_sefa_legacy(data: bytes, label: str) -> RawDirections:
     import torch
 
@@ -218,9 +232,9 @@ def read_sefa_legacy(data: bytes, label: str) -> RawDirections:
     try:
         obj = torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
         raise ImportFormatError(
-            f"{label} was refused: it holds Python objects other than tensors and plain values ({first}). Atelier "
+            f"{label} was refused: it holds Python objects other than tensors and plain values "
+            f"({weights_only_refusal(exc)}). Atelier "
             f"loads SeFa files with torch.load(weights_only=True), so nothing in the file was run. Re-save it as "
             f"torch.save({{'ckpt': path, 'eigvec': tensor}})") from None
     except Exception as exc:  # torch raises RuntimeError, EOFError, ... on damaged files
