@@ -163,10 +163,7 @@ class Crawler:
 
     # ------------------------------------------------------------------------------------------ main loop
     def prepare(self, *, retry_failed: bool = False, refresh: bool = False) -> None:
-        """Checks and queue changes made before the first request: profile binding, --retry-failed, --refresh."""
-        problem = placeholder_contact_problem(self.profile)
-        if problem is not None:
-            raise AtelierError(problem)
+        """Queue changes made before the first request: profile binding, --retry-failed, --refresh."""
         self.state.bind_profile(self.profile.name)
         if retry_failed:
             requeued, still_refused = self.state.requeue_failed(self._limits_now())
@@ -487,6 +484,9 @@ def scrape(profile: SiteProfile, out_dir: str | Path, *, max_pages: int | None =
     """Crawl (or resume crawling) ``profile`` into ``out_dir``; CLI overrides take precedence over the profile.
 
     ``refresh`` reads the listing pages of a finished crawl again (conditional requests) to find what is new."""
+    problem = placeholder_contact_problem(profile)
+    if problem is not None:  # before the output folder is created: nothing is written for a refused profile
+        raise AtelierError(problem)
     out = Path(out_dir).expanduser()
     limits = Limits(max_pages if max_pages is not None else profile.crawl.max_pages,
                     max_images if max_images is not None else profile.crawl.max_images)

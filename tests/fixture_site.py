@@ -224,6 +224,63 @@ def build_archive() -> Archive:
     return Archive(routes=routes, traps=traps)
 
 
+def gif_bytes(colour: int = 200) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("P", (1, 1), colour).save(buffer, "GIF")
+    return buffer.getvalue()
+
+
+def _look_page(n: int, img: str) -> Route:
+    return _page(f"Look {n}", f'<span class="season">Spring 2024</span><span class="look-number">Look {n}</span>{img}')
+
+
+def build_lazy_archive(looks: int = 9, real_attr: str | None = None, placeholder: bytes | None = None) -> Archive:
+    """One show whose look images are lazy-loaded: ``src`` is a shared stand-in, the real file sits in a data-*
+    attribute (data-src, data-srcset, data-original in turn, or ``real_attr`` for all). Three more look pages have
+    only the stand-in (their photo is not published yet), so the stand-in is shown on at least three pages."""
+    blank = "/static/blank.gif"
+    routes = {"/robots.txt": Route(b"User-agent: *\nAllow: /\n", "text/plain"),
+              blank: Route(placeholder or gif_bytes(), "image/jpeg" if placeholder else "image/gif")}
+    items = []
+    for n in range(1, looks + 4):
+        items.append(f'<li><a class="look" href="/show/look-{n}/">{n}</a></li>')
+        real = f"/media/{n}.jpg"
+        attr = real_attr or ("data-src", "data-srcset", "data-original")[n % 3]
+        value = f"/media/{n}-small.jpg 480w, {real} 1080w" if attr.endswith("srcset") else real
+        if n <= looks:
+            img = f'<img class="look-image" src="{blank}" {attr}="{value}" alt="look {n}">'
+            routes[real] = Route(jpeg_bytes(draw_look(500 + n)), "image/jpeg")
+        else:
+            img = f'<img class="look-image" src="{blank}" alt="coming soon">'
+        routes[f"/show/look-{n}/"] = _look_page(n, img)
+    routes["/runway/"] = _page("Show", '<a class="collection" href="/show/">Show</a>')
+    routes["/show/"] = _page("Show", f'<ul>{"".join(items)}</ul>')
+    return Archive(routes=routes, traps={})
+
+
+def build_deep_archive(index_pages: int = 12, last_modified: str | None = None) -> Archive:
+    """An index paginated over ``index_pages`` pages, each linking one collection of two looks: every look is
+    three links from the start however far down the index it is."""
+    routes = {"/robots.txt": Route(b"", "text/plain")}
+    for page in range(1, index_pages + 1):
+        add_index_page(routes, page, index_pages, last_modified)
+        base = f"/c{page}/"
+        routes[base] = _page(f"Collection {page}", "".join(
+            f'<a class="look" href="{base}look-{n}/">{n}</a>' for n in (1, 2)))
+        for n in (1, 2):
+            routes[f"{base}look-{n}/"] = _look_page(n, f'<img class="look-image" src="/media/{page}-{n}.jpg">')
+            routes[f"/media/{page}-{n}.jpg"] = Route(jpeg_bytes(draw_look(1000 + 10 * page + n)), "image/jpeg")
+    return Archive(routes=routes, traps={})
+
+
+def add_index_page(routes: dict[str, Route], page: int, pages: int, last_modified: str | None = None) -> None:
+    """(Re)write index page ``page`` of ``pages`` of a deep archive; a next link unless it is the last."""
+    nav = f'<a class="next" href="/runway/?page={page + 1}">next</a>' if page < pages else ""
+    path = "/runway/" if page == 1 else f"/runway/?page={page}"
+    routes[path] = _page(f"Index {page}", f'<a class="collection" href="/c{page}/">Collection {page}</a>{nav}')
+    routes[path].last_modified = last_modified
+
+
 # ---------------------------------------------------------------------------------------------------- server
 
 @dataclass(frozen=True)
@@ -346,7 +403,8 @@ def _validators(route: Route) -> dict[str, str]:
     return headers
 
 
-def write_profile(path: Path, base_url: str, **crawl: object) -> Path:
+def write_profile(path: Path, base_url: str, *, image_attr: str = "src", max_pixels: int = MAX_PIXELS,
+                  formats: tuple[str, ...] = ("JPEG", "PNG", "WEBP"), **crawl: object) -> Path:
     """A site profile for the fixture archive; keyword arguments override [crawl] settings."""
     settings: dict[str, object] = {"delay": 0, "timeout": [2, 0.5], "max_attempts": 3, "backoff": 0.01,
                                    "max_wait": 2}
@@ -365,6 +423,7 @@ listing_links = "a.designer"
 collection_links = "a.collection"
 look_links = "a.look"
 image = "img.look-image"
+image_attr = "{image_attr}"
 
 [fields]
 designer = "span.designer"
@@ -379,7 +438,8 @@ look = {{ selector = ".look-number", pattern = "(\\\\d+)" }}
 
 [images]
 max_bytes = {MAX_IMAGE_BYTES}
-max_pixels = {MAX_PIXELS}
+max_pixels = {max_pixels}
+formats = {_toml_value(list(formats))}
 """, encoding="utf-8")
     return path
 
