@@ -63,3 +63,17 @@ def test_near_duplicate_index_grows_and_returns_the_closest():
     key, distance = index.nearest(57 * 0x0101010101010101 % 2**64 ^ 0b101)
     assert (key, distance) == ("key57", 2)
     assert len(index) == 200
+
+
+def test_the_profile_pixel_limit_replaces_pillows_and_messages_quote_it(monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10_000)  # a small stand-in for Pillow's ~89-megapixel limit
+    data = jpeg_bytes(draw_look(5))  # 160x240 = 38,400 pixels: more than twice the stand-in, a hard error in Pillow
+    assert check_image(data, 40_000, FORMATS).width == 160  # the profile allows more than Pillow: allowed
+    for limit in (12_000, 30_000):  # refused by Pillow's check (set to twice ours) or by ours: both quote ours
+        with pytest.raises(ImageRejected) as info:
+            check_image(data, limit, FORMATS)
+        assert info.value.reason.startswith("decompression bomb") and f"{limit:,}" in info.value.reason
+        assert "10,000" not in info.value.reason and "10000" not in info.value.reason
+    with pytest.raises(ImageRejected, match=r"more than 20,000 pixels \(limit \[images\] max_pixels\)"):
+        check_image(decompression_bomb(1000, 1000), 20_000, FORMATS)
+    assert Image.MAX_IMAGE_PIXELS == 10_000  # put back after every decode

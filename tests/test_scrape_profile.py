@@ -59,6 +59,8 @@ def test_minimal_profile_takes_polite_defaults(tmp_path):
     (MINIMAL + "[fields]\nyear = { selector = \".s\", pattern = \"(\" }\n", "[fields.year] pattern is not a valid"),
     (MINIMAL + "[fields]\nyear = 4\n", "[fields] year must be a selector string"),
     (MINIMAL + "[images]\nmax_pixels = 0\n", "[images] max_pixels must be a whole number >= 1"),
+    (MINIMAL + 'image_attr = "scr"\n', "[selectors] image_attr 'scr' is not an attribute"),
+    (MINIMAL + 'image_attr = "data src"\n', "[selectors] image_attr 'data src' is not an attribute"),
     ("[site\n", "is not valid TOML"),
 ])
 def test_profile_errors_name_the_key_and_the_file(tmp_path, text, expected):
@@ -73,3 +75,23 @@ def test_profile_errors_name_the_key_and_the_file(tmp_path, text, expected):
 def test_missing_profile_points_at_the_template(tmp_path):
     with pytest.raises(AtelierError, match="example-runway.toml"):
         load_profile(tmp_path / "nope.toml")
+
+
+@pytest.mark.parametrize("attr", ["src", "srcset", "href", "data-src", "data-lazy-srcset", "DATA-Original"])
+def test_image_attr_accepts_standard_and_data_attributes(tmp_path, attr):
+    profile = load_profile(write(tmp_path, MINIMAL + f'image_attr = "{attr}"\n'))
+    assert profile.selectors.image_attr == attr.lower()
+
+
+def test_placeholder_contacts_are_recognised(tmp_path):
+    from dataclasses import replace
+
+    from scrape.profile import placeholder_contact_problem
+
+    profile = load_profile(EXAMPLE)
+    assert "[site] contact 'mailto:data-team@your-company.example' is a placeholder" in (
+        placeholder_contact_problem(profile) or "")
+    for contact in ("team@example.com", "https://www.example.org/contact", "ops@archive.example"):
+        assert placeholder_contact_problem(replace(profile, contact=contact)) is not None, contact
+    for contact in ("mailto:data@maison-aurore.fr", "https://atelier.studio/contact", "tests@atelier.invalid"):
+        assert placeholder_contact_problem(replace(profile, contact=contact)) is None, contact

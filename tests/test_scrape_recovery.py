@@ -331,3 +331,14 @@ def test_refresh_reads_a_changed_listing_page_and_fetches_only_its_new_links(tmp
         summary = scrape(profile, tmp_path / "out", refresh=True, progress=False)
         assert server.paths() == ["/robots.txt", "/runway/", "/l2/", "/m/2.jpg"]
     assert summary.images_kept == 2 and summary.notes.unchanged == 0
+
+
+def test_cli_refresh_prints_what_it_did_and_a_missing_profile_is_a_clean_error(tmp_path):
+    with FixtureServer(build_deep_archive(index_pages=2)) as server:
+        profile_path = str(write_profile(tmp_path / "site.toml", server.base_url))
+        assert cli("--profile", profile_path, "--out", str(tmp_path / "out"), "--quiet").exit_code == 0
+        result = cli("--profile", profile_path, "--out", str(tmp_path / "out"), "--refresh", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "refresh: 2 listing pages read again, 2 unchanged (304), 0 new URLs found" in result.output
+    assert "crawl complete" in result.output
+    assert_clean_user_error(cli("--out", str(tmp_path / "out")), "--profile is missing")
