@@ -72,6 +72,8 @@ class ImageSettings:
     max_pixels: int = 80_000_000
     formats: tuple[str, ...] = ("JPEG", "PNG", "WEBP")
     near_duplicate_distance: int = 6
+    # An image shown on this many pages is a placeholder (lazy-loading stand-in), not kept; 0 turns this off.
+    placeholder_pages: int = 3
 
 
 @dataclass(frozen=True)
@@ -239,7 +241,7 @@ def parse_profile(data: dict[str, Any], path: Path) -> SiteProfile:
     )
 
     img_reader = _Reader(path, "images", data.get("images"))
-    img_reader.reject_unknown({"max_bytes", "max_pixels", "formats", "near_duplicate_distance"})
+    img_reader.reject_unknown({"max_bytes", "max_pixels", "formats", "near_duplicate_distance", "placeholder_pages"})
     img_defaults = ImageSettings()
     formats = tuple(f.upper() for f in img_reader.text_list("formats")) or img_defaults.formats
     images = ImageSettings(
@@ -248,9 +250,18 @@ def parse_profile(data: dict[str, Any], path: Path) -> SiteProfile:
         formats=formats,
         near_duplicate_distance=img_reader.number("near_duplicate_distance", img_defaults.near_duplicate_distance,
                                                   0, integer=True),
+        placeholder_pages=_placeholder_pages(img_reader, img_defaults.placeholder_pages),
     )
     return SiteProfile(name=name, start_urls=tuple(start_urls), contact=contact, selectors=selectors,
                        fields=fields, allowed_hosts=frozenset(hosts), crawl=crawl, images=images, source=path)
+
+
+def _placeholder_pages(reader: _Reader, default: int) -> int:
+    value = reader.number("placeholder_pages", default, 0, integer=True)
+    if value in (1, 2):  # 1 would call every image a placeholder; 2 every look shown twice (an exact duplicate)
+        reader.fail(f"[images] placeholder_pages must be 0 (off) or at least 3, got {value}",
+                    "write placeholder_pages = 3 (the default), or 0 to keep images shown on many pages")
+    return int(value)
 
 
 def _image_attr(reader: _Reader) -> str:

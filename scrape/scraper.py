@@ -33,9 +33,6 @@ STATE_FILE = "state.sqlite"
 METADATA_FILE = "metadata.jsonl"
 IMAGES_DIR = "images"
 HTML_TYPES = ("text/html", "application/xhtml+xml")
-# An image shown on this many pages (same address or same bytes) is a placeholder, not a look: a lazy-loading
-# site's stand-in, a "photo coming soon". Two pages can legitimately share a photo (a look shown twice), three not.
-PLACEHOLDER_MIN_PAGES = 3
 # Where lazy-loading scripts keep the real address while ``src`` holds a stand-in; tried after the profile's
 # image_attr, before src (see _image_source).
 LAZY_ATTRS = ("data-srcset", "data-src", "data-lazy-srcset", "data-lazy-src", "data-original", "data-lazy")
@@ -117,7 +114,8 @@ class ScrapeSummary:
             lines.append(f"  ... and {len(self.placeholders) - SHOWN_PLACEHOLDERS} more placeholders ({report})")
         if self.placeholders:
             lines.append("  hint: a placeholder usually means lazy loading: open a look page's HTML source, find the "
-                         "attribute holding the real file (data-src, data-srcset ...) and set [selectors] image_attr")
+                         "attribute holding the real file (data-src, data-srcset ...) and set [selectors] image_attr "
+                         "(if it is a real look shown on many pages, set [images] placeholder_pages higher, or 0)")
         if any(n for reason, n in self.failures.items() if reason != DEPTH_REASON):
             lines.append(f"  failed URLs and reasons: {report}")
         return lines
@@ -322,8 +320,8 @@ class Crawler:
         self.notes = replace(self.notes, new_urls=self.notes.new_urls + added)
         self.pages_visited += 1
         images = [link.url for link in children if link.kind == "image"]
-        if images:
-            self.kept -= self.state.mark_placeholders(images, PLACEHOLDER_MIN_PAGES)
+        if images and self.profile.images.placeholder_pages:
+            self.kept -= self.state.mark_placeholders(images, self.profile.images.placeholder_pages)
 
     def _follow_redirect(self, item: QueuedUrl, target: str, attempts: int) -> None:
         target = urldefrag(target).url
@@ -365,7 +363,8 @@ class Crawler:
             self.index.add(checked.sha256, checked.phash)
             self.kept += 1
         # Same bytes under many addresses (a placeholder served as /blank.gif?look=12) show up only once downloaded.
-        self.kept -= self.state.mark_placeholders([item.url], PLACEHOLDER_MIN_PAGES)
+        if settings.placeholder_pages:
+            self.kept -= self.state.mark_placeholders([item.url], settings.placeholder_pages)
 
 
 # ---------------------------------------------------------------------------------------------------- HTML reading

@@ -343,8 +343,9 @@ class StateDB:
     # ------------------------------------------------------------------------------------------ placeholders
     def mark_placeholders(self, image_urls: Iterable[str], min_pages: int) -> int:
         """Mark as placeholders the images shown on at least ``min_pages`` pages, by address or by identical bytes
-        (a lazy-loading site's stand-in GIF, a "coming soon" picture): no look has that as its photo. Returns how
-        many images this took out of the kept set."""
+        (a lazy-loading site's stand-in GIF, a "coming soon" picture): no look has that as its photo, while two
+        pages may legitimately share one (a look shown twice). Returns how many images this took out of the kept
+        set."""
         removed = 0
         with self.transaction() as tx:
             for url in image_urls:

@@ -404,7 +404,8 @@ def _validators(route: Route) -> dict[str, str]:
 
 
 def write_profile(path: Path, base_url: str, *, image_attr: str = "src", max_pixels: int = MAX_PIXELS,
-                  formats: tuple[str, ...] = ("JPEG", "PNG", "WEBP"), **crawl: object) -> Path:
+                  formats: tuple[str, ...] = ("JPEG", "PNG", "WEBP"), placeholder_pages: int = 3,
+                  **crawl: object) -> Path:
     """A site profile for the fixture archive; keyword arguments override [crawl] settings."""
     settings: dict[str, object] = {"delay": 0, "timeout": [2, 0.5], "max_attempts": 3, "backoff": 0.01,
                                    "max_wait": 2}
@@ -440,6 +441,7 @@ look = {{ selector = ".look-number", pattern = "(\\\\d+)" }}
 max_bytes = {MAX_IMAGE_BYTES}
 max_pixels = {max_pixels}
 formats = {_toml_value(list(formats))}
+placeholder_pages = {placeholder_pages}
 """, encoding="utf-8")
     return path
 

@@ -60,6 +60,7 @@ def test_minimal_profile_takes_polite_defaults(tmp_path):
     (MINIMAL + "[fields]\nyear = 4\n", "[fields] year must be a selector string"),
     (MINIMAL + "[images]\nmax_pixels = 0\n", "[images] max_pixels must be a whole number >= 1"),
     (MINIMAL + 'image_attr = "scr"\n', "[selectors] image_attr 'scr' is not an attribute"),
+    (MINIMAL + "[images]\nplaceholder_pages = 2\n", "[images] placeholder_pages must be 0 (off) or at least 3"),
     (MINIMAL + 'image_attr = "data src"\n', "[selectors] image_attr 'data src' is not an attribute"),
     ("[site\n", "is not valid TOML"),
 ])

@@ -139,6 +139,14 @@ def test_a_placeholder_shared_by_every_look_is_detected_and_never_kept(tmp_path,
     assert again.images_kept == 6 and again.looks_without_image == {"placeholder": 3}
 
 
+def test_placeholder_detection_can_be_turned_off(tmp_path):
+    # A site that really shows one photo on many pages (a campaign image) keeps it with placeholder_pages = 0.
+    with FixtureServer(build_lazy_archive(looks=3, real_attr="data-full", placeholder=jpeg_bytes(draw_look(78)))) as s:
+        profile = load_profile(write_profile(tmp_path / "site.toml", s.base_url, placeholder_pages=0))
+        summary = scrape(profile, tmp_path / "out", progress=False)
+    assert summary.images_kept == 1 and summary.placeholders == [] and summary.looks_without_image == {}
+
+
 def test_report_lists_failed_urls_and_look_pages_without_an_image(tmp_path):
     archive = build_archive()
     with FixtureServer(archive) as server:
