@@ -88,8 +88,9 @@ class ScrapeSummary:
         elif self.queued_left:
             lines.append(f"  {self.queued_left} URLs still queued: run the same command again to continue")
         else:
-            lines.append("  crawl complete: nothing left in the queue")
-        if self.pages_visited and not self.image_urls_found:
+            within = f" up to max_depth {self.max_depth}" if self.depth_cut else ""
+            lines.append(f"  crawl complete{within}: nothing left in the queue")
+        if self.pages_visited and not self.image_urls_found and not self.depth_cut:
             # The usual first-run problem with a new profile: selectors that match nothing on the real pages.
             lines.append("  hint: no page had an image matching the profile's selectors; open a look page in a "
                          "browser and check [selectors] look_links and image")

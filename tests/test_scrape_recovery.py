@@ -186,7 +186,9 @@ def test_links_cut_by_max_depth_are_counted_reported_and_followed_when_it_is_rai
         shallow = load_profile(write_profile(tmp_path / "site.toml", server.base_url, max_depth=1))
         summary = scrape(shallow, tmp_path / "out", progress=False)
         assert summary.images_kept == 0 and summary.depth_cut == 10
-        assert "links not followed (beyond max_depth 1): 10; raise [crawl] max_depth" in "\n".join(summary.lines())
+        text = "\n".join(summary.lines())
+        assert "links not followed (beyond max_depth 1): 10; raise [crawl] max_depth" in text
+        assert "crawl complete up to max_depth 1: nothing left" in text and "hint: no page had an image" not in text
         assert not [p for p in server.paths() if "look-" in p]
         report = cli("--report", "--out", str(tmp_path / "out")).output
         assert "beyond max_depth (10):" in report and f"{server.base_url}/c5/look-2/  [look, skipped]" in report
