@@ -6,7 +6,9 @@ Layout of the output folder::
     OUT/images/ab/ab12...ef.jpg   kept images, named by their sha256
     OUT/metadata.jsonl            one line per kept image: url, page_url, path, sha256, phash, size, fields
 
-Run the same command again after a crash, Ctrl-C or kill: it continues from the state file.
+Run the same command again after a crash, Ctrl-C or kill: it continues from the state file. A site that cannot be
+reached stops the crawl with an error and the queue intact; ``--refresh`` reads a finished crawl's listing pages
+again for what is new; ``report_lines`` (``--report``) lists everything that was not downloaded, and why.
 """
 from __future__ import annotations
 
@@ -196,20 +198,20 @@ class Crawler:
                     if not pages_allowed and self.state.count_queued():
                         stopped_by = f"max_pages ({self.limits.max_pages}) reached"
                     break
-                if len(self.failure_streak) >= self.profile.crawl.max_consecutive_failures:
-                    # Every recent request failed after retries: the site is down or is refusing us. Hammering on
-                    # would be rude; stop. Those URLs failed because of the site, not of themselves: they go back
-                    # in the queue, so a plain rerun picks up from here.
-                    error = (f"{len(self.failure_streak)} requests in a row failed after retries, the last with "
-                             f"{self._last_reason()} (site down or blocking us?)")
-                    self.state.requeue(self.failure_streak)
-                    break
                 kept_before = self.kept
                 try:
                     self._process(item)
                 except SiteUnreachable as exc:
                     # RFC 9309: robots.txt unreachable means "do not crawl now", not "everything is disallowed".
-                    error = f"robots.txt {exc} (RFC 9309: do not crawl while it cannot be read)"
+                    error = f"{exc} (RFC 9309: do not crawl while robots.txt cannot be read)"
+                    break
+                if len(self.failure_streak) >= self.profile.crawl.max_consecutive_failures:
+                    # Every recent request failed after retries: the site is down or is refusing us. Hammering on
+                    # would be rude; stop. Those URLs failed because of the site, not of themselves: they go back
+                    # in the queue, so a plain rerun picks up from here.
+                    error = (f"{len(self.failure_streak)} requests in a row failed after retries, the last with "
+                             f"{self.state.reason(self.failure_streak[-1])!r} (site down or blocking us?)")
+                    self.state.requeue(self.failure_streak)
                     break
                 bar.total = self._known_images()
                 bar.update(self.kept - kept_before)
@@ -241,10 +243,6 @@ class Crawler:
     def _known_images(self) -> int:
         known = self.kept + self.state.count_queued("image")
         return known if self.limits.max_images is None else min(known, self.limits.max_images)
-
-    def _last_reason(self) -> str:
-        row = self.state.conn.execute("SELECT reason FROM urls WHERE url = ?", (self.failure_streak[-1],)).fetchone()
-        return repr(row[0]) if row and row[0] else "no reason"
 
     def _limits_now(self) -> dict[str, object]:
         """The profile limits a content refusal depends on, stored with it for --retry-failed."""

@@ -381,6 +381,10 @@ class StateDB:
                               width=row[6], height=row[7], bytes=row[8], fields=json.loads(row[9]),
                               duplicate_of=row[10], distance=row[11])
 
+    def reason(self, url: str) -> str | None:
+        row = self.conn.execute("SELECT reason FROM urls WHERE url = ?", (url,)).fetchone()
+        return None if row is None else row[0]
+
     def count_queued(self, kind: str | None = None) -> int:
         if kind is not None:
             return self.conn.execute("SELECT COUNT(*) FROM urls WHERE status = 'queued' AND kind = ?",
