@@ -21,11 +21,20 @@ st.set_page_config(page_title="Atelier", page_icon="🧵", layout="wide")
 ctx = ui.context()
 ui.sidebar_identity()
 
+REVIEW = st.Page(ui.page_path("review"), title="Review", icon=":material/rate_review:", url_path="review")
+
+
+def _start() -> None:
+    """The app's root URL opens Review. Streamlit serves its default page only at "/", so Review itself is not the
+    default: that way /review (a reload, a bookmark, a link) opens it too instead of "Page not found"."""
+    st.switch_page(REVIEW, query_params=dict(st.query_params))
+
+
 PAGES = {
     "Team": [
+        st.Page(_start, title="Start", url_path="start", default=True, visibility="hidden"),
         st.Page(ui.page_path("overview"), title="Overview", icon=":material/insights:", url_path="overview"),
-        st.Page(ui.page_path("review"), title="Review", icon=":material/rate_review:", url_path="review",
-                default=True),
+        REVIEW,
         st.Page(ui.page_path("components"), title="Components", icon=":material/table_rows:",
                 url_path="components"),
     ],

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 from db import queries as q
 from db.engine import read_session, write_session
+from model import publishing
 
 
 @dataclass(frozen=True)
@@ -21,11 +22,14 @@ class Candidate:
 
 
 def candidates(url: str, set_id: int, model: q.ModelInfo) -> list[Candidate]:
+    """Approved components not published yet, and components in conflict that someone approved (shown so the
+    refusal and its reason are visible where people publish, not only on the command line)."""
     with read_session(url) as session:
         published = {d.component_id for d in q.active_directions(session, model.id)}
         out = []
         for status in q.component_statuses(session, set_id):
-            if status.status != "approved" or status.component_id in published:
+            wanted = status.status == "approved" or (status.status == "conflict" and status.approvals)
+            if not wanted or status.component_id in published:
                 continue
             approvals = [r for r in reversed(q.review_history(session, status.component_id))
                          if r.decision == "approve"]
@@ -47,13 +51,44 @@ def check_name(name: str) -> str:
     return check_direction_name(name.strip())
 
 
-def publish(url: str, reviewer: str, model_id: int, component_id: int, name: str, category: str | None,
-            layer_range: tuple[int, int], strength_range: tuple[float, float]) -> q.DirectionInfo:
+def proposal(url: str, renderer, model_id: int, component_id: int, layer_range: tuple[int, int],
+             strength_range: tuple[float, float] | None = None) -> publishing.Proposal:
+    """What publishing this component on these settings would do: the effect strip, its measure, the refusals."""
+    with read_session(url) as session:
+        return publishing.propose(session, renderer, model_id, component_id, layer_range=layer_range,
+                                  strength_range=strength_range)
+
+
+def default_span(url: str, renderer, component_id: int, layer_range: tuple[int, int]) -> publishing.Span:
+    """The slider range the form starts from: where the edit stays plausible on these layers."""
+    with read_session(url) as session:
+        component = q.get_component(session, component_id)
+        vector = q.component_vector(session, component_id)
+        seeds = q.get_component_set(session, component.set_id).review_seeds[: publishing.MEASURE_SEEDS]
+    return publishing.plausible_span(renderer, vector, float(component.sigma) or 1.0, layer_range,
+                                     seeds or list(range(publishing.MEASURE_SEEDS)))
+
+
+def publish(url: str, renderer, reviewer: str, model_id: int, component_id: int, name: str, category: str | None,
+            layer_range: tuple[int, int], strength_range: tuple[float, float],
+            force: bool = False) -> q.DirectionInfo:
+    """Publish through the checks (model.publishing); ``force`` overrides their refusals and records them."""
     clean = check_name(name)
     with write_session(url) as session:
-        return q.publish_direction(session, model_id, clean, reviewer, component_id=component_id,
-                                   category=category or None, layer_range=layer_range,
-                                   strength_range=strength_range)
+        checked = publishing.propose(session, renderer, model_id, component_id, name=clean,
+                                     category=category or None, layer_range=layer_range,
+                                     strength_range=strength_range)
+        return publishing.publish(session, checked, reviewer, force=force)
+
+
+def flags(url: str, model_id: int) -> dict[int, publishing.DirectionFlags]:
+    with read_session(url) as session:
+        return publishing.direction_flags(session, model_id)
+
+
+def update(url: str, renderer, reviewer: str, direction_id: int, force: bool = False) -> q.DirectionInfo:
+    with write_session(url) as session:
+        return publishing.update_direction(session, renderer, direction_id, reviewer, force=force)
 
 
 def unpublish(url: str, reviewer: str, direction_id: int) -> q.DirectionInfo:

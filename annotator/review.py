@@ -34,6 +34,42 @@ class StripSettings:
         return presets.get(self.preset, presets["all"])
 
 
+@dataclass(frozen=True)
+class OpeningLayers:
+    """The layer choice a component opens on: a preset name, or "custom" with its range."""
+
+    preset: str
+    custom: tuple[int, int] | None = None
+    why: str = ""
+
+
+def opening_layers(component: q.ComponentInfo, last_approved: tuple[int, int] | None,
+                   presets: dict[str, tuple[int, int]]) -> OpeningLayers:
+    """Where a component's strip starts: the layers this reviewer last approved it on, else the group where the
+    scores say it acts most, else every layer. Never the previous component's choice, which is how a colour
+    component came to be approved (and published) on the coarse layers, where it does nothing."""
+    if last_approved is not None:
+        for name, span in presets.items():
+            if tuple(span) == tuple(last_approved):
+                return OpeningLayers(name, None, "the layers you approved it on")
+        return OpeningLayers("custom", (int(last_approved[0]), int(last_approved[1])), "the layers you approved it on")
+    suggested = component.layer_sensitivity
+    if suggested in presets:
+        return OpeningLayers(str(suggested), None, "where the scores say it acts most")
+    return OpeningLayers("all", None, "every layer (not scored yet)")
+
+
+def last_approved_layers(url: str, reviewer: str, component_ids: Sequence[int]) -> dict[int, tuple[int, int] | None]:
+    """Component id → the layers of this reviewer's latest approval of it (None when they never approved it)."""
+    found: dict[int, tuple[int, int] | None] = {}
+    with read_session(url) as session:
+        for component_id in component_ids:
+            approvals = [r for r in q.review_history(session, component_id)
+                         if r.reviewer == reviewer and r.decision == "approve" and r.layer_range is not None]
+            found[component_id] = tuple(approvals[-1].layer_range) if approvals else None  # type: ignore[misc]
+    return found
+
+
 def strip_request(ctx: services.Context, component: q.ComponentInfo, vector, settings: StripSettings,
                   renderer, seeds: Sequence[int]) -> StripRequest:
     start, stop = settings.layers(renderer)

@@ -159,7 +159,7 @@ def test_suggested_layer_group_is_one_click_and_recorded_on_approval(env):
         session.get(Component, component_id).layer_sensitivity = "fine"
     at.run()
     next(b for b in at.button if b.label == "Try fine").click().run()
-    assert not _errors(at) and at.session_state["rv.preset"] == "fine"
+    assert not _errors(at) and at.session_state[f"rv.preset.{component_id}"] == "fine"
     assert not [b for b in at.button if b.label == "Try fine"]  # shown only while another range is chosen
     at.text_input(key=f"rv.label.{component_id}").input("backdrop")
     next(b for b in at.button if b.label == "Approve").click().run()
@@ -241,7 +241,8 @@ def test_publish_then_slider_on_generate_and_save_look(env):
     candidates = directions.candidates(ctx.url, ctx.component_set.id, ctx.model)
     ready = [c for c in candidates if c.component_id == component.id]
     assert ready and ready[0].layer_range == (0, 4) and ready[0].name == "waist"
-    info = directions.publish(ctx.url, "Gus", ctx.model.id, component.id, "waist", "silhouette", (0, 4), (-2.0, 2.0))
+    info = directions.publish(ctx.url, services.renderer_for(ctx.model), "Gus", ctx.model.id, component.id, "waist",
+                              "silhouette", (0, 4), (-2.0, 2.0))
 
     at = _page(_app("Gus"), "generate")
     slider = at.slider(key=f"gen.d.{info.id}")
