@@ -18,6 +18,16 @@ def _network_option() -> Optional[Path]:
     return typer.Option(None, "--network", "-n", help="Generator .pkl or .safetensors (default: the demo model).")
 
 
+def device_option(default: str = "auto") -> str:
+    return typer.Option(default, help="auto | cpu | cuda | cuda:N (auto: the GPU if there is one).")
+
+
+def precision_option(default: str = "auto") -> str:
+    return typer.Option(default, help="auto | float32 | bfloat16 | float16. auto: float16 on a GPU where the network "
+                                      "was trained with it, bfloat16 on a CPU that has it in hardware (AVX-512 BF16 "
+                                      "or AMX; within a few levels of float32, see the README), else float32.")
+
+
 @exit_on_user_error
 def generate(
     network: Optional[Path] = _network_option(),
@@ -27,14 +37,16 @@ def generate(
     class_index: Optional[int] = typer.Option(None, "--class", help="Class for conditional models."),
     noise_mode: str = typer.Option("const", help="const | random | none"),
     outdir: Path = typer.Option(Path("out"), help="Folder for seedNNNN.png files."),
-    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    device: str = device_option(),
+    precision: str = precision_option("float32"),
 ) -> None:
     """Render one PNG per seed (named seedNNNN.png, as stylegan2-ada does)."""
-    from model.render import Renderer, configure_threads, parse_seeds, save_png
+    from model.render import Renderer, check_precision, configure_threads, parse_seeds, save_png
 
     configure_threads()
     seed_list = parse_seeds(seeds)
-    renderer = Renderer(network, device=device)
+    check_precision(precision)
+    renderer = Renderer(network, device=device, precision=precision)
     if noise_mode not in ("const", "random", "none"):
         raise AtelierError(f"--noise-mode must be const, random or none, not {noise_mode!r}")
     for start in range(0, len(seed_list), 32):
@@ -212,10 +224,14 @@ def bench_render(
     network: Optional[Path] = _network_option(),
     batches: str = typer.Option("1,8,32", help="Batch sizes to time."),
     repeats: int = typer.Option(3, help="Timed repetitions per row (after one warm-up)."),
-    device: str = typer.Option("cpu"),
+    device: str = device_option(),
+    precision: str = precision_option(),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
-    """Images/s at full and preview resolution, peak memory, and the latency of one 6 × 7 review strip."""
+    """Images/s at full and preview resolution, peak memory, the latency of one 6 × 7 review strip, and the share
+    of the machine's limit (a 3×3 convolution of the network's shape) the renderer reaches at batch 8.
+
+    --network also takes random:RESxCH, a generator of that shape with random weights (e.g. random:256x512)."""
     from model.bench import bench_render as run_bench, format_render_table
     from model.render import configure_threads
 
@@ -226,7 +242,7 @@ def bench_render(
         raise AtelierError(f"--batches {batches!r}: give whole numbers separated by commas, e.g. 1,8,32") from None
     if not sizes or min(sizes) < 1:
         raise AtelierError(f"--batches {batches!r}: give at least one batch size of 1 or more, e.g. 1,8,32")
-    result = run_bench(network, sizes, repeats=repeats, device=device)
+    result = run_bench(network, sizes, repeats=repeats, device=device, precision=precision)
     typer.echo(json.dumps(result) if as_json else format_render_table(result))
 
 

@@ -9,6 +9,7 @@ from typing import Optional
 
 import typer
 
+from model.commands import device_option, precision_option
 from model.errors import AtelierError, exit_on_user_error
 from model.files import image_format, write_image
 
@@ -41,13 +42,13 @@ def _load_set(set_id: int):
     return info, vectors, sigmas, model
 
 
-def _renderer_for(model, network: Optional[Path]):
+def _renderer_for(model, network: Optional[Path], device: str = "cpu", precision: str = "float32"):
     from model.render import Renderer
 
     path = network or (Path(model.path) if model.path else None)
     if path is None or not Path(path).exists():
         raise AtelierError(f"the set's model file {model.path!r} is not there; pass --network with the same weights")
-    renderer = Renderer(path, device="cpu")
+    renderer = Renderer(path, device=device, precision=precision)
     if renderer.fingerprint != model.fingerprint:
         raise AtelierError(f"{path} holds different weights than the set was discovered on "
                            f"({renderer.fingerprint[:12]} ≠ {model.fingerprint[:12]}); pass the right --network")
@@ -106,6 +107,8 @@ def strip(
     class_index: Optional[int] = typer.Option(None, "--class", help="Class for conditional models."),
     network: Optional[Path] = _network_option(),
     out: Path = typer.Option(Path("strip.png"), help="Output image (.png, .jpg or .webp)."),
+    device: str = device_option(),
+    precision: str = precision_option(),
 ) -> None:
     """Render one component's review strip (seeds × σ steps), through the strip cache."""
     from PIL import Image
@@ -121,7 +124,7 @@ def strip(
     info, vectors, sigmas, model = _load_set(set_id)
     if not 0 <= component < len(vectors):
         raise AtelierError(f"component {component} is not in set {set_id} (it has 0 … {len(vectors) - 1})")
-    renderer = _renderer_for(model, network)
+    renderer = _renderer_for(model, network, device, precision)
     seed_list = parse_seeds(seeds) if seeds else (info.review_seeds or D.choose_review_seeds(rng_seed=set_id))
     start, stop = D.row_span(renderer.G, D.parse_layers(layers, renderer.num_ws))
     renderer.class_vector(class_index, 1)  # a conditional model needs a valid class: say so before rendering
@@ -144,6 +147,8 @@ def score(
     seeds: int = typer.Option(6, help="Seeds per component (seeds 1000 … 1000+N-1)."),
     resolution: Optional[int] = typer.Option(None, help="Render size (default: preview size for large models)."),
     network: Optional[Path] = _network_option(),
+    device: str = device_option(),
+    precision: str = precision_option(),
 ) -> None:
     """Score every component of a set (effect, consistency, locality, colour share, layers, category, priority)."""
     from model.bench import preview_resolution
@@ -152,7 +157,7 @@ def score(
 
     configure_threads()
     info, vectors, sigmas, model = _load_set(set_id)
-    renderer = _renderer_for(model, network)
+    renderer = _renderer_for(model, network, device, precision)
     res = resolution or (preview_resolution(renderer) if renderer.resolution >= 256 else None)
     t0 = time.perf_counter()
     with _progress(len(vectors), "scoring") as bar:

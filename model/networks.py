@@ -215,9 +215,11 @@ class SynthesisBlock(nn.Module):
         self.num_torgb += 1
 
     def forward(self, x: torch.Tensor | None, img: torch.Tensor | None, ws: torch.Tensor, noise_mode: str = "random",
-                force_fp32: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                force_fp32: bool = False, dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """`dtype` overrides the block's own choice (:func:`block_dtype`); rendering passes it explicitly so that one
+        loaded network can be shared by renderers of different precisions without changing its flags."""
         w_rows = iter(ws.unbind(dim=1))
-        dtype = block_dtype(self, ws.device, force_fp32)
+        dtype = dtype or block_dtype(self, ws.device, force_fp32)
         if self.in_channels == 0:
             x = self.const.to(dtype).unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])
         else:
@@ -265,13 +267,18 @@ class SynthesisNetwork(nn.Module):
         return rows
 
     def forward(self, ws: torch.Tensor, noise_mode: str = "random", force_fp32: bool = False,
-                max_resolution: int | None = None) -> torch.Tensor:
-        """Render; `max_resolution` stops early and returns that stage's skip image (a cheap preview)."""
+                max_resolution: int | None = None, block_dtypes: dict[int, torch.dtype] | None = None) -> torch.Tensor:
+        """Render; `max_resolution` stops early and returns that stage's skip image (a cheap preview).
+
+        `block_dtypes` (resolution -> dtype) sets each block's compute dtype explicitly (a block it leaves out
+        computes in float32); without it each block decides by its architecture and `force_fp32`.
+        """
         if noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
         x = img = None
         for block, rows in zip(self.blocks(), self.block_ws(ws)):
-            x, img = block(x, img, rows, noise_mode=noise_mode, force_fp32=force_fp32)
+            dtype = None if block_dtypes is None else block_dtypes.get(block.resolution, torch.float32)
+            x, img = block(x, img, rows, noise_mode=noise_mode, force_fp32=force_fp32, dtype=dtype)
             if max_resolution is not None and block.resolution >= max_resolution:
                 break
         return img

@@ -42,6 +42,9 @@ def check_seed(seed: object) -> int:
     return seed
 
 
+MAX_SEEDS = 100_000  # per command: more would take days to render and the list alone gigabytes
+
+
 def parse_seeds(text: str) -> list[int]:
     """'0-7,12,20-22' -> [0..7, 12, 20, 21, 22] (inclusive ranges, like stylegan2-ada's --seeds)."""
     seeds: list[int] = []
@@ -54,11 +57,13 @@ def parse_seeds(text: str) -> list[int]:
             lo, hi = check_seed(match.group(1)), check_seed(match.group(2))
             if hi < lo:
                 raise AtelierError(f"seed range '{part}' runs backwards; write it as {hi}-{lo}")
-            if hi - lo > 100_000:
-                raise AtelierError(f"seed range '{part}' has more than 100,000 seeds; use a smaller range")
+            if hi - lo + 1 > MAX_SEEDS:
+                raise AtelierError(f"seed range '{part}' has more than {MAX_SEEDS:,} seeds; use a smaller range")
             seeds.extend(range(lo, hi + 1))
         else:
             seeds.append(check_seed(part))
+        if len(seeds) > MAX_SEEDS:  # many ranges together must not get round the limit on one
+            raise AtelierError(f"more than {MAX_SEEDS:,} seeds in all; ask for fewer at once")
     if not seeds:
         raise AtelierError("no seeds given; write them like '0-7' or '3,14,15'")
     return seeds
@@ -109,18 +114,111 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
     return (images * 127.5 + 128).clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
-def pick_device(device: str = "auto") -> torch.device:
-    if device == "auto":
+DEVICE_ENV = "ATELIER_DEVICE"  # how `atelier app --device` reaches the Streamlit process
+PRECISION_ENV = "ATELIER_PRECISION"
+PRECISIONS = ("auto", "float32", "bfloat16", "float16")
+CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of CPUs with bfloat16 arithmetic in hardware
+
+
+def cuda_missing_reason() -> str:
+    """Why CUDA cannot be used here, in words (the PyTorch build, or no GPU visible)."""
+    if torch.version.cuda is None:
+        return (f"this PyTorch ({torch.__version__}) is a CPU-only build; install a CUDA build of torch "
+                f"(https://pytorch.org/get-started/locally/) to use a GPU")
+    return "PyTorch has CUDA support but sees no GPU (check nvidia-smi and CUDA_VISIBLE_DEVICES)"
+
+
+def pick_device(device: str | None = "auto") -> torch.device:
+    """auto | cpu | cuda | cuda:N -> a torch device; None reads ATELIER_DEVICE (default auto).
+
+    Asking for CUDA where there is none is an error that says why, never a silent fallback to the CPU.
+    """
+    text = (device if device is not None else os.environ.get(DEVICE_ENV, "auto")).strip().lower() or "auto"
+    if text == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise AtelierError("CUDA was requested but no GPU is available; use --device cpu")
-    return torch.device(device)
+    if text == "cpu":
+        return torch.device("cpu")
+    match = re.fullmatch(r"cuda(?::(\d+))?", text)
+    if match is None:
+        raise AtelierError(f"device {device!r} is not one Atelier knows: use auto, cpu, cuda or cuda:N")
+    if not torch.cuda.is_available():
+        raise AtelierError(f"--device {text} was asked for, but {cuda_missing_reason()}; or use --device cpu")
+    index = int(match.group(1) or 0)
+    if index >= torch.cuda.device_count():
+        raise AtelierError(f"--device {text}: there is no GPU {index}; this machine has "
+                           f"{torch.cuda.device_count()} (cuda:0 … cuda:{torch.cuda.device_count() - 1})")
+    return torch.device("cuda", index)
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags (Linux /proc/cpuinfo); empty where they cannot be read."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.partition(":")[2].split())
+    return set()
+
+
+def cpu_has_bfloat16() -> bool:
+    """Whether the CPU computes bfloat16 in hardware (AVX-512 BF16 or AMX). Elsewhere oneDNN emulates it, which is
+    slower than float32, so `auto` precision never chooses it there."""
+    return any(flag in cpu_flags() for flag in CPU_BF16_FLAGS)
+
+
+def check_precision(precision: str) -> str:
+    text = str(precision).strip().lower()
+    if text not in PRECISIONS:
+        raise AtelierError(f"precision {precision!r} is not one Atelier knows: use {', '.join(PRECISIONS)}")
+    return text
+
+
+def resolve_precision(precision: str | None, device: torch.device, trained_fp16: bool,
+                      bf16_cpu: bool | None = None) -> str:
+    """The compute precision a renderer uses: float32, bfloat16 (CPU) or float16 (CUDA).
+
+    `auto`: float16 on CUDA where the network was trained with float16 blocks (as the original tooling renders
+    it), bfloat16 on a CPU with bfloat16 in hardware, float32 otherwise. None reads ATELIER_PRECISION (default
+    float32: the exact pixels). An explicit choice the device cannot honour is an error.
+    """
+    text = check_precision(precision if precision is not None else os.environ.get(PRECISION_ENV, "float32"))
+    bf16_cpu = cpu_has_bfloat16() if bf16_cpu is None else bf16_cpu
+    if text == "auto":
+        if device.type == "cuda":
+            return "float16" if trained_fp16 else "float32"
+        return "bfloat16" if device.type == "cpu" and bf16_cpu else "float32"
+    if text == "float16" and device.type != "cuda":
+        raise AtelierError("float16 rendering needs a GPU (--device cuda); on a CPU use bfloat16 or float32")
+    if text == "bfloat16" and device.type != "cpu":
+        raise AtelierError("bfloat16 rendering is for CPUs; on a GPU use float16 (or float32)")
+    return text
+
+
+# bfloat16 on a CPU: only the blocks at or above this resolution. The small early blocks cost little (a 16-px
+# block of a 256-px network is 1/16 of a 64-px one) and are where every later pixel starts, so they stay float32.
+BF16_MIN_RESOLUTION = 32
+
+
+def render_block_dtypes(G: torch.nn.Module, precision: str) -> dict[int, torch.dtype] | None:
+    """Per-resolution compute dtypes for :meth:`SynthesisNetwork.forward`; None means float32 everywhere."""
+    blocks = G.synthesis.blocks()
+    if precision == "float16":  # exactly the blocks the architecture trained in float16 (num_fp16_res)
+        chosen = {b.resolution: torch.float16 for b in blocks if b.use_fp16}
+    elif precision == "bfloat16":
+        lowest = min(BF16_MIN_RESOLUTION, G.img_resolution)
+        chosen = {b.resolution: torch.bfloat16 for b in blocks if b.resolution >= lowest}
+    else:
+        chosen = {}
+    return chosen or None
 
 
 class Renderer:
     """A generator loaded once, with batched mapping and synthesis helpers. Thread-safe for rendering."""
 
-    def __init__(self, network: LoadedNetwork | str | Path | None = None, device: str = "auto"):
+    def __init__(self, network: LoadedNetwork | str | Path | None = None, device: str | None = "auto",
+                 precision: str | None = "float32"):
         if network is None:
             network = default_model_path()
         if not isinstance(network, LoadedNetwork):
@@ -134,6 +232,9 @@ class Renderer:
         self.network = network
         self.device = pick_device(device)
         self.G = network.module.to(self.device).eval()
+        trained_fp16 = any(block.use_fp16 for block in self.G.synthesis.blocks())
+        self.precision = resolve_precision(precision, self.device, trained_fp16)
+        self._block_dtypes = render_block_dtypes(self.G, self.precision)
         self._lock = threading.Lock()
         self.fingerprint = network.fingerprint
 
@@ -212,7 +313,7 @@ class Renderer:
         with self._lock:  # one render at a time per model: threads would only fight over the same cores
             for start in range(0, ws.shape[0], chunk):
                 img = self.G.synthesis(ws[start:start + chunk], noise_mode=noise_mode, force_fp32=True,
-                                       max_resolution=resolution)
+                                       max_resolution=resolution, block_dtypes=self._block_dtypes)
                 images.append(to_uint8(img))
         if not images:
             res = resolution or self.resolution
