@@ -51,6 +51,9 @@ DEFAULT_CATEGORIES: tuple[str, ...] = (
 
 DIRECTION_SOURCES: tuple[str, ...] = ("component", "supervised")
 
+# Added by revision 0005: what an account may do (db/accounts.py). Admins also publish, import and manage models.
+ROLES: tuple[str, ...] = ("reviewer", "admin")
+
 MAX_SEED = 2**32 - 1
 
 
@@ -174,13 +177,21 @@ class Component(Base):
 
 
 class Reviewer(Base):
-    """A person on the team; names are unique (authentication can come later)."""
+    """A person on the team; names are unique. With a password hash (revision 0005) the row is an account."""
 
     __tablename__ = "reviewers"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # scrypt$N$r$p$salt$key (db/accounts.py); NULL for a name typed in single-user mode, which cannot sign in.
+    password_hash: Mapped[str | None] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(20), default="reviewer", server_default="reviewer")
+    disabled_at: Mapped[datetime | None]
+    # Session tokens carry it; a new password or disabling moves it on, which ends every earlier session.
+    session_epoch: Mapped[int] = mapped_column(default=0, server_default="0")
+
+    __table_args__ = (CheckConstraint("role IN ('reviewer', 'admin')", name="role_known"),)
 
 
 class Category(Base):
@@ -217,6 +228,9 @@ class Review(Base):
     seconds_spent: Mapped[float | None]
     # Set on rows written by undo: the review they take back.
     undoes_id: Mapped[int | None] = mapped_column(ForeignKey("reviews.id"))
+    # Added by revision 0005: for a review imported in team mode, who made it originally and where it came from
+    # ({"reviewer": ..., "file": ...}); the row itself belongs to the account that imported it.
+    provenance: Mapped[dict[str, Any] | None]
 
     __table_args__ = (
         CheckConstraint(
@@ -269,6 +283,9 @@ class PublishedDirection(Base):
     published_at: Mapped[datetime] = mapped_column(default=utcnow)
     unpublished_at: Mapped[datetime | None]
     unpublished_by: Mapped[int | None] = mapped_column(ForeignKey("reviewers.id"))
+    # Added by revision 0005: for a direction imported in team mode, who published it originally and when
+    # ({"published_by": ..., "published_at": ..., "file": ...}); published_by/at are the importer and the import.
+    provenance: Mapped[dict[str, Any] | None]
 
     __table_args__ = (
         CheckConstraint("source IN ('component', 'supervised')", name="source_known"),

@@ -24,7 +24,7 @@ from db_fixtures import backend, empty_url  # noqa: F401
 REPO = Path(__file__).resolve().parents[1]
 CORE_TABLES = {"models", "component_sets", "components", "reviewers", "categories", "reviews"}
 LATER_TABLES = {"published_directions", "looks"}
-HEAD = "0004"
+HEAD = "0005"
 
 
 def tables(url: str) -> set[str]:
@@ -199,6 +199,40 @@ def test_database_at_0002_upgrades_to_0003_with_data_intact(empty_url: str) -> N
     with read_session(url) as session:
         assert [(d.id, d.active, d.sigma) for d in q.direction_history(session, 1)] == [
             (1, False, 2.5), (2, True, 2.5), (3, False, None), (4, True, None)]
+
+
+def test_database_at_0004_upgrades_to_0005_reviewers_stay_names_without_accounts(empty_url: str) -> None:
+    """Reviewers from before accounts keep their reviews, cannot sign in, and become accounts when given a password."""
+    from db import accounts
+
+    url = empty_url
+    assert migrate.upgrade(url, "0004") == "0004"
+    engine = make_engine(url)
+    try:
+        with engine.begin() as c:
+            c.execute(text("INSERT INTO reviewers (id, name, created_at) VALUES (1, 'ana', CURRENT_TIMESTAMP)"))
+    finally:
+        engine.dispose()
+    assert migrate.upgrade(url) == HEAD
+    with read_session(url) as session:
+        assert accounts.list_accounts(session) == [] and not accounts.accounts_exist(session)
+        assert [r.name for r in q.list_reviewers(session)] == ["ana"]
+        with pytest.raises(accounts.AccountError, match="Wrong name or password"):
+            accounts.authenticate(session, "ana", "")
+    with write_session(url) as session:
+        account = accounts.add_account(session, "ana", "correct horse battery", admin=True)
+    assert (account.name, account.role, account.has_password) == ("ana", "admin", True)
+    engine = make_engine(url)
+    try:  # the role check constraint is in place on both backends
+        with pytest.raises(IntegrityError), engine.begin() as c:
+            c.execute(text("UPDATE reviewers SET role = 'owner' WHERE id = 1"))
+    finally:
+        engine.dispose()
+    assert migrate.downgrade(url, "0004") == "0004"
+    assert "password_hash" not in columns(url, "reviewers") and "provenance" not in columns(url, "reviews")
+    assert migrate.upgrade(url) == HEAD
+    with read_session(url) as session:  # the name survived the round trip; the password went with its column
+        assert [r.name for r in q.list_reviewers(session)] == ["ana"] and not accounts.accounts_exist(session)
 
 
 def test_ensure_current_upgrades_fresh_and_refuses_newer(empty_url: str) -> None:
