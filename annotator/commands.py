@@ -12,6 +12,7 @@ from typing import Optional
 
 import typer
 
+from model.commands import device_option, precision_option
 from model.errors import AtelierError, exit_on_user_error
 
 APP_FILE = Path(__file__).resolve().parent / "app.py"
@@ -49,10 +50,16 @@ def app(
     port: int = typer.Option(8501, help="Port to serve on."),
     host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0 to serve the team's network)."),
     headless: bool = typer.Option(False, "--headless", help="Do not open a browser (for servers)."),
+    device: str = device_option(),
+    precision: str = precision_option(),
 ) -> None:
     """Start the annotator in the browser: review, label, publish directions, design looks."""
+    from model.render import DEVICE_ENV, PRECISION_ENV, check_precision, pick_device
+
     if not 1 <= port <= 65535:
         raise AtelierError(f"--port must be 1 … 65535, got {port}")
+    pick_device(device)  # a GPU asked for and missing is said here, not on the first page
+    os.environ[DEVICE_ENV], os.environ[PRECISION_ENV] = device, check_precision(precision)  # the app's renderers
     command = streamlit_command(port, host)
     url = f"http://{'localhost' if host in ('0.0.0.0', '::') else host}:{port}"
     typer.echo(f"Atelier on {url}  (Ctrl+C stops it)")

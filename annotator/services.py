@@ -65,7 +65,8 @@ def get_renderer(path: str | Path | None = None):
     with _renderers_lock:
         renderer = _renderers.get(key)
         if renderer is None:
-            renderer = Renderer(resolved, device="auto")
+            # Device and precision from `atelier app --device/--precision` (ATELIER_DEVICE, ATELIER_PRECISION).
+            renderer = Renderer(resolved, device=None, precision=None)
             _renderers[key] = renderer
         return renderer
 
@@ -283,7 +284,7 @@ def score_components(set_id: int, model: q.ModelInfo, url: str | None = None,
     from model.render import Renderer
 
     # Its own copy of the generator: the interactive renderer's lock stays free for the pages meanwhile.
-    renderer = Renderer(Path(model.path), device="auto")
+    renderer = Renderer(Path(model.path), device=None, precision=None)
     with read_session(_url(url)) as session:
         vectors = q.component_vectors(session, set_id)
         sigmas = np.array([c.sigma for c in q.list_components(session, set_id)])

@@ -64,6 +64,17 @@ def test_commands_refuse_cuda_without_a_gpu(tmp_path, reference_dir, command):
     assert not list(tmp_path.glob("*.png"))
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_app_refuses_cuda_without_a_gpu_before_starting(monkeypatch):
+    from model.cli import app
+
+    monkeypatch.delenv(DEVICE_ENV, raising=False)
+    result = CliRunner().invoke(app, ["app", "--headless", "--port", "1", "--device", "cuda"])
+    assert_clean_user_error(result, "--device cuda was asked for")
+    result = CliRunner().invoke(app, ["app", "--headless", "--port", "1", "--precision", "half"])
+    assert_clean_user_error(result, "precision 'half'")
+
+
 def test_precision_resolution():
     # auto: float16 only on CUDA and only for a network trained with float16 blocks; bfloat16 only on a CPU with it.
     assert resolve_precision("auto", CUDA, trained_fp16=True, bf16_cpu=True) == "float16"
