@@ -79,3 +79,7 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"{_where(url)} is at revision {now or 'base (no tables)'}.")
 
     app.add_typer(db_app, name="db")
+
+    from db.users_commands import register_users
+
+    register_users(app)

@@ -165,3 +165,38 @@ def test_default_folders_are_the_home_and_runs(monkeypatch: pytest.MonkeyPatch, 
     assert allowed_folders() == [(tmp_path / "home").resolve(), (tmp_path / "runs").resolve()]
     monkeypatch.setenv("ATELIER_FOLDERS", os.pathsep.join([str(tmp_path / "a"), str(tmp_path / "b")]))
     assert allowed_folders() == [(tmp_path / "a").resolve(), (tmp_path / "b").resolve()]
+
+
+def test_users_commands(db_url: str) -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    from conftest import assert_clean_user_error
+    from db.users_commands import register_users
+
+    app = typer.Typer()
+    register_users(app)
+
+    @app.command("noop")
+    def noop() -> None:  # a second command keeps `users` a sub-command group, as in the real CLI
+        pass
+
+    runner = CliRunner()
+
+    def run(*args: str, stdin: str | None = None):  # noqa: ANN202
+        return runner.invoke(app, ["users", *args, "--url", db_url], input=stdin)
+
+    assert "No accounts" in run("list").output
+    assert_clean_user_error(run("add", "ana", "--admin", "--password-stdin", stdin="short\n"), "at least 10")
+    result = run("add", "ana", "--admin", "--password-stdin", stdin=PASSWORD + "\n")
+    assert result.exit_code == 0 and "created (admin)" in result.output
+    result = run("add", "ben", stdin=f"{PASSWORD}x\n{PASSWORD}x\n")  # the hidden prompt, typed twice
+    assert result.exit_code == 0, result.output
+    assert run("list").output.splitlines() == ["ana\tadmin", "ben\treviewer"]
+    assert_clean_user_error(run("role", "ana", "reviewer"), "last admin")
+    assert_clean_user_error(run("disable", "zed"), "no account 'zed'")
+    assert run("disable", "ben").exit_code == 0
+    assert run("list").output.splitlines()[1] == "ben\treviewer\tdisabled"
+    assert run("passwd", "ana", "--password-stdin", stdin="another long one\n").exit_code == 0
+    with read_session(db_url) as session:
+        assert a.authenticate(session, "ana", "another long one").admin
