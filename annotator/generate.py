@@ -39,6 +39,8 @@ class Slider:
     sigma: float
     layer_range: tuple[int, int]
     strength_range: tuple[float, float]
+    # Why this slider should not be trusted right now (its component is in conflict), shown beside it; None if fine.
+    warning: str | None = None
 
     @property
     def param(self) -> str:
@@ -49,11 +51,23 @@ class Slider:
         return float(min(max(value, low), high))
 
 
-def sliders(directions: Sequence[q.DirectionInfo], sigma_of: Callable[[q.DirectionInfo], float]) -> list[Slider]:
+def sliders(directions: Sequence[q.DirectionInfo], sigma_of: Callable[[q.DirectionInfo], float],
+            warnings: Mapping[int, str] | None = None) -> list[Slider]:
+    """``warnings``: direction id → why its slider is marked (model.publishing.direction_flags' conflicts)."""
+    marks = warnings or {}
     return [Slider(id=d.id, name=d.name, category=d.category or "other", vector=np.asarray(d.vector),
                    sigma=float(sigma_of(d)), layer_range=tuple(d.layer_range),  # type: ignore[arg-type]
-                   strength_range=tuple(d.strength_range))  # type: ignore[arg-type]
+                   strength_range=tuple(d.strength_range), warning=marks.get(d.id))  # type: ignore[arg-type]
             for d in directions]
+
+
+def conflict_marks(url: str, model_id: int) -> dict[int, str]:
+    """Direction id → the conflict its component is in, for the mark on Generate's slider."""
+    from db.engine import read_session
+    from model.publishing import direction_flags
+
+    with read_session(url) as session:
+        return {d: flag.conflict for d, flag in direction_flags(session, model_id).items() if flag.conflict}
 
 
 def grouped(items: Sequence[Slider]) -> dict[str, list[Slider]]:
@@ -183,6 +197,70 @@ def look_from_saved(look: q.LookInfo, available: Sequence[Slider]) -> tuple[Look
                      values=tuple(sorted(values.items()))), warnings
 
 
+def look_differences(look: q.LookInfo, available: Sequence[Slider], fingerprint: str) -> list[str]:
+    """How today's sliders would render this saved look differently; empty when they match it exactly.
+
+    A look keeps the directions it was made with, so it always reopens as saved; this is what the page says
+    before offering to re-apply today's sliders instead.
+    """
+    found: list[str] = []
+    if look.model_fingerprint is not None and look.model_fingerprint != fingerprint:
+        found.append("it was designed on other weights than this model's")
+    by_id = {s.id: s for s in available}
+    by_name = {s.name: s for s in available}
+    for edit in look.edits:
+        slider = (by_id.get(edit.direction_id) if edit.direction_id is not None else None) or by_name.get(edit.name)
+        if slider is None:
+            found.append(f"{edit.name!r} is no longer published")
+        elif not edit.frozen:
+            found.append(f"{edit.name!r} was saved before looks kept their directions; today's slider is used")
+        elif not np.array_equal(np.asarray(edit.vector, np.float32), np.asarray(slider.vector, np.float32)):
+            found.append(f"{edit.name!r} is now published with another direction")
+        elif tuple(edit.layer_range or ()) != tuple(slider.layer_range):
+            layers = edit.layer_range or (0, 0)
+            found.append(f"{edit.name!r} now moves layers {slider.layer_range[0]}–{slider.layer_range[1] - 1} "
+                         f"(saved on {layers[0]}–{layers[1] - 1})")
+        elif not math.isclose(float(edit.sigma or 0.0), slider.sigma, rel_tol=1e-6):
+            found.append(f"{edit.name!r} now counts in σ {slider.sigma:.4g} (saved with {edit.sigma:.4g})")
+        elif slider.clamp(edit.value) != edit.value:
+            found.append(f"{edit.name!r} {edit.value:+g}σ is outside today's range {slider.strength_range}")
+    return found
+
+
+def saved_edits(look: q.LookInfo, available: Sequence[Slider]) -> list:
+    """The edits exactly as the look was saved. Looks from before directions were kept with them fall back to
+    today's slider of the same direction (or name), as they always did."""
+    by_id = {s.id: s for s in available}
+    by_name = {s.name: s for s in available}
+    edits = []
+    for edit in look.edits:
+        if not edit.value:
+            continue
+        if edit.frozen:
+            start, stop = edit.layer_range  # type: ignore[misc]
+            edits.append(services.edit_for(edit.vector, float(edit.sigma), edit.value, start, stop))  # type: ignore
+            continue
+        slider = (by_id.get(edit.direction_id) if edit.direction_id is not None else None) or by_name.get(edit.name)
+        if slider is not None:
+            edits.append(services.edit_for(slider.vector, slider.sigma, slider.clamp(edit.value), *slider.layer_range))
+    return edits
+
+
+def render_saved_jpeg(renderer, look: q.LookInfo, available: Sequence[Slider], display: int = DISPLAY_TARGET) -> bytes:
+    """A saved look as it was saved (its own directions, layers and σ), as JPEG bytes."""
+    frozen = all(e.frozen for e in look.edits)
+    # A frozen look never changes, so its id (and time, should an id be reused) is enough of a key.
+    key = ("saved", renderer.fingerprint, look.id, look.created_at, display) if frozen else None
+    found = _image_cache.get(key) if key else None
+    if found is None:
+        ws = base_ws(renderer, look.seed, look.psi, look.class_index)
+        image = renderer.synthesize(ws, saved_edits(look, available))[0]
+        found = imaging.to_jpeg(imaging.upscale(image, imaging.display_size(image.shape[0], display)), quality=92)
+        if key:
+            _image_cache.put(key, found)
+    return found
+
+
 def edits_for(look: LookState, available: Sequence[Slider]) -> list:
     by_id = {s.id: s for s in available}
     return [services.edit_for(by_id[d].vector, by_id[d].sigma, v, *by_id[d].layer_range)
@@ -267,7 +345,10 @@ def save(url: str, model_id: int, reviewer: str, name: str, look: LookState,
 
     if look.seed is None:
         raise AtelierError("Choose a seed before saving the look.")
-    names = {s.id: s.name for s in available}
-    edits = [q.LookEdit(name=names[d], value=v, direction_id=d) for d, v in look.values if d in names and v]
+    by_id = {s.id: s for s in available}
+    # Each edit keeps its exact direction (vector, layers, σ), so re-publishing never changes the saved look.
+    edits = [q.LookEdit(name=by_id[d].name, value=v, direction_id=d, vector=by_id[d].vector,
+                        layer_range=by_id[d].layer_range, sigma=by_id[d].sigma)
+             for d, v in look.values if d in by_id and v]
     with write_session(url) as session:
         return q.save_look(session, model_id, reviewer, name, look.seed, look.psi, edits, look.class_index)
