@@ -214,6 +214,23 @@ def render_block_dtypes(G: torch.nn.Module, precision: str) -> dict[int, torch.d
     return chosen or None
 
 
+def synthesis_flops(G, batch: int, max_resolution: int | None = None) -> float:
+    """Multiply-adds × 2 of the synthesis network for `batch` images, counted from its shapes: every 3×3
+    convolution (the upsampling one computes at its input's size, as a transposed convolution does), the 4×4 FIR
+    filter after it, and toRGB. Style affines and the image's own upsampling are left out (well under 1 %)."""
+    total = 0.0
+    for block in G.synthesis.blocks():
+        r, out = block.resolution, block.out_channels
+        if block.in_channels:
+            total += 2 * block.in_channels * out * 9 * (r // 2) ** 2  # transposed 3×3 conv, stride 2
+            total += 2 * 16 * out * (r + 1) ** 2  # its FIR smoothing, depthwise
+        total += 2 * out * out * 9 * r * r  # conv1
+        total += 2 * out * block.img_channels * r * r  # toRGB (1×1)
+        if max_resolution is not None and r >= max_resolution:
+            break
+    return total * batch
+
+
 class Renderer:
     """A generator loaded once, with batched mapping and synthesis helpers. Thread-safe for rendering."""
 

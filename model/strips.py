@@ -11,9 +11,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -24,6 +24,12 @@ DEFAULT_STEPS = 7
 DEFAULT_SPAN = 3.0
 DISPLAY_CELL = 128  # cells are scaled up to at least this many pixels in the cached JPEG
 JPEG_QUALITY = 85
+# A strip's quick first view (StripCache.render_progressively): at most this share of the full strip's work, at no
+# fewer pixels than this, and only for strips of at least this many GFLOP (a 256-px network's 6 × 7 strip at 64 px is
+# about 600; the demo model's, 22, renders in a fraction of a second anyway).
+FIRST_VIEW_SHARE = 0.2
+FIRST_VIEW_MIN_RESOLUTION = 16
+FIRST_VIEW_MIN_GFLOP = 50.0
 
 
 def sigma_steps(count: int = DEFAULT_STEPS, span: float = DEFAULT_SPAN) -> tuple[float, ...]:
@@ -206,3 +212,42 @@ class StripCache:
         atomic_write_bytes(heat, heatmap)
         atomic_write_bytes(image, grid)  # image last: lookup needs both
         return CachedStrip(image, heat, key, False)
+
+    def render_progressively(self, renderer, vector: np.ndarray, sigma: float, spec: StripSpec,
+                             min_gflop: float = FIRST_VIEW_MIN_GFLOP) -> Iterator[CachedStrip]:
+        """The strip in views that sharpen: where the full strip is not cached and costs enough to make a reviewer
+        wait, first a cheap low-resolution view (:func:`first_view_spec`, cached under its own key), then the full
+        strip. Yields one or two strips; the last is always the full one."""
+        hit = self.lookup(renderer.fingerprint, spec)
+        if hit is not None:
+            yield hit
+            return
+        quick = first_view_spec(renderer, spec, min_gflop=min_gflop)
+        if quick is not None:
+            yield self.get_or_render(renderer, vector, sigma, quick)
+        yield self.get_or_render(renderer, vector, sigma, spec)
+
+
+def first_view_resolution(renderer, spec: StripSpec, share: float = FIRST_VIEW_SHARE,
+                          min_gflop: float = FIRST_VIEW_MIN_GFLOP) -> int | None:
+    """The resolution of a strip's quick first view: the largest stage of at least FIRST_VIEW_MIN_RESOLUTION px
+    whose rendering costs at most `share` of the full strip's (FLOPs counted from the network's shapes). None where
+    a first view would not help: on a GPU, for strips under `min_gflop` (they render in well under a second on a
+    CPU), or when no stage is cheap enough."""
+    from model.render import synthesis_flops
+
+    if renderer.device.type != "cpu":
+        return None
+    target = spec.resolution or renderer.resolution
+    full = synthesis_flops(renderer.G, len(spec.seeds) * len(spec.steps), target)
+    if full < min_gflop * 1e9:
+        return None
+    cheap = [r for r in renderer.stage_resolutions() if FIRST_VIEW_MIN_RESOLUTION <= r < target
+             and synthesis_flops(renderer.G, 1, r) <= share * synthesis_flops(renderer.G, 1, target)]
+    return max(cheap) if cheap else None
+
+
+def first_view_spec(renderer, spec: StripSpec, min_gflop: float = FIRST_VIEW_MIN_GFLOP) -> StripSpec | None:
+    """`spec` at its first view's resolution (same seeds, steps and layers), or None (see first_view_resolution)."""
+    resolution = first_view_resolution(renderer, spec, min_gflop=min_gflop)
+    return None if resolution is None else replace(spec, resolution=resolution)
