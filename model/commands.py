@@ -247,6 +247,21 @@ def bench_render(
 
 
 @exit_on_user_error
+def bench_gpu(
+    out: Optional[Path] = typer.Option(None, help="Write the JSON here (a file, or a folder for gpu-check.json)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the JSON instead of a summary."),
+) -> None:
+    """On a machine with a GPU: CUDA float32 and float16 rendering against CPU float32 (demo model and a 256-px /
+    512-channel random network), and GPU throughput. Without a GPU it says so (and writes that) and exits 0."""
+    from model.gpu_check import format_gpu_check, run_gpu_check
+    from model.render import configure_threads
+
+    configure_threads()
+    result = run_gpu_check(out)
+    typer.echo(json.dumps(result, indent=2) if as_json else format_gpu_check(result))
+
+
+@exit_on_user_error
 def runs(
     run: Optional[Path] = typer.Argument(None, help="A run folder (or a run's name under --root): its details."),
     root: Optional[Path] = typer.Option(None, help="Where runs are listed from (default: ATELIER_RUNS, else "
@@ -290,4 +305,5 @@ def register(app: typer.Typer) -> None:
     app.command("runs")(runs)
     bench_app.command("render")(bench_render)
     bench_app.command("train")(bench_train)
+    bench_app.command("gpu")(bench_gpu)
     app.add_typer(bench_app, name="bench")

@@ -252,6 +252,8 @@ class Renderer:
         trained_fp16 = any(block.use_fp16 for block in self.G.synthesis.blocks())
         self.precision = resolve_precision(precision, self.device, trained_fp16)
         self._block_dtypes = render_block_dtypes(self.G, self.precision)
+        if self._block_dtypes is None:
+            self.precision = "float32"  # e.g. float16 asked for a network without float16 blocks: say what it is
         self._lock = threading.Lock()
         self.fingerprint = network.fingerprint
 
