@@ -163,8 +163,24 @@ def resume_command(run: RunSummary) -> str:
     threads = run.config.get("threads")
     if threads:
         options += ["--threads", str(threads)]
-    head = "atelier train --resume auto --outdir " + shell_path(run.path)
-    return f"{head} {shlex.join(options)}" if options else head
+    target, copy = _writable_copy(run.path)
+    head = "atelier train --resume auto --outdir " + shell_path(target)
+    command = f"{head} {shlex.join(options)}" if options else head
+    if copy:
+        # A run that ships with the checkout is continued in a copy, so training never writes into the repository.
+        command = f"mkdir -p {shell_path(target)} && cp -R {shell_path(run.path)}/. {shell_path(target)}/ && {command}"
+    return command
+
+
+def _writable_copy(path: Path) -> tuple[Path, bool]:
+    """Where a run continues: in place, or for a run inside the checkout (``runs/``), a copy in the runs folder."""
+    from model.settings import runs_dir, shipped_runs_dir
+
+    shipped = shipped_runs_dir()
+    resolved = Path(path).resolve()
+    if shipped is not None and resolved.is_relative_to(shipped.resolve()):
+        return runs_dir() / resolved.name, True
+    return Path(path), False
 
 
 def run_record(run: RunSummary) -> dict:

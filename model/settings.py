@@ -29,9 +29,16 @@ def cache_dir() -> Path:
 
 
 def runs_dir() -> Path:
-    path = Path(os.environ.get("ATELIER_RUNS", Path.home() / ".cache" / "atelier" / "runs")).expanduser()
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    """Where training runs are looked for and started. Not created here: only a training run writes into it, so
+    looking at the Training page leaves no empty folder behind (in ~/.cache with ATELIER_HOME set elsewhere)."""
+    return Path(os.environ.get("ATELIER_RUNS", Path.home() / ".cache" / "atelier" / "runs")).expanduser()
+
+
+def shipped_runs_dir() -> Path | None:
+    """The runs that come with a checkout (``runs/``: the demo model's own training), or None when there are none
+    (an installed package). They are read, never written: a continued run is copied out first."""
+    path = PACKAGE_DIR.parent / "runs"
+    return path if path.is_dir() else None
 
 
 def shown_path(path: str | Path) -> str:

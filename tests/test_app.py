@@ -425,7 +425,13 @@ def test_training_page_follows_a_run_and_registers_its_best_generator(env):
     from test_runs import tiny_run
 
     at = _page(_app("Trainer"), "training")
-    assert not _errors(at) and any("No training runs" in i.value for i in at.info)
+    # A fresh clone: nothing in the runs folder, but the demo model's run ships in runs/ and is shown; looking
+    # created no runs folder.
+    assert not _errors(at) and not any("No training runs" in i.value for i in at.info)
+    shown = at.selectbox(key="tr.run")
+    assert any(o.startswith("demo64 · ") for o in shown.options) and not Path(env["ATELIER_RUNS"]).exists()
+    continue_demo = next(c.value for c in at.code if "--resume auto" in c.value)
+    assert continue_demo.startswith("mkdir -p ") and f"--outdir {env['ATELIER_RUNS']}/{shown.value}" in continue_demo
 
     run_dir = Path(env["ATELIER_RUNS"]) / "spring-looks"
     tiny_run(run_dir, quality_samples=16)

@@ -187,3 +187,26 @@ def test_atelier_runs_lists_and_shows_runs(measured_run):
     assert missing.exit_code == 1 and "not a folder" in missing.output
     empty = runner.invoke(app, ["runs", "--root", str(root / "nothing-here")])
     assert empty.exit_code == 0 and "no training runs" in empty.output
+
+
+def test_a_run_shipped_in_the_checkout_is_continued_in_a_copy(tmp_path, monkeypatch):
+    """runs/ in the checkout is read, never written: its continue command copies it to the runs folder first, and
+    looking for runs creates no folder."""
+    import subprocess
+
+    from model.settings import runs_dir, shipped_runs_dir
+
+    shipped = shipped_runs_dir()
+    assert shipped is not None and (shipped / "demo64").is_dir()
+    mine = tmp_path / "my-runs"
+    monkeypatch.setenv("ATELIER_RUNS", str(mine))
+    assert runs_dir() == mine and not mine.exists()  # asking where runs live creates nothing
+    command = resume_command(read_run(shipped / "demo64"))
+    assert str(shipped) not in command.split("&&")[-1]  # the training itself runs in the copy
+    assert command.split("&&")[-1].strip().startswith(f"atelier train --resume auto --outdir {mine / 'demo64'}")
+    # Run the copy part in a real shell (the training part is echoed, not run).
+    script = 'atelier() { printf "%s\\n" "$@"; }; ' + command
+    subprocess.run(["bash", "-c", script], check=True, capture_output=True, cwd=tmp_path)
+    copied = mine / "demo64"
+    assert (copied / "config.json").read_bytes() == (shipped / "demo64" / "config.json").read_bytes()
+    assert read_run(copied).kimg == read_run(shipped / "demo64").kimg
