@@ -26,4 +26,4 @@ demo: setup
 	$(BIN)/atelier app --port $(PORT)
 
 test: setup
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -rs -p no:cacheprovider

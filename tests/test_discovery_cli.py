@@ -54,3 +54,40 @@ def test_strip_of_a_conditional_model_takes_a_class(reference_dir, tmp_path):
     b = runner.invoke(app, base + ["--class", "2", "--out", str(tmp_path / "b.png")])
     assert a.exit_code == 0 and b.exit_code == 0, a.output + b.output
     assert (tmp_path / "a.png").read_bytes() != (tmp_path / "b.png").read_bytes()
+
+
+def test_discover_refuses_a_duplicate_set_unless_again(reference_dir):
+    from db.engine import read_session
+    from db.queries import list_component_sets
+
+    pkl = str(reference_dir / "sg2ada_tiny32.pkl")
+    runner = CliRunner()
+    args = ["discover", "--method", "sefa", "--samples", "300", "--network", pkl]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    set_id = int(first.stdout.strip().splitlines()[-1])
+    duplicate = runner.invoke(app, args)
+    assert duplicate.exit_code == 1 and f"set {set_id} already holds these" in duplicate.stderr, duplicate.output
+    assert "--again" in duplicate.stderr
+    with read_session() as session:
+        assert [s.id for s in list_component_sets(session)] == [set_id]  # nothing stored
+    again = runner.invoke(app, args + ["--again"])
+    assert again.exit_code == 0 and f"second copy of set {set_id}" in again.stderr, again.output
+    with read_session() as session:
+        assert len(list_component_sets(session)) == 2
+
+
+def test_strip_uses_the_apps_truncation_by_default(reference_dir, tmp_path):
+    pkl = str(reference_dir / "sg2ada_tiny32.pkl")
+    runner = CliRunner()
+    set_id = runner.invoke(app, ["discover", "--method", "sefa", "--samples", "300", "--network", pkl]
+                           ).stdout.strip().splitlines()[-1]
+    base = ["strip", "--set", set_id, "--component", "0", "--steps", "3"]
+    outputs = {}
+    for name, extra in (("default", []), ("app", ["--trunc", "0.7"]), ("none", ["--trunc", "1"])):
+        result = runner.invoke(app, base + extra + ["--out", str(tmp_path / f"{name}.png")])
+        assert result.exit_code == 0, result.output
+        outputs[name] = (tmp_path / f"{name}.png").read_bytes()
+    assert outputs["default"] == outputs["app"] != outputs["none"]
+    bad = runner.invoke(app, base + ["--trunc", "5", "--out", str(tmp_path / "x.png")])
+    assert bad.exit_code == 1 and "--trunc 5" in bad.stderr and not (tmp_path / "x.png").exists()
