@@ -112,3 +112,137 @@ def format_app_table(result: dict) -> str:
         f"Generate slider → new image:  median {s['median_s'] * 1000:.0f} ms, max {s['max_s'] * 1000:.0f} ms "
         f"(target 300 ms: {ok(s['max_s'], 0.3)})",
     ])
+
+
+# --- the review loop on a real-size network ------------------------------------------------------------------------
+
+QUEUE_READY = 32  # components scored before the queue is "useful": the first screenful of the Review order
+STRIP_SEEDS, STRIP_STEPS = 6, 7
+
+
+def _score_in_order(renderer, vectors: np.ndarray, sigmas: np.ndarray, resolution: int | None) -> list:
+    """Score components in the given (eigenvalue) order, as `atelier score` does (model.scores.score_set)."""
+    from model import scores
+
+    return scores.score_set(renderer, vectors, sigmas, resolution=resolution) if len(vectors) else []
+
+
+def _all_scored_seconds(queue_s: float, rest_s: float, first: int, count: int, total: int) -> float:
+    """Seconds to score all `total` components, from the first `first` (queue_s) and the next count − first
+    (rest_s); extrapolated at the later rate where only `count` of them were scored."""
+    if count == total:
+        return queue_s + rest_s
+    if count > first:
+        return queue_s + rest_s / (count - first) * (total - first)
+    return queue_s / first * total
+
+
+def _timed(fn):
+    started = time.perf_counter()
+    value = fn()
+    return value, time.perf_counter() - started
+
+
+def scoring_resolution(renderer) -> int | None:
+    """What `atelier score` renders at: the preview size for 256-px models and up, else the model's own."""
+    from model.bench import preview_resolution
+
+    return preview_resolution(renderer) if renderer.resolution >= 256 else None
+
+
+def _strip_times(renderer, vector: np.ndarray, sigma: float) -> dict:
+    """A Review-page strip (6 seeds × 7 σ steps at the page's strip resolution): time to its first view, to the
+    full strip (cold: nothing cached), and from the cache."""
+    from annotator import strips
+    from model.strips import StripCache, StripSpec, sigma_steps
+
+    spec = StripSpec("bench", 0, tuple(range(STRIP_SEEDS)), sigma_steps(STRIP_STEPS, 3.0),
+                     resolution=strips.strip_resolution(renderer))
+    with tempfile.TemporaryDirectory(prefix="atelier-bench-review-") as tmp:
+        cache = StripCache(tmp, draw=strips.draw_for_page, suffixes=strips.SUFFIXES)
+        started = time.perf_counter()
+        views = []
+        for view in cache.render_progressively(renderer, vector, sigma, spec):
+            views.append((view, time.perf_counter() - started))
+        hit, cached_s = _timed(lambda: cache.lookup(renderer.fingerprint, spec))
+        if hit is None:
+            raise RuntimeError(f"the strip cache in {tmp} did not keep the strip it just wrote")
+    first = views[0][1] if len(views) > 1 else None
+    return {"resolution": spec.resolution or renderer.resolution, "cold_s": round(views[-1][1], 3),
+            "first_view_s": None if first is None else round(first, 3), "cached_s": round(cached_s, 5)}
+
+
+def _generate_times(renderer, vector: np.ndarray, sigma: float, repeats: int = 3) -> dict:
+    """One Generate image: a seed's look with one slider moved, at full resolution, encoded as JPEG. Cold is the
+    first (the mapping of that seed included); then the best of `repeats` slider moves."""
+    from annotator import imaging
+    from model.render import Edit
+
+    def render(value: float) -> bytes:
+        image = renderer.render_seeds([42], psi=0.7, edits=[Edit(vector, value * sigma)])[0]
+        return imaging.to_jpeg(image, quality=92)
+
+    _, cold = _timed(lambda: render(1.0))
+    moves = [_timed(lambda v=v: render(v))[1] for v in np.linspace(-2, 2, repeats)]
+    return {"cold_s": round(cold, 3), "slider_move_s": round(min(moves), 3)}
+
+
+def bench_review(network: str | Path | None = None, device: str | None = "auto", precision: str | None = "auto",
+                 components: int | None = None, sigma_samples: int = 20_000) -> dict:
+    """What a reviewer waits for on `network` (a file, None for the demo model, or random:RESxCH): the queue ready
+    (the first 32 components by eigenvalue scored), every component scored, a strip cold and cached, a Generate
+    image, and the process's peak memory. `components` scores only the first N and extrapolates the whole set."""
+    import torch
+
+    from model import discovery as D
+    from model.bench import bench_network, peak_rss_mb
+    from model.render import Renderer
+
+    renderer, load_s = _timed(lambda: Renderer(bench_network(network), device=device, precision=precision))
+
+    def discover():
+        w, _ = D.sample_w(renderer, sigma_samples)
+        return D.sefa(renderer.G, "all", w_samples=w, fingerprint=renderer.fingerprint)
+
+    cs, discover_s = _timed(discover)  # SeFa: largest eigenvalue first, the order scoring follows
+    total = len(cs.vectors)
+    count = total if not components else min(components, total)
+    first = min(QUEUE_READY, count)
+    resolution = scoring_resolution(renderer)
+    _, queue_s = _timed(lambda: _score_in_order(renderer, cs.vectors[:first], cs.sigmas[:first], resolution))
+    _, rest_s = _timed(lambda: _score_in_order(renderer, cs.vectors[first:count], cs.sigmas[first:count], resolution))
+    result = {"network": str(renderer.network.source), "resolution": renderer.resolution,
+              "device": str(renderer.device), "precision": renderer.precision, "threads": torch.get_num_threads(),
+              "load_s": round(load_s, 2), "discover_s": round(discover_s, 2), "components": total,
+              "scoring_resolution": resolution or renderer.resolution, "queue_ready_components": first,
+              "queue_ready_s": round(queue_s, 2), "scored_components": count,
+              "all_scored_s": round(_all_scored_seconds(queue_s, rest_s, first, count, total), 1),
+              "all_scored_estimated": count < total,
+              "strip": _strip_times(renderer, cs.vectors[0], float(cs.sigmas[0])),
+              "generate": _generate_times(renderer, cs.vectors[0], float(cs.sigmas[0])),
+              "peak_rss_mb": round(peak_rss_mb(), 1),
+              "targets": {"queue_ready_s": 60, "all_scored_s": 600}}
+    if renderer.device.type == "cuda":
+        result["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated(renderer.device) / 2 ** 20, 1)
+    return result
+
+
+def format_review_table(result: dict) -> str:
+    strip, gen = result["strip"], result["generate"]
+    estimated = " (extrapolated from the first %d)" % result["scored_components"] if result["all_scored_estimated"] \
+        else ""
+    first_view = f", first view {strip['first_view_s']:.2f} s" if strip["first_view_s"] is not None else ""
+    memory = f"peak RSS {result['peak_rss_mb']:.0f} MB"
+    if "peak_cuda_mb" in result:
+        memory += f", peak GPU {result['peak_cuda_mb']:.0f} MB"
+    return "\n".join([
+        f"network {result['network']} ({result['resolution']} px) on {result['device']} ({result['threads']} "
+        f"threads), {result['precision']}; load {result['load_s']:.1f} s, SeFa + σ {result['discover_s']:.1f} s",
+        f"queue ready (first {result['queue_ready_components']} components scored at {result['scoring_resolution']}"
+        f" px): {result['queue_ready_s']:.1f} s (target 60 s)",
+        f"all {result['components']} scored: {result['all_scored_s']:.0f} s{estimated} (target 600 s)",
+        f"strip {STRIP_SEEDS} × {STRIP_STEPS} at {strip['resolution']} px: cold {strip['cold_s']:.2f} s{first_view}, "
+        f"cached {strip['cached_s'] * 1000:.1f} ms",
+        f"Generate image at {result['resolution']} px: cold {gen['cold_s']:.2f} s, slider move "
+        f"{gen['slider_move_s']:.2f} s; {memory}",
+    ])

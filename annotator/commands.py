@@ -93,9 +93,31 @@ def bench_app_command(
     typer.echo(json.dumps(result) if as_json else format_app_table(result))
 
 
+@exit_on_user_error
+def bench_review_command(
+    network: Optional[Path] = typer.Option(None, "--network", "-n", help="Generator file (default: the demo model), "
+                                                                        "or random:RESxCH (e.g. random:256x512)."),
+    components: int = typer.Option(0, help="Score only the first N components and extrapolate the rest (0: all)."),
+    device: str = device_option(),
+    precision: str = precision_option(),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """What a reviewer waits for: queue ready (first 32 components scored), all scored, a strip cold and cached
+    (and its low-resolution first view), a Generate image, peak memory."""
+    from annotator.bench import bench_review, format_review_table
+    from model.render import configure_threads
+
+    if components < 0:
+        raise AtelierError(f"--components must be 0 (all) or a positive number, not {components}")
+    configure_threads()
+    result = bench_review(network, device=device, precision=precision, components=components or None)
+    typer.echo(json.dumps(result) if as_json else format_review_table(result))
+
+
 def register(app_root: typer.Typer) -> None:
     """Add this package's sub-commands to the root `atelier` app."""
     from model.commands import bench_app
 
     app_root.command("app")(app)
     bench_app.command("app")(bench_app_command)
+    bench_app.command("review")(bench_review_command)
