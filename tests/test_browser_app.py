@@ -257,7 +257,8 @@ def test_review_publish_generate_save_reopen(server, screenshots):
             # Publish the approved component under a clean name.
             _nav(page, "Directions & export")
             _assert_page_clean(page, browser_errors, "opening Directions & export")
-            form = page.locator('[data-testid="stForm"]').first
+            form = page.locator('[data-testid="stVerticalBlock"]').filter(
+                has=page.get_by_text(f"Component {approved_index}", exact=True)).last
             expect(page.get_by_text(f"Component {approved_index}", exact=False).first).to_be_visible()
             # The label from the review arrives as the default name, literally (no HTML, no Markdown).
             expect(form.get_by_label("Name", exact=True)).to_have_value(LABEL)
