@@ -62,12 +62,18 @@ def upfirdn2d(x: torch.Tensor, f: torch.Tensor, up: int = 1, down: int = 1,
         x = F.pad(x, [0, up - 1, 0, 0, 0, up - 1])
         x = x.reshape(batch, channels, height * up, width * up)
     px0, px1, py0, py1 = padding
-    x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
-    x = x[:, :, max(-py0, 0): x.shape[2] - max(-py1, 0), max(-px0, 0): x.shape[3] - max(-px1, 0)]
+    conv_padding = (0, 0)
+    if px0 == px1 >= 0 and py0 == py1 >= 0:
+        # Even zero padding (every resampling StyleGAN2's networks do): the convolution pads as it reads, which is
+        # the same sum without writing a padded copy of x first (about half the time of this filter on a CPU).
+        conv_padding = (py0, px0)
+    else:
+        x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
+        x = x[:, :, max(-py0, 0): x.shape[2] - max(-py1, 0), max(-px0, 0): x.shape[3] - max(-px1, 0)]
     f = (f * (gain ** (f.ndim / 2))).to(x.dtype).flip([0, 1])
     # Depthwise convolution: every channel filtered independently with the same kernel.
     weight = f[None, None].expand(channels, 1, *f.shape)
-    x = F.conv2d(x, weight, groups=channels)
+    x = F.conv2d(x, weight, groups=channels, padding=conv_padding)
     if down > 1:
         x = x[:, :, ::down, ::down]
     return x
