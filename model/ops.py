@@ -157,9 +157,6 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
             x = x.contiguous(memory_format=torch.channels_last)
         x = conv2d_resample(x, weight.to(x.dtype), f=resample_filter, up=up, padding=padding)
     inplace = not torch.is_grad_enabled()
-    if batch != 1:
-        scale = out_scale.to(x.dtype).reshape(batch, -1, 1, 1)
-        x = x.mul_(scale) if inplace else x * scale
     offset = None
     if bias is not None:
         offset = bias.to(x.dtype).reshape(-1, 1, 1)
@@ -168,7 +165,18 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
         offset = noise if offset is None else offset + noise
     if offset is not None:
         offset = offset * gain if gain != 1 else offset
-        fits = torch.broadcast_shapes(x.shape, offset.shape) == x.shape  # in place only if x keeps its shape
+    fits = offset is not None and torch.broadcast_shapes(x.shape, offset.shape) == x.shape  # x keeps its shape
+    if batch != 1:
+        scale = out_scale.to(x.dtype).reshape(batch, -1, 1, 1)
+        if inplace and fits:
+            # x * scale + offset in one pass over x instead of two. A per-image offset [O, H, W] is laid out as x
+            # is (channels-last on a CPU) so that the broadcast over the batch reads it in order.
+            if offset.dim() == 3 and x.is_contiguous(memory_format=torch.channels_last):
+                offset = offset.unsqueeze(0).contiguous(memory_format=torch.channels_last)
+            x, offset = torch.addcmul(offset, x, scale, out=x), None
+        else:
+            x = x.mul_(scale) if inplace else x * scale
+    if offset is not None:
         x = x.add_(offset) if inplace and fits else x + offset
     # The gain is already folded in above, so the activation runs with gain 1.
     return bias_act(x, act=activation, gain=1.0, clamp=clamp, inplace=inplace)
