@@ -12,7 +12,7 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 
@@ -81,8 +81,15 @@ def cached(request: StripRequest) -> StripImages | None:
         return None
 
 
-def get_strip(request: StripRequest, renderer) -> StripImages:
-    """From the cache, waiting for a prefetch already rendering it, or rendered now."""
+def _read(strip) -> StripImages:
+    return StripImages(strip.image.read_bytes(), strip.heatmap.read_bytes(), strip.image, strip.heatmap)
+
+
+def get_strip(request: StripRequest, renderer,
+              on_first_view: Callable[[StripImages], None] | None = None) -> StripImages:
+    """From the cache, waiting for a prefetch already rendering it, or rendered now. Rendered now and given
+    `on_first_view`, a strip expensive enough (a real-size network's on a CPU) first renders a cheap low-resolution
+    view and hands it over while the full strip renders (model.strips.StripCache.render_progressively)."""
     found = cached(request)
     if found is not None:
         return found
@@ -103,8 +110,13 @@ def get_strip(request: StripRequest, renderer) -> StripImages:
             raise ValueError("StripRequest.vector is needed to render")
         unit = np.asarray(request.vector, dtype=np.float64)
         unit = (unit / max(float(np.linalg.norm(unit)), 1e-12)).astype(np.float32)
-        strip = strip_cache().get_or_render(renderer, unit, request.sigma, request.spec)
-        images = StripImages(strip.image.read_bytes(), strip.heatmap.read_bytes(), strip.image, strip.heatmap)
+        if on_first_view is None:
+            strip = strip_cache().get_or_render(renderer, unit, request.sigma, request.spec)
+        else:
+            for strip in strip_cache().render_progressively(renderer, unit, request.sigma, request.spec):
+                if strip.key != key:
+                    on_first_view(_read(strip))
+        images = _read(strip)
         if mine:
             future.set_result(True)
         return images

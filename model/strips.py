@@ -214,7 +214,7 @@ class StripCache:
         return CachedStrip(image, heat, key, False)
 
     def render_progressively(self, renderer, vector: np.ndarray, sigma: float, spec: StripSpec,
-                             min_gflop: float = FIRST_VIEW_MIN_GFLOP) -> Iterator[CachedStrip]:
+                             min_gflop: float | None = None) -> Iterator[CachedStrip]:
         """The strip in views that sharpen: where the full strip is not cached and costs enough to make a reviewer
         wait, first a cheap low-resolution view (:func:`first_view_spec`, cached under its own key), then the full
         strip. Yields one or two strips; the last is always the full one."""
@@ -229,7 +229,7 @@ class StripCache:
 
 
 def first_view_resolution(renderer, spec: StripSpec, share: float = FIRST_VIEW_SHARE,
-                          min_gflop: float = FIRST_VIEW_MIN_GFLOP) -> int | None:
+                          min_gflop: float | None = None) -> int | None:
     """The resolution of a strip's quick first view: the largest stage of at least FIRST_VIEW_MIN_RESOLUTION px
     whose rendering costs at most `share` of the full strip's (FLOPs counted from the network's shapes). None where
     a first view would not help: on a GPU, for strips under `min_gflop` (they render in well under a second on a
@@ -238,6 +238,7 @@ def first_view_resolution(renderer, spec: StripSpec, share: float = FIRST_VIEW_S
 
     if renderer.device.type != "cpu":
         return None
+    min_gflop = FIRST_VIEW_MIN_GFLOP if min_gflop is None else min_gflop
     target = spec.resolution or renderer.resolution
     full = synthesis_flops(renderer.G, len(spec.seeds) * len(spec.steps), target)
     if full < min_gflop * 1e9:
@@ -247,7 +248,7 @@ def first_view_resolution(renderer, spec: StripSpec, share: float = FIRST_VIEW_S
     return max(cheap) if cheap else None
 
 
-def first_view_spec(renderer, spec: StripSpec, min_gflop: float = FIRST_VIEW_MIN_GFLOP) -> StripSpec | None:
+def first_view_spec(renderer, spec: StripSpec, min_gflop: float | None = None) -> StripSpec | None:
     """`spec` at its first view's resolution (same seeds, steps and layers), or None (see first_view_resolution)."""
     resolution = first_view_resolution(renderer, spec, min_gflop=min_gflop)
     return None if resolution is None else replace(spec, resolution=resolution)

@@ -61,3 +61,17 @@ def test_strip_sharpens_from_a_first_view(tmp_path, small, direction):
 def test_cheap_strips_go_straight_to_the_full_view(tmp_path, small, direction):
     views = list(StripCache(tmp_path).render_progressively(small, direction, 1.5, SPEC))  # default: 50 GFLOP
     assert len(views) == 1 and views[0].key == SPEC.key(small.fingerprint)
+
+
+def test_review_page_strip_hands_over_the_first_view(monkeypatch, small, direction):
+    from annotator import strips as page_strips
+    from model import strips as model_strips
+
+    monkeypatch.setattr(model_strips, "FIRST_VIEW_MIN_GFLOP", 0.0)  # the small network as if it were a real one
+    request = page_strips.StripRequest(small.fingerprint, SPEC, 1.5, direction)
+    seen: list = []
+    shown = page_strips.get_strip(request, small, on_first_view=seen.append)
+    assert len(seen) == 1 and seen[0].grid[:2] == b"\xff\xd8" and seen[0].grid != shown.grid
+    assert shown.grid_path.name.startswith(SPEC.key(small.fingerprint))
+    seen.clear()
+    assert page_strips.get_strip(request, small, on_first_view=seen.append).grid == shown.grid and not seen

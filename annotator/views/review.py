@@ -183,11 +183,15 @@ with st.container(horizontal=True, vertical_alignment="bottom"):
 
 chosen = settings()
 request = review.strip_request(ctx, component, vector, chosen, renderer, seeds())
+first_view = st.empty()  # a real-size network's strip, not yet rendered, shows a quick low-resolution view meanwhile
 try:
-    images = strips.get_strip(request, renderer)
+    images = strips.get_strip(request, renderer, on_first_view=lambda view: first_view.image(
+        imaging.data_url(view.grid), caption="A quick low-resolution view; the full strip is rendering …",
+        width="stretch"))
 except AtelierError as exc:
     st.error(str(exc))
     st.stop()
+first_view.empty()
 
 # --- strip, heat map, scores | label form, teammates ----------------------------------------------------------------
 main, side = st.columns([3, 2], gap="large")
