@@ -52,6 +52,7 @@ PAGES = {
 }
 
 page = st.navigation(PAGES)
+ui.gate()  # team mode: the sign-in form, and nothing else, until the person has signed in
 with st.sidebar:
     st.divider()
     st.caption("Model")

@@ -45,6 +45,35 @@ def _wait_until_serving(url: str, process: subprocess.Popen, seconds: float = 60
     return False
 
 
+def is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may well be reachable from the network
+
+
+def require_team_accounts(host: str) -> None:
+    """Serving beyond this machine needs accounts: refuse to start without an admin, and turn team mode on."""
+    if is_loopback(host):
+        return
+    from db import accounts
+    from db.engine import read_session
+    from db.migrate import ensure_current
+
+    ensure_current()
+    with read_session() as session:
+        admins = [a for a in accounts.list_accounts(session) if a.admin and not a.disabled]
+    if not admins:
+        raise AtelierError(
+            f"--host {host} lets anyone who reaches this machine in, so the app needs accounts: create an admin first "
+            "with `atelier users add NAME --admin` (then one account per teammate), or serve on 127.0.0.1.")
+    os.environ[accounts.TEAM_ENV] = "1"  # inherited by the Streamlit process
+
+
 @exit_on_user_error
 def app(
     port: int = typer.Option(8501, help="Port to serve on."),
@@ -60,6 +89,7 @@ def app(
         raise AtelierError(f"--port must be 1 … 65535, got {port}")
     pick_device(device)  # a GPU asked for and missing is said here, not on the first page
     os.environ[DEVICE_ENV], os.environ[PRECISION_ENV] = device, check_precision(precision)  # the app's renderers
+    require_team_accounts(host)
     command = streamlit_command(port, host)
     url = f"http://{'localhost' if host in ('0.0.0.0', '::') else host}:{port}"
     typer.echo(f"Atelier on {url}  (Ctrl+C stops it)")

@@ -166,9 +166,18 @@ def teammates(url: str, component_id: int, reviewer: str | None) -> list[q.Revie
     return [r for r in reversed(history) if r.reviewer != reviewer]
 
 
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|>~<&$:])")
+# Every character Markdown, GFM, Streamlit's directives or LaTeX give a meaning: a numeric character reference
+# shows as the character and is never markup.
+_MARKDOWN_SPECIAL = re.compile(r"[\\`*_{}\[\]()#+\-.!|>~<&$:@=\"'%]")
+# GFM also turns bare "https://…", "www.…" and "name@host.example" into links, and it finds them in the text *after*
+# escapes and references are decoded, so no escaping stops it. An invisible word joiner (U+2060) where those
+# patterns need two characters side by side does.
+_BARE_LINK = re.compile(r"(?<=:)(?=//)|(?<=@)|(?i:(?<=www))(?=\.)")
+WORD_JOINER = "\u2060"
 
 
 def escape_markdown(text: str) -> str:
-    """Text that Streamlit's Markdown shows literally: no HTML, links, emphasis, directives or LaTeX."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text)).replace("\n", " ")
+    """Text that Streamlit's Markdown shows literally: no HTML, links (bare ones included), emphasis, directives or
+    LaTeX."""
+    unlinked = _BARE_LINK.sub(WORD_JOINER, str(text))
+    return _MARKDOWN_SPECIAL.sub(lambda found: f"&#{ord(found.group())};", unlinked).replace("\n", " ")

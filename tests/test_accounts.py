@@ -10,6 +10,7 @@ import pytest
 
 from annotator.access import PathRefused, server_path
 from db import accounts as a
+from model.errors import AtelierError
 from db import queries as q
 from db.engine import read_session, write_session
 from db_fixtures import Seeded, backend, db_url, empty_url, seeded  # noqa: F401
@@ -200,3 +201,22 @@ def test_users_commands(db_url: str) -> None:
     assert run("passwd", "ana", "--password-stdin", stdin="another long one\n").exit_code == 0
     with read_session(db_url) as session:
         assert a.authenticate(session, "ana", "another long one").admin
+
+
+def test_app_on_the_network_needs_an_admin(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from annotator.commands import is_loopback, require_team_accounts
+
+    assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1") and is_loopback("127.8.0.1")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.20") and not is_loopback("atelier.example")
+    monkeypatch.setenv("ATELIER_DATABASE_URL", db_url)
+    require_team_accounts("127.0.0.1")  # one person on their machine: no accounts needed
+    with pytest.raises(AtelierError, match="atelier users add NAME --admin"):
+        require_team_accounts("0.0.0.0")
+    with write_session(db_url) as session:
+        a.add_account(session, "ana", PASSWORD)  # a reviewer account is not enough
+    with pytest.raises(AtelierError, match="create an admin first"):
+        require_team_accounts("0.0.0.0")
+    with write_session(db_url) as session:
+        a.set_role(session, "ana", "admin")
+    require_team_accounts("0.0.0.0")
+    assert os.environ[a.TEAM_ENV] == "1"

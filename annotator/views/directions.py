@@ -16,6 +16,9 @@ st.caption("Approved components become sliders on Generate once published, with 
            "they move and the strength range of their slider (in σ).")
 
 who = ui.reviewer()
+if who and not ui.is_admin():
+    st.info("Only an admin may publish, update, unpublish or import directions; you can look and export here.")
+    who = None  # every action below needs a signed-in admin
 with read_session(ctx.url) as session:
     active = q.active_directions(session, ctx.model.id)
 cats = ui.categories(ctx.url)
@@ -131,7 +134,7 @@ if active:
                     directions.unpublish(ctx.url, who, chosen.id)
                     st.rerun()
                 except AtelierError as exc:
-                    st.error(str(exc))
+                    st.error(ui.md(exc))
 else:
     st.caption("Nothing published yet.")
 

@@ -62,7 +62,7 @@ def reset() -> None:
 
 st.title("Generate")
 for warning in state.pop("gen.warnings", []):
-    st.warning(warning)
+    st.warning(ui.md(warning))  # the warning quotes the link's own text
 if not available:
     st.info(generate.GUIDANCE)
 
@@ -79,11 +79,11 @@ def designer() -> None:
         if renderer.c_dim:
             st.selectbox("Class", list(range(renderer.c_dim)), key="gen.class")
         for category, members in groups.items():
-            st.subheader(category.capitalize())
+            st.subheader(ui.md(category.capitalize()))
             for slider in members:
                 low, high = slider.strength_range
                 start, stop = slider.layer_range
-                st.slider(slider.name, float(low), float(high), step=0.1, key=slider_key(slider),
+                st.slider(ui.md(slider.name), float(low), float(high), step=0.1, key=slider_key(slider),
                           format="%+.1f σ", help=f"Layers {start}–{stop - 1}; range {low:g} … {high:g} σ")
         if available:
             st.button("Reset sliders", icon=":material/restart_alt:", on_click=reset, key="gen.reset")
@@ -101,7 +101,7 @@ def designer() -> None:
         try:
             jpeg = generate.render_jpeg(renderer, look, available)
         except AtelierError as exc:
-            st.error(str(exc))
+            st.error(ui.md(exc))
             return
         compare = bool(look.values) and st.toggle("Compare with the unedited look", key="gen.compare",
                                                   help="The same seed and ψ with every slider at 0, beside the edit.")
@@ -113,7 +113,7 @@ def designer() -> None:
         else:
             st.image(imaging.data_url(jpeg), width=min(640, generate.DISPLAY_TARGET + 128))
         moved = ", ".join(f"{s.name} {look.value(s.id):+g}σ" for s in available if look.value(s.id))
-        st.caption(f"Seed {look.seed} · ψ {look.psi:g}" + (f" · {moved}" if moved else "")
+        st.caption(f"Seed {look.seed} · ψ {look.psi:g}" + (f" · {ui.md(moved)}" if moved else "")
                    + f" · {renderer.resolution} px model")
         with st.container(horizontal=True, vertical_alignment="bottom"):
             st.download_button("Download PNG", data=generate.render_png(renderer, look, available),
@@ -133,7 +133,7 @@ def designer() -> None:
                     info = generate.save(ctx.url, ctx.model.id, who, name_text, look, available)
                     st.success(f"Saved look “{ui.md(info.name)}”.")
                 except AtelierError as exc:
-                    st.error(str(exc))
+                    st.error(ui.md(exc))
 
 
 designer()

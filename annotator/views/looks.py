@@ -27,7 +27,7 @@ def delete(look_id: int) -> None:
             q.delete_look(session, look_id)
         st.session_state["looks.flash"] = "Look deleted."
     except AtelierError as exc:
-        st.session_state["looks.flash"] = str(exc)
+        st.session_state["looks.flash"] = ui.md(exc)
 
 
 if st.session_state.get("looks.flash"):
@@ -41,7 +41,7 @@ for row in range(0, len(looks), COLUMNS):
             try:
                 st.image(generate.render_jpeg(renderer, state, available, display=256), width="stretch")
             except AtelierError as exc:
-                st.error(str(exc))
+                st.error(ui.md(exc))
             st.text(look.name)
             edits = ", ".join(f"{e.name} {e.value:+g}σ" for e in look.edits) or "no sliders moved"
             st.caption(f"seed {look.seed} · ψ {look.psi:g} · by {ui.md(look.reviewer)}")

@@ -22,7 +22,7 @@ with st.container(horizontal=True, vertical_alignment="bottom"):
             try:
                 found = maps.compute(renderer, points)
             except AtelierError as exc:
-                st.error(str(exc))
+                st.error(ui.md(exc))
 if found is None:
     st.info("No map for this model yet: press Compute map.")
     st.stop()

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from annotator import services, ui
+from annotator import access, services, ui
 from db import queries as q
 from db.engine import read_session
 from model.errors import AtelierError
@@ -20,6 +20,7 @@ st.dataframe(pd.DataFrame([{
     "classes": m.architecture.get("c_dim", 0), "fingerprint": m.fingerprint[:12], "path": m.path,
 } for m in models]), hide_index=True, width="stretch")
 
+ui.require_admin("switch the active model, register models or compute component sets")
 ids = [m.id for m in models]
 chosen = st.selectbox("Active model", ids, index=ids.index(ctx.model.id), key="models.active",
                       format_func=lambda i: next(m.name for m in models if m.id == i))
@@ -46,7 +47,7 @@ if go:
             info = services.register_model_file(source, label, ctx.url)
         st.success(f"Registered {ui.md(info.name)}. Choose it above to work on it.")
     except AtelierError as exc:
-        st.error(str(exc))
+        st.error(ui.md(exc))
 
 st.header(f"Component sets of {ui.md(ctx.model.name)}")
 with read_session(ctx.url) as session:
@@ -62,7 +63,7 @@ if sets:
         st.rerun()
     state = services.scoring_state(picked)
     if state:
-        st.info(state)
+        st.info(ui.md(state))  # it can quote a scoring error
     elif st.button("Score this set in the background", icon=":material/analytics:", key="models.score"):
         services.start_scoring(picked, ctx.model, ctx.url)
         st.rerun()
@@ -81,4 +82,4 @@ if compute:
                                              progress=lambda f, text: bar.progress(min(1.0, f), text=text))
         st.success(f"Set #{info.id}: {info.component_count} components, now the set to review.")
     except AtelierError as exc:
-        st.error(str(exc))
+        st.error(ui.md(exc))

@@ -16,7 +16,7 @@ arch = ctx.model.architecture
 st.caption(f"Model {ui.md(ctx.model.name)} · {arch.get('img_resolution', '?')} px · {arch['num_ws']} ws rows · "
            f"component set {cset.id} ({cset.method}, {cset.component_count} components)")
 if services.scoring_state(cset.id):
-    st.info(services.scoring_state(cset.id))
+    st.info(ui.md(services.scoring_state(cset.id)))
 
 with read_session(ctx.url) as session:
     progress = q.progress(session, cset.id)

@@ -115,6 +115,12 @@ def restore_previous_seeds() -> None:
 
 # --- which component -------------------------------------------------------------------------------------------
 items = current_queue()
+if state.get("rv.current") is None and str(st.query_params.get("c", "")).isdigit():
+    # A reload starts a new session; the URL (?c=index) keeps the reviewer's place.
+    try:
+        state["rv.current"] = review.component_by_index(ctx.url, cset.id, int(st.query_params["c"])).id
+    except AtelierError:
+        pass  # a set with fewer components now: start from the queue
 if state.get("rv.current") is None:
     if not items:
         st.success("Your queue is empty: you have reviewed every component. Pick one by number to look again.")
@@ -128,6 +134,8 @@ with read_session(ctx.url) as session:
     mine = q.latest_review(session, name, component.id)
 state["rv.current"] = component.id
 state["rv.index"] = component.index
+if st.query_params.get("c") != str(component.index):
+    st.query_params["c"] = str(component.index)
 state["rv.jump"] = component.index  # the "Go to #" box shows where you are, like a page number
 if not state.get("rv.shown") or state["rv.shown"][0] != component.id:
     state["rv.shown"] = (component.id, time.monotonic())
@@ -153,7 +161,7 @@ with nav:
 if state.get("rv.flash"):
     st.toast(state.pop("rv.flash"))
 if state.get("rv.error"):
-    st.error(state.pop("rv.error"))
+    st.error(ui.md(state.pop("rv.error")))  # it quotes what was typed
 
 # --- view controls ------------------------------------------------------------------------------------------------
 with st.container(horizontal=True, vertical_alignment="bottom"):
@@ -189,7 +197,7 @@ try:
         imaging.data_url(view.grid), caption="A quick low-resolution view; the full strip is rendering …",
         width="stretch"))
 except AtelierError as exc:
-    st.error(str(exc))
+    st.error(ui.md(exc))
     st.stop()
 first_view.empty()
 
@@ -211,9 +219,9 @@ with main:
             a, b, c = st.columns(3)
             a.metric("Effect", f"{component.effect:.3f}")
             b.metric("Consistency", f"{component.consistency:.2f}")
-            c.metric("Locality", f"{component.locality:.2f}", help=f"Where: {component.locality_where or '—'}")
+            c.metric("Locality", f"{component.locality:.2f}", help=f"Where: {ui.md(component.locality_where or '—')}")
             a.metric("Colour share", f"{component.colour_share:.2f}")
-            b.metric("Layers", component.layer_sensitivity or "—")
+            b.metric("Layers", ui.md(component.layer_sensitivity or "—"))
             c.metric("Priority", f"{component.priority:.2f}" if component.priority is not None else "—")
             st.text(f"Suggested category: {component.suggested_category or '—'}"
                     + ("   (marked dead: barely changes anything)" if component.dead else ""))

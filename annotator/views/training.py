@@ -6,7 +6,7 @@ import time
 import pandas as pd
 import streamlit as st
 
-from annotator import imaging, services, ui
+from annotator import access, imaging, services, ui
 from model.errors import AtelierError
 from model.runs import RunSummary, list_runs, read_run, resume_command, snapshot_rows
 from model.settings import runs_dir, shown_path
@@ -46,17 +46,17 @@ with pick:
                 f"snapshot.")
 if other.strip():
     try:
-        run = read_run(other.strip())
+        run = read_run(access.server_path(other, team=ui.team(), kind="folder"))
     except AtelierError as exc:
         run = None
-        st.error(str(exc))
+        st.error(ui.md(exc))
 
 
 def show(run: RunSummary) -> None:
     try:
         run = read_run(run.path)  # fresh on every refresh: the trainer may have written since
     except AtelierError as exc:  # the folder went away while the page followed it
-        st.error(str(exc))
+        st.error(ui.md(exc))
         return
     last = run.log[-1] if run.log else {}
     a, b, c, d = st.columns(4)
@@ -109,13 +109,15 @@ def register_buttons(run: RunSummary) -> None:
                          disabled=run.best_path is None,
                          help="Registers a copy of network-best.safetensors as a model (Models page).")
         newest = st.button("Use the newest snapshot", key="tr.newest", disabled=not run.snapshots)
-    if best or newest:
+    if (best or newest) and not ui.is_admin():
+        st.warning("Only an admin may register models.")
+    elif best or newest:
         try:
             with st.spinner("Copying and checking the generator…"):
                 info = services.register_run_generator(run.path, "best" if best else "newest", ctx.url)
             st.success(f"Registered {ui.md(info.name)}. Choose it as the active model on the Models page.")
         except AtelierError as exc:
-            st.error(str(exc))
+            st.error(ui.md(exc))
 
 
 if run is not None:
