@@ -40,7 +40,8 @@ if go:
         if upload is not None:
             source = services.store_upload(upload.name, upload.getvalue())
         elif path.strip():
-            source = path.strip()
+            # A team server opens only paths in its configured folders (annotator/access.py).
+            source = str(access.server_path(path, team=ui.team()))
         else:
             raise AtelierError("Give a path or upload a file.")
         with st.spinner("Loading and checking the generator…"):
