@@ -169,6 +169,8 @@ class ReviewRecord:
     created_at: datetime
     seconds_spent: float | None
     undoes_id: int | None
+    # For a review imported in team mode: who made it originally and where it came from (revision 0005).
+    provenance: dict[str, Any] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -253,6 +255,8 @@ class DirectionInfo:
     # and the refusals someone overrode to publish it anyway (empty when it passed every check).
     measured_effect: float | None = None
     override_reasons: tuple[str, ...] = ()
+    # For a direction imported in team mode: who published it originally, when, and from which file (revision 0005).
+    provenance: dict[str, Any] | None = field(default=None, compare=False)
 
     @property
     def active(self) -> bool:
@@ -808,7 +812,7 @@ def _record(row: Review, reviewer: str, category: str | None) -> ReviewRecord:
         id=row.id, reviewer=reviewer, component_id=row.component_id, decision=row.decision, label=row.label,
         category=category, consistency=row.consistency, layer_range=layers,  # type: ignore[arg-type]
         strength_range=strengths, note=row.note, created_at=row.created_at,  # type: ignore[arg-type]
-        seconds_spent=row.seconds_spent, undoes_id=row.undoes_id,
+        seconds_spent=row.seconds_spent, undoes_id=row.undoes_id, provenance=row.provenance,
     )
 
 
@@ -833,8 +837,12 @@ def record_review(
     strength_range: tuple[float, float] | None = None,
     note: str = "",
     seconds_spent: float | None = None,
+    provenance: Mapping[str, Any] | None = None,
 ) -> ReviewRecord:
-    """Append one review. Editing a review is calling this again: the newest row per reviewer counts."""
+    """Append one review. Editing a review is calling this again: the newest row per reviewer counts.
+
+    ``provenance`` is for imports in team mode: who made the review originally (the row is the importer's).
+    """
     person = _reviewer(session, reviewer)
     # One query for existence and the model's layer count; the component row itself (with its vector) is not needed.
     found = session.execute(
@@ -865,6 +873,7 @@ def record_review(
         strength_min=None if strengths is None else strengths[0],
         strength_max=None if strengths is None else strengths[1],
         note=_text("note", note), created_at=utcnow(), seconds_spent=seconds,
+        provenance=None if provenance is None else dict(_json("provenance", dict(provenance))),
     )
     session.add(row)
     session.flush()
@@ -1140,6 +1149,7 @@ def _direction_info(session: Session, row: PublishedDirection) -> DirectionInfo:
         published_by=names[row.published_by], published_at=row.published_at, unpublished_at=row.unpublished_at,
         unpublished_by=None if row.unpublished_by is None else names[row.unpublished_by],
         measured_effect=row.measured_effect, override_reasons=tuple(row.override_reasons or ()),
+        provenance=row.provenance,
     )
 
 
@@ -1156,6 +1166,7 @@ def publish_direction(
     strength_range: tuple[float, float] | None = None,
     sigma: float | None = None,
     published_at: datetime | None = None,
+    provenance: Mapping[str, Any] | None = None,
     measured_effect: float | None = None,
     override_reasons: Sequence[str] = (),
 ) -> DirectionInfo:
@@ -1220,6 +1231,7 @@ def publish_direction(
         strength_min=strengths[0], strength_max=strengths[1], sigma=sigma, source=source,
         component_id=component_id, published_by=person.id,
         published_at=utcnow() if published_at is None else published_at,
+        provenance=None if provenance is None else dict(_json("provenance", dict(provenance))),
         measured_effect=None if measured_effect is None else _float("measured effect", measured_effect),
         override_reasons=[_text("override reason", r) for r in override_reasons] or None,
     )

@@ -1399,10 +1399,18 @@ def apply_import(plan: ImportPlan, url: str | None = None, reviewer: str = "impo
         res = _resolve(session, ds, model, plan.source)
         if res.errors:
             raise DirectionSetError("; ".join(res.errors) + "; nothing was written")
+        # In team mode the importer must be an admin account, and the file's reviewers and publishers are kept only
+        # as provenance: no accounts are made for them, their reviews and publications become the importer's, dated
+        # now (a file can claim any name and any date). On one person's machine names are only labels, as before.
+        from db import accounts
+
+        team = accounts.team_mode(session)
+        if team:
+            accounts.require_admin(session, reviewer, "import directions")
         importer = queries.ensure_reviewer(session, reviewer).name
         for name in res.categories:
             queries.add_category(session, name)
-        for name in res.reviewers:
+        for name in [] if team else res.reviewers:
             queries.ensure_reviewer(session, name)
         imported_at = _iso(datetime.now(timezone.utc))
         for action in res.sets:
@@ -1434,11 +1442,13 @@ def apply_import(plan: ImportPlan, url: str | None = None, reviewer: str = "impo
             for comp in comps:
                 for review in comp.reviews:
                     queries.record_review(
-                        session, review["reviewer"], action.component_ids[comp.original_index], review["decision"],
+                        session, importer if team else review["reviewer"], action.component_ids[comp.original_index],
+                        review["decision"],
                         label=review["label"], category=review["category"], consistency=review["consistency"],
                         layer_range=None if review["layer_range"] is None else tuple(review["layer_range"]),
                         strength_range=None if review["strength_range"] is None else tuple(review["strength_range"]),
-                        note=review["note"])
+                        note=review["note"],
+                        provenance={"reviewer": review["reviewer"], "file": plan.source} if team else None)
                     result.reviews += 1
         set_actions = {a.key: a for a in res.sets}
         for i, replace_id in res.publishes:
@@ -1449,12 +1459,16 @@ def apply_import(plan: ImportPlan, url: str | None = None, reviewer: str = "impo
             component_id = None
             if meta.source["kind"] == "component":
                 component_id = set_actions[meta.source["set"]].component_ids[meta.source["index"]]
-            # A restored direction keeps its σ and when it was really published (not "now").
+            # A restored direction keeps its σ and, on one person's machine, when it was really published (not
+            # "now"); in team mode the importer publishes it now and the file's claims are provenance.
+            original_at = None if meta.published_at is None else datetime.fromisoformat(meta.published_at)
             queries.publish_direction(
-                session, model.id, meta.name, meta.published_by or importer, component_id=component_id,
-                vector=ds.vectors[i], category=meta.category, layer_range=meta.layer_range,
-                strength_range=meta.strength_range, sigma=meta.sigma,
-                published_at=None if meta.published_at is None else datetime.fromisoformat(meta.published_at))
+                session, model.id, meta.name, importer if team else (meta.published_by or importer),
+                component_id=component_id, vector=ds.vectors[i], category=meta.category,
+                layer_range=meta.layer_range, strength_range=meta.strength_range, sigma=meta.sigma,
+                published_at=None if team else original_at,
+                provenance={"published_by": meta.published_by, "published_at": meta.published_at,
+                            "file": plan.source} if team else None)
             result.published.append(meta.name)
         result.unchanged = res.unchanged
     return result

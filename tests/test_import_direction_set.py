@@ -399,3 +399,40 @@ def test_supervised_sigma_in_the_file_is_kept(good, target):
     # Another σ for the same direction is a change: the file's replaces the database's.
     plan = plan_import(edit_json(good, lambda doc: None), None, url=url)
     assert plan.counts()["replace"] == 1 and "σ 1" in next(i.detail for i in plan.items if i.action == "replace")
+
+
+def test_team_mode_import_keeps_the_files_reviewers_only_as_provenance(good, target, monkeypatch):
+    """On a team server a file cannot vote or publish in anyone's name, nor back-date: the admin who imports does,
+    now, and who the file says did it (ana, ben, cleo in `populate`) is kept beside each row."""
+    from datetime import datetime, timezone
+
+    from db import accounts
+    from db.engine import write_session
+    from model.errors import AtelierError
+
+    monkeypatch.delenv(accounts.TEAM_ENV, raising=False)
+    url, model_id = target
+    with write_session(url) as s:
+        accounts.add_account(s, "imogen", "correct horse battery", admin=True)
+        accounts.add_account(s, "rita", "correct horse battery")
+    plan = plan_import(good, None, url=url)
+    assert plan.ok, plan.errors
+    for who in ("rita", "mallory"):  # a reviewer account, and a name that is nobody's
+        with pytest.raises(AtelierError, match="Only an admin may import"):
+            apply_import(plan, url, who)
+    started = datetime.now(timezone.utc)
+    result = apply_import(plan, url, "imogen")
+    assert sorted(result.published) == ["-Hemline", "Colour: red", "Sleeve length", "Volume"] and result.reviews
+    with read_session(url) as s:
+        assert sorted(r.name for r in queries.list_reviewers(s)) == ["imogen", "rita"]  # no names were made
+        directions = queries.active_directions(s, model_id)
+        reviews = [r for cid in (c.id for st in queries.list_component_sets(s, model_id)
+                                 for c in queries.list_components(s, st.id))
+                   for r in queries.review_history(s, cid)]
+    assert {d.published_by for d in directions} == {"imogen"}
+    assert all(d.published_at >= started for d in directions)  # not back-dated
+    assert {d.name: d.provenance["published_by"] for d in directions} == {
+        "-Hemline": "cleo", "Colour: red": "ben", "Sleeve length": "ana", "Volume": "ben"}
+    assert all(d.provenance["published_at"] and d.provenance["file"] == plan.source for d in directions)
+    assert len(reviews) == result.reviews and {r.reviewer for r in reviews} == {"imogen"}
+    assert {r.provenance["reviewer"] for r in reviews} == {"ana", "ben", "cleo"}
