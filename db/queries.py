@@ -52,7 +52,7 @@ VOTES: tuple[str, ...] = ("approve", "reject", "unsure")
 DEFAULT_STRENGTH_RANGE: tuple[float, float] = (-3.0, 3.0)
 SCORE_FIELDS: tuple[str, ...] = (
     "effect", "consistency", "locality", "locality_where", "colour_share", "layer_sensitivity",
-    "suggested_category", "priority", "dead",
+    "suggested_category", "priority", "dead", "score_details",
 )
 _FINGERPRINT = re.compile(r"^[0-9a-f]{64}$")
 MAX_DIRECTION_NAME_LENGTH = 200
@@ -136,6 +136,7 @@ class ComponentInfo:
     suggested_category: str | None
     priority: float | None
     dead: bool
+    score_details: str | None = None  # JSON: the priority's ingredients and reason (model.scores)
 
 
 @dataclass(frozen=True)
@@ -152,6 +153,7 @@ class ComponentScores:
     suggested_category: str | None = None
     priority: float | None = None
     dead: bool | None = None
+    score_details: str | None = None
 
 
 @dataclass(frozen=True)
@@ -324,6 +326,25 @@ def _text(name: str, value: Any) -> str:
     if not isinstance(value, str):
         raise InvalidInput(f"{name} must be text, got {type(value).__name__}.")
     return value
+
+
+MAX_SCORE_DETAILS = 20_000  # characters; the scorer writes well under 2,000
+
+
+def _score_details(value: Any) -> str:
+    """Score details arrive as a dict (the scorer) or JSON text (an import); stored as JSON text of an object."""
+    if isinstance(value, Mapping):
+        value = json.dumps(value, sort_keys=True, allow_nan=False)
+    text = _text("score_details", value)
+    if len(text) > MAX_SCORE_DETAILS:
+        raise InvalidInput(f"score_details is {len(text)} characters long; the limit is {MAX_SCORE_DETAILS}.")
+    try:
+        parsed = json.loads(text)
+    except ValueError as exc:
+        raise InvalidInput(f"score_details is not valid JSON ({exc}); re-run `atelier score` to rebuild it.") from None
+    if not isinstance(parsed, dict):
+        raise InvalidInput("score_details must be a JSON object; re-run `atelier score` to rebuild it.")
+    return text
 
 
 def _name(name: str, value: Any, max_length: int) -> str:
@@ -625,6 +646,7 @@ def _component_info(row: Component) -> ComponentInfo:
         effect=row.effect, consistency=row.consistency, locality=row.locality, locality_where=row.locality_where,
         colour_share=row.colour_share, layer_sensitivity=row.layer_sensitivity,
         suggested_category=row.suggested_category, priority=row.priority, dead=bool(row.dead),
+        score_details=row.score_details,
     )
 
 
@@ -786,6 +808,8 @@ def update_scores(
                 continue
             if key in ("locality_where", "layer_sensitivity", "suggested_category"):
                 clean[key] = _text(key, value)
+            elif key == "score_details":
+                clean[key] = _score_details(value)
             elif key == "dead":
                 clean[key] = bool(value)
             else:
@@ -1046,33 +1070,126 @@ def component_status(session: Session, component_id: int, min_approvals: int | N
     return next(s for s in statuses if s.component_id == component.id)
 
 
+NEIGHBOURS_FOR_UNSCORED = 8  # scored components, nearest in eigenvalue order, whose priorities place an unscored one
+
+
+def review_order(components: Sequence[ComponentInfo], *, include_dead: bool = False) -> list[ComponentInfo]:
+    """The review order of a set, the one rule behind every queue (the Review page, ``atelier queue``):
+    highest priority first (as model.scores assigns it), ties by index.
+
+    While scoring is still running (it goes in eigenvalue order) a component without scores is placed by what is
+    known: it gets the median priority of the scored components nearest above it in eigenvalue order (the ones
+    scored last), so the queue is useful before the scorer is done; with nothing scored yet the order is the
+    eigenvalue order. Ties between a scored and an unscored component go to the scored one.
+    Components the scorer marked dead are left out unless ``include_dead`` (then they come last).
+    """
+    by_eigen = sorted(components, key=lambda c: (-(c.eigenvalue if c.eigenvalue is not None else -math.inf),
+                                                 c.index))
+    keyed: list[tuple[float, int, int, ComponentInfo]] = []
+    recent: list[float] = []
+    for rank, c in enumerate(by_eigen):
+        if c.dead and not include_dead:
+            continue
+        if c.priority is not None:
+            priority, known = (-math.inf if c.dead else c.priority), 0
+            if not c.dead:
+                recent = (recent + [c.priority])[-NEIGHBOURS_FOR_UNSCORED:]
+        else:
+            priority, known = (float(np.median(recent)) if recent else 0.0), 1
+        keyed.append((-priority, known, rank, c))
+    keyed.sort(key=lambda k: k[:3])
+    return [c for *_, c in keyed]
+
+
+def scoring_progress(components: Sequence[ComponentInfo]) -> tuple[int, int]:
+    """(components with scores, components) of a set: how far `atelier score` / the Models page have got."""
+    return sum(c.priority is not None for c in components), len(components)
+
+
 def queue_for(
     session: Session, reviewer: str, set_id: int, limit: int | None = None, *, include_dead: bool = False
 ) -> list[QueueItem]:
-    """What this reviewer should look at next: components they have not reviewed, by priority (higher first, as
-    model.scores assigns it; unscored last, then index); components they skipped come after all of those,
-    earliest skip first.
+    """What this reviewer should look at next: components they have not reviewed, in :func:`review_order`;
+    components they skipped come after all of those, earliest skip first.
     Components the scorer marked dead are left out unless ``include_dead``.
     """
     person = _reviewer(session, reviewer)
-    components = list_components(session, set_id)
     mine = {r.component_id: r for r in _latest_per_reviewer(session, set_id) if r.reviewer == person.name}
     fresh: list[QueueItem] = []
     skipped: list[tuple[int, QueueItem]] = []
-    for c in components:
-        if c.dead and not include_dead:
-            continue
+    for c in review_order(list_components(session, set_id), include_dead=include_dead):
         review = mine.get(c.id)
         if review is None or review.decision == WITHDRAWN:
             fresh.append(QueueItem(component_id=c.id, index=c.index, priority=c.priority, skipped=False))
         elif review.decision == "skip":
             skipped.append((review.id, QueueItem(component_id=c.id, index=c.index, priority=c.priority, skipped=True)))
-    fresh.sort(key=lambda q: (q.priority is None, -(q.priority if q.priority is not None else 0.0), q.index))
     skipped.sort(key=lambda pair: pair[0])
     queue = fresh + [item for _, item in skipped]
     if limit is not None:
         queue = queue[: _int("limit", limit, 0)]
     return queue
+
+
+@dataclass(frozen=True)
+class QueueEntry:
+    """One line of the review order as a person or a script reads it (``atelier queue``, the Review page)."""
+
+    position: int
+    component_id: int
+    index: int
+    priority: float | None
+    suggested_category: str | None
+    layers: str | None  # the layer group the component opens on (its best one by the scores)
+    reason: str
+    scored: bool
+    skipped: bool
+    dead: bool
+
+
+def score_reason(component: ComponentInfo) -> str:
+    """Why a component sits where it does in the queue, in one line (written by the scorer, see model.scores)."""
+    if component.priority is None:
+        return "not scored yet: placed by its eigenvalue among the components scored so far"
+    details = parse_score_details(component.score_details)
+    if details.get("reason"):
+        return str(details["reason"])
+    return f"priority {component.priority:.2f} (scored before reasons were kept; re-run `atelier score`)"
+
+
+def parse_score_details(text: str | None) -> dict[str, Any]:
+    """The stored score details as a dict ({} when there are none or they cannot be read)."""
+    if not text:
+        return {}
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def queue_entries(
+    session: Session, set_id: int, reviewer: str | None = None, *, top: int | None = None,
+    include_dead: bool = False,
+) -> list[QueueEntry]:
+    """The review order with its reasons: a reviewer's own queue (as the Review page shows it), or without a
+    reviewer the whole set in :func:`review_order`."""
+    components = {c.id: c for c in list_components(session, set_id)}
+    if reviewer is None:
+        ids = [(c.id, False) for c in review_order(list(components.values()), include_dead=include_dead)]
+    else:
+        ids = [(item.component_id, item.skipped)
+               for item in queue_for(session, reviewer, set_id, include_dead=include_dead)]
+    if top is not None:
+        ids = ids[: _int("top", top, 0)]
+    entries = []
+    for position, (cid, skipped) in enumerate(ids, start=1):
+        c = components[cid]
+        entries.append(QueueEntry(
+            position=position, component_id=cid, index=c.index, priority=c.priority,
+            suggested_category=c.suggested_category, layers=c.layer_sensitivity, reason=score_reason(c),
+            scored=c.priority is not None, skipped=skipped, dead=c.dead,
+        ))
+    return entries
 
 
 def progress(session: Session, set_id: int, min_approvals: int | None = None) -> Progress:

@@ -47,6 +47,7 @@ ALL_DECISIONS: tuple[str, ...] = (*DECISIONS, WITHDRAWN)
 
 DEFAULT_CATEGORIES: tuple[str, ...] = (
     "sleeve", "colour", "layers", "length", "neckline", "pattern", "silhouette", "other",
+    "background",  # added by revision 0006: the scorer suggests it, so the form must offer it
 )
 
 DIRECTION_SOURCES: tuple[str, ...] = ("component", "supervised")
@@ -169,6 +170,8 @@ class Component(Base):
     priority: Mapped[float | None]
     # Added by revision 0002: a component the scorer found to do nothing visible.
     dead: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # Added by revision 0006: the priority's ingredients and reason as JSON (model.scores.ComponentScore.details).
+    score_details: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (UniqueConstraint("set_id", "component_index", name="uq_components_set_id_index"),)
 

@@ -55,6 +55,28 @@ def _renderer_for(model, network: Optional[Path], device: str = "cpu", precision
     return renderer
 
 
+def _same_set(cs) -> int | None:
+    """The id of a stored set of the same model and method with the same vectors, if there is one."""
+    from db.engine import read_session
+    from db.migrate import ensure_current
+    from db.queries import component_vectors, list_component_sets, model_by_fingerprint
+
+    import numpy as np
+
+    ensure_current()
+    with read_session() as session:
+        model = model_by_fingerprint(session, cs.fingerprint)
+        if model is None:
+            return None
+        for info in list_component_sets(session, model.id):
+            if info.method != cs.method or info.component_count != len(cs):
+                continue
+            stored = component_vectors(session, info.id)
+            if stored.shape == cs.vectors.shape and np.allclose(stored, cs.vectors, atol=1e-6):
+                return info.id
+    return None
+
+
 @exit_on_user_error
 def discover(
     method: str = typer.Option("sefa", help="sefa | pca | kmeans"),
@@ -68,6 +90,8 @@ def discover(
                                                              "latents (with seeds) for the map page; 0 = none "
                                                              "(default: 5,000 for kmeans, none otherwise)."),
     out: Optional[Path] = typer.Option(None, help="Also write the set to this .npz file."),
+    again: bool = typer.Option(False, "--again", help="Store the set even when the database already has the same "
+                                                      "components for this model (a second copy to review)."),
 ) -> None:
     """Find directions in W and store them as a component set; prints the set id."""
     from model import discovery as D
@@ -89,7 +113,14 @@ def discover(
         typer.echo(f"map: {D.save_map(renderer.fingerprint, coords, seeds)}", err=True)
     if out:
         cs.save(out)
+    same = _same_set(cs)
+    if same is not None and not again:
+        raise AtelierError(f"set {same} already holds these {len(cs)} {method} components of this model (same "
+                           f"settings, same vectors): review or score that one (atelier score --set {same}), or pass "
+                           "--again to store a second copy")
     set_id = D.store_component_set(cs, renderer, name=name)
+    if same is not None:
+        typer.echo(f"note: set {set_id} is a second copy of set {same} (--again)", err=True)
     typer.echo(f"{len(cs)} {method} components in {cs.params['seconds']:.2f} s", err=True)
     typer.echo(str(set_id))
 
@@ -106,6 +137,7 @@ def strip(
     resolution: Optional[int] = typer.Option(None, help="Render size (default: preview size for large models)."),
     class_index: Optional[int] = typer.Option(None, "--class", help="Class for conditional models."),
     network: Optional[Path] = _network_option(),
+    trunc: float = typer.Option(0.7, "--trunc", help="Truncation ψ of the seeds (0.7, as the app's strips; 1 = none)."),
     out: Path = typer.Option(Path("strip.png"), help="Output image (.png, .jpg or .webp)."),
     device: str = device_option(),
     precision: str = precision_option(),
@@ -120,6 +152,8 @@ def strip(
     from model.strips import StripCache, StripSpec, sigma_steps
 
     image_format(out)  # a name Atelier cannot write is refused before anything is rendered
+    if not 0 <= trunc <= 2:
+        raise AtelierError(f"--trunc {trunc}: use a ψ from 0 (the average look) to 2; 0.7 is the app's, 1 is none")
     configure_threads()
     info, vectors, sigmas, model = _load_set(set_id)
     if not 0 <= component < len(vectors):
@@ -130,7 +164,7 @@ def strip(
     renderer.class_vector(class_index, 1)  # a conditional model needs a valid class: say so before rendering
     spec = StripSpec(str(set_id), component, tuple(seed_list), sigma_steps(steps, span), start, stop, centred,
                      resolution or (preview_resolution(renderer) if renderer.resolution >= 256 else None),
-                     class_index=class_index)
+                     psi=trunc, class_index=class_index)
     t0 = time.perf_counter()
     cached = StripCache().get_or_render(renderer, vectors[component], float(sigmas[component]), spec)
     ms = (time.perf_counter() - t0) * 1000
@@ -150,11 +184,17 @@ def score(
     device: str = device_option(),
     precision: str = precision_option(),
 ) -> None:
-    """Score every component of a set (effect, consistency, locality, colour share, layers, category, priority)."""
+    """Score every component of a set (how visible, consistent and plausible each side of its edit is on every
+    layer and on each layer group; the review priority and its reason; effect, locality, colour share, category).
+    Components are scored in eigenvalue order and stored a batch at a time, so the queue (`atelier queue`, the
+    Review page) uses them as they come."""
     from model.bench import preview_resolution
     from model.render import configure_threads
     from model.scores import score_set, store_scores
 
+    if not 2 <= seeds <= 64:
+        raise AtelierError(f"--seeds {seeds}: use 2 to 64 (consistency compares seeds, so at least 2; 6 is the "
+                           "default)")
     configure_threads()
     info, vectors, sigmas, model = _load_set(set_id)
     renderer = _renderer_for(model, network, device, precision)
@@ -162,10 +202,47 @@ def score(
     t0 = time.perf_counter()
     with _progress(len(vectors), "scoring") as bar:
         scores = score_set(renderer, vectors, sigmas, seeds=list(range(1000, 1000 + seeds)), resolution=res,
-                           progress=bar.update)
-    store_scores(set_id, scores)
+                           progress=bar.update, on_batch=lambda batch: store_scores(set_id, batch))
     dead = sum(s.dead for s in scores)
-    typer.echo(f"scored {len(scores)} components in {time.perf_counter() - t0:.1f} s ({dead} dead)")
+    typer.echo(f"scored {len(scores)} components in {time.perf_counter() - t0:.1f} s ({dead} invisible, left out "
+               f"of the queue); `atelier queue --set {set_id}` shows the review order")
+
+
+@exit_on_user_error
+def queue(
+    set_id: int = typer.Option(..., "--set", help="Component set id."),
+    reviewer: Optional[str] = typer.Option(None, help="Show this reviewer's own queue (what they have not reviewed "
+                                                      "yet, skipped ones last), as their Review page does."),
+    top: int = typer.Option(0, help="Only the first N (0: all)."),
+    include_dead: bool = typer.Option(False, "--include-dead", help="List the components scored as invisible too "
+                                                                   "(last)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """The review order exactly as the Review page uses it: position, component, priority, suggested category,
+    layers and the reason it sits there."""
+    from dataclasses import asdict
+
+    from db.engine import read_session
+    from db.migrate import ensure_current
+    from db.queries import list_components, queue_entries, scoring_progress
+
+    if top < 0:
+        raise AtelierError(f"--top must be 0 (all) or a positive number, not {top}")
+    ensure_current()
+    with read_session() as session:
+        entries = queue_entries(session, set_id, reviewer, top=top or None, include_dead=include_dead)
+        scored, total = scoring_progress(list_components(session, set_id))
+    if as_json:
+        typer.echo(json.dumps({"set": set_id, "reviewer": reviewer, "scored": scored, "components": total,
+                               "queue": [asdict(e) for e in entries]}))
+        return
+    typer.echo(f"set {set_id}: {scored} of {total} components scored"
+               + (f"; {reviewer}'s queue" if reviewer else "") + f"; {len(entries)} shown")
+    typer.echo(f"{'#':>4} {'comp':>5} {'priority':>8} {'suggested':<11} {'layers':<7} reason")
+    for e in entries:
+        priority = "—" if e.priority is None else f"{e.priority:.3f}"
+        typer.echo(f"{e.position:>4} {e.index:>5} {priority:>8} {(e.suggested_category or '—'):<11} "
+                   f"{(e.layers or '—'):<7} {e.reason}" + ("  (skipped)" if e.skipped else ""))
 
 
 @exit_on_user_error
@@ -210,7 +287,11 @@ def factors_train(
 ) -> None:
     """(Re)train the factor predictor on synthetic runway images (CPU: ~14 minutes with one thread)."""
     from model.factors import PREDICTOR_PATH, train_predictor
+    from model.files import check_output_path
 
+    if count < 64 or epochs < 1:
+        raise AtelierError(f"--count {count} --epochs {epochs}: train on at least 64 images for at least 1 epoch")
+    check_output_path(out or PREDICTOR_PATH, "--out")  # before minutes of training, not after
     predictor = train_predictor(count=count, epochs=epochs, progress=lambda m: typer.echo(m, err=True))
     typer.echo(f"wrote {predictor.save(out or PREDICTOR_PATH)}")
 
@@ -287,7 +368,8 @@ def bench_discovery(
                                         truth_progress=truth_bar.update, varied_samples=varied_samples)
     speed["scoring_s"] = result["scoring_seconds"]
     speed["peak_rss_mb"] = peak_rss_mb()
-    out = {"factors": result["factors"], "spearman": result["spearman"],
+    out = {"factors": result["factors"], "spearman": result["spearman"], "ordering": result["ordering"],
+           "categories": result["categories"],
            "speed": {k: round(v, 4) for k, v in speed.items()}, "method": method, "components": len(vectors),
            "network": str(renderer.network.source), "kimg": renderer.network.kimg}
     if as_json:
@@ -307,6 +389,7 @@ def register(app: typer.Typer) -> None:
     app.command("discover")(discover)
     app.command("strip")(strip)
     app.command("score")(score)
+    app.command("queue")(queue)
     app.command("eval-model")(eval_model)
     factors_app.command("train")(factors_train)
     factors_app.command("calibrate")(factors_calibrate)

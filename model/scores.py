@@ -1,30 +1,46 @@
 """Automatic scores for every component, measured on rendered edits, and the review priority built from them.
 
-For each component, S seeds (default 6) are rendered unedited (once for the whole set) and at +a σ (a = 2) with the
-edit on all ws rows; the per-seed change field is D_s = (img(+aσ) − img(0)) / a, images in 0 … 1. Then:
+The priority has to match a designer's judgement: a change people can see, the same on every look, on the garment
+rather than the backdrop. So every ingredient is measured in units a person perceives and none is relative to the
+rest of the set (a set where most components do nearly nothing would otherwise make "nearly nothing" look big),
+which also lets the queue use each component's scores as soon as it has them.
 
-- effect       mean over seeds of the RMS (over pixels) of the per-pixel RGB change length, per σ.
+Each component is edited by ±a σ (a = 2) on S seeds (default 6) on every ws row, and on the rows of each layer
+group (coarse / middle / fine) on fewer seeds (default 2). For each of these readings (layers × side):
+
+- visible      the share of the image whose colour visibly changes: per-pixel RGB change length ≥ VISIBLE_CHANGE
+               (0 … 1 units; 0.1 is about 15 levels of 255 on every channel) once the images are at the size a
+               review strip shows them, averaged over seeds.
 - consistency  mean pairwise cosine similarity of the seeds' change fields, after 4 × 4 average pooling (a mild
                blur: the same change lands a pixel or two apart on different figures), clipped to [0, 1]:
                identical changes → 1, unrelated changes → about 0, opposite changes → 0. A seed with no change
                counts as similarity 0 with every other seed. The fields are compared in YCbCr with the chroma
                channels weighted ¼: the same edit (a longer sleeve, a shorter hem) changes brightness alike on
-               every figure, but its chroma change depends on each garment's own colour. On the demo model this
-               raised the rank correlation with the ground-truth consistency (top 100) from 0.31 (plain RGB) to
-               0.41; luminance alone scored the same but would call a consistent pure hue shift inconsistent.
+               every figure, but its chroma change depends on each garment's own colour.
+- fade         how much of the figure's contrast against the backdrop the edit takes away (0 … 1): an edit that
+               leaves the image manifold turns figures into pale ghosts on that side.
+- value        min(1, visible / VISIBLE_FULL)^½ × (¼ + ¾ consistency) × (1 − fade).
+
+The component's priority is the best reading's value (the better of its two sides, on its best layers, as a
+reviewer would try them), halved when that edit is a background or global-lighting change (garment changes come
+first). A component whose edit is visible nowhere (no reading reaches INVISIBLE_SHARE) is dead: priority −1, left
+out of the queue. `details` keeps every reading and a one-line reason, for the reviewer's "why is this here?".
+
+The descriptive scores come from the chosen reading's change fields (per σ):
+
+- effect       mean over seeds of the RMS (over pixels) of the per-pixel RGB change length, per σ.
 - locality     1 − effective area of the mean |change| map, where effective area = exp(entropy) / pixel count:
                uniform change → 0, a change confined to a third of the image → 0.67, one pixel → 1.
   where        the change map's centroid: top / middle / bottom of the figure's vertical extent, and centre /
                sides (mean horizontal distance of the change from the figure's centre line versus the figure's own).
 - colour share chroma energy / total energy of the change in YCbCr (Cb, Cr versus Y).
-- layer sensitivity  the group (coarse / middle / fine) whose restricted edit changes the image most (fewer seeds).
+- layer sensitivity  the layers of the chosen reading ("all" or a group): the range the component opens on.
 - suggested category rules on the above (see :func:`suggest_category`); a suggestion for reviewers only.
-- priority     consistency × min(1, effect / reference effect)^½ × (0.5 + 0.5 × locality); the reference effect is
-               the set's 90th-percentile effect. Dead components (effect below 5 % of that reference) get −1, last.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import functools
+from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
@@ -32,13 +48,43 @@ import numpy as np
 CATEGORIES = ("colour", "sleeve", "length", "layers", "pattern", "silhouette", "background", "other")
 DEFAULT_SCORE_SEEDS = tuple(range(1000, 1006))
 DEFAULT_SPAN = 2.0
-LAYER_SEEDS = 1
-DEAD_FRACTION = 0.05
+GROUP_SEEDS = 2  # seeds for each layer group's readings (the all-rows readings use every seed)
+LAYER_GROUPS = ("coarse", "middle", "fine")
 POOL = 4
+VIEW_SIZE = 64  # the strip cell size a reviewer judges an edit at (px); larger renders are pooled down to it
+VISIBLE_CHANGE = 0.1  # per-pixel RGB change length (0 … 1) that a person sees at that size
+VISIBLE_FULL = 0.05  # share of the image changing visibly at which an edit counts as fully visible
+INVISIBLE_SHARE = 0.001  # below this on every reading the edit is barely visible: after every visible one
+FAINT_CHANGE = 0.05  # a change length only a careful eye sees (about 7 levels of 255 per channel)
+INVISIBLE_FAINT = 0.0005  # below this share of faint change on every reading the edit is invisible: dead
+CONSISTENCY_FLOOR = 0.25  # a strong edit that differs between looks still beats an invisible uniform one
+BACKDROP_WEIGHT = 0.5  # background and global-lighting edits rank after garment edits of the same strength
 YCBCR = np.array([[0.299, 0.587, 0.114],
                   [-0.168736, -0.331264, 0.5],
                   [0.5, -0.418688, -0.081312]])  # RGB -> Y, Cb, Cr (BT.601)
 CHROMA_WEIGHT = 0.25  # weight of Cb, Cr against Y when comparing change fields across seeds (see consistency)
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One edit of one component, read on rendered images: on `layers` ("all" or a group), towards `side` (±1)."""
+
+    layers: str
+    side: int
+    seeds: int
+    visible: float
+    consistency: float
+    fade: float
+    faint: float = 1.0  # share of the image changing at all (FAINT_CHANGE), for telling invisible edits apart
+    kind: str = "garment"  # garment | background | lighting (edit_kind)
+
+    @property
+    def value(self) -> float:
+        return reading_value(self.visible, self.consistency, self.fade)
+
+    @property
+    def label(self) -> str:
+        return f"{'+' if self.side > 0 else '−'} side, {self.layers} layers"
 
 
 @dataclass
@@ -57,11 +103,35 @@ class ComponentScore:
     high_freq_share: float = 0.0  # share of the change energy at the finest scale (pattern)
     vertical: float = 0.5  # centroid within the figure, 0 top … 1 bottom
     sideness: float = 1.0  # horizontal spread of the change / the figure's own (> 1.15: sides)
+    kind: str = "garment"  # garment | background | lighting (see edit_kind)
+    readings: list[Reading] = field(default_factory=list)
+    best: Reading | None = None
+    reason: str = ""
+
+    def details(self) -> dict:
+        """The priority's ingredients, stored with the component (db: components.score_details)."""
+        return {
+            "version": 2, "reason": self.reason, "kind": self.kind,
+            "best": None if self.best is None else _reading_dict(self.best),
+            "readings": [_reading_dict(r) for r in self.readings],
+        }
 
     def db_fields(self) -> dict:
         keys = ("index", "effect", "consistency", "locality", "locality_where", "colour_share", "layer_sensitivity",
                 "suggested_category", "priority", "dead")
-        return {k: getattr(self, k) for k in keys}
+        return {**{k: getattr(self, k) for k in keys}, "score_details": self.details()}
+
+
+def _reading_dict(r: Reading) -> dict:
+    return {"layers": r.layers, "side": r.side, "seeds": r.seeds, "visible": round(r.visible, 5),
+            "consistency": round(r.consistency, 4), "fade": round(r.fade, 4), "faint": round(r.faint, 5),
+            "kind": r.kind, "value": round(r.value, 4)}
+
+
+def reading_value(visible: float, consistency: float, fade: float) -> float:
+    """How much a reviewer gets from one edit (see the module docstring)."""
+    seen = min(1.0, max(visible, 0.0) / VISIBLE_FULL) ** 0.5
+    return float(seen * (CONSISTENCY_FLOOR + (1 - CONSISTENCY_FLOOR) * consistency) * (1.0 - fade))
 
 
 # --- measurements on image stacks (float images in 0 … 1, [S, H, W, 3]) -------------------------------------------
@@ -109,16 +179,44 @@ def figure_mask(base: np.ndarray, threshold: float = 0.12) -> np.ndarray:
 
 
 def _dilate(mask: np.ndarray, r: int) -> np.ndarray:
+    """Binary dilation by a (2r + 1)² square, as a row pass then a column pass (no wrap-around)."""
     out = mask.copy()
-    for dy in range(-r, r + 1):
-        for dx in range(-r, r + 1):
-            out |= np.roll(np.roll(mask, dy, axis=0), dx, axis=1)
+    for axis in (0, 1):
+        grown = out.copy()
+        for d in range(1, r + 1):
+            shifted = np.zeros_like(out)
+            if axis == 0:
+                shifted[d:], grown_up = out[:-d], np.zeros_like(out)
+                grown_up[:-d] = out[d:]
+            else:
+                shifted[:, d:], grown_up = out[:, :-d], np.zeros_like(out)
+                grown_up[:, :-d] = out[:, d:]
+            grown |= shifted | grown_up
+        out = grown
     return out
+
+
+@functools.lru_cache(maxsize=8)
+def _near_figure(mask_bytes: bytes, shape: tuple[int, int]) -> np.ndarray:
+    """The figure grown by an eighth of the image width: a coat or a wider skirt changes pixels there, a backdrop
+    change does not (cached: every component of a set shares one mask)."""
+    mask = np.frombuffer(mask_bytes, dtype=bool).reshape(shape)
+    return _dilate(mask, max(1, shape[1] // 8))
 
 
 def change_map(changes: np.ndarray) -> np.ndarray:
     """Mean over seeds of the per-pixel change length [H, W]."""
     return np.sqrt((changes.astype(np.float64) ** 2).sum(axis=-1)).mean(axis=0)
+
+
+def map_locality(m: np.ndarray) -> float:
+    """1 − exp(entropy) / pixel count of a change map (see the module docstring); 0 for no change."""
+    total = m.sum()
+    if total <= 0:
+        return 0.0
+    nz = m[m > 0] / total
+    entropy = float(-(nz * np.log(nz)).sum())
+    return float(np.clip(1.0 - np.exp(entropy) / m.size, 0.0, 1.0))
 
 
 def locality_score(changes: np.ndarray, mask: np.ndarray | None = None) -> tuple[float, str, float, float]:
@@ -129,9 +227,7 @@ def locality_score(changes: np.ndarray, mask: np.ndarray | None = None) -> tuple
     if total <= 0:
         return 0.0, "none", 0.5, 1.0
     p = m / total
-    nz = p[p > 0]
-    entropy = float(-(nz * np.log(nz)).sum())
-    locality = float(np.clip(1.0 - np.exp(entropy) / (h * w), 0.0, 1.0))
+    locality = map_locality(m)
     ys, xs = np.mgrid[0:h, 0:w]
     ys = (ys + 0.5) / h
     xs = (xs + 0.5) / w
@@ -177,12 +273,14 @@ def high_freq_share(changes: np.ndarray) -> float:
     return float(((x - low) ** 2).sum() / total) if total > 0 else 0.0
 
 
-def outside_share(changes: np.ndarray, mask: np.ndarray | None) -> float:
+def outside_share(changes: np.ndarray, mask: np.ndarray | None, m: np.ndarray | None = None) -> float:
+    """Share of the change map (`m`, computed from `changes` when not given) lying away from the figure."""
     if mask is None or not mask.any():
         return 0.0
-    m = change_map(changes)
+    m = change_map(changes) if m is None else m
     total = m.sum()
-    return float(m[~_dilate(mask, 1)].sum() / total) if total > 0 else 0.0
+    near = _near_figure(np.ascontiguousarray(mask, dtype=bool).tobytes(), mask.shape)
+    return float(m[~near].sum() / total) if total > 0 else 0.0
 
 
 def suggest_category(colour: float, outside: float, high_freq: float, vertical: float, sideness: float,
@@ -217,7 +315,8 @@ def edit_changes(before: np.ndarray, after: np.ndarray, step: float) -> np.ndarr
 
 
 def measure(changes: np.ndarray, base: np.ndarray, index: int = 0, mask: np.ndarray | None = None) -> ComponentScore:
-    """All per-component scores from change fields [S, H, W, 3] (priority and dead are set later, per set)."""
+    """The descriptive scores of one edit from its change fields [S, H, W, 3] (priority and dead are set by
+    :func:`rank`)."""
     if mask is None:
         mask = figure_mask(base)
     effect = effect_score(changes)
@@ -229,23 +328,134 @@ def measure(changes: np.ndarray, base: np.ndarray, index: int = 0, mask: np.ndar
     coherence = luma_coherence(changes)
     category = suggest_category(colour, outside, hf, vertical, sideness, locality, coherence)
     return ComponentScore(index, effect, consistency, locality, where, colour, None, category, 0.0, False,
-                          outside, hf, vertical, sideness)
+                          outside, hf, vertical, sideness, edit_kind(outside, coherence, locality, colour))
 
 
-def assign_priority(scores: Sequence[ComponentScore], dead_fraction: float = DEAD_FRACTION) -> None:
-    """Set `dead` and `priority` in place (see the module docstring)."""
-    if not scores:
-        return
-    effects = np.array([s.effect for s in scores])
-    reference = float(np.percentile(effects, 90)) if len(effects) > 1 else float(effects[0])
-    reference = max(reference, 1e-9)
-    for s in scores:
-        s.dead = bool(s.effect < dead_fraction * reference or s.effect < 1e-5)
-        if s.dead:
-            s.priority = -1.0
-            s.suggested_category = "other"
-        else:
-            s.priority = float(s.consistency * np.sqrt(min(1.0, s.effect / reference)) * (0.5 + 0.5 * s.locality))
+def edit_kind(outside: float, coherence: float, locality: float, colour: float) -> str:
+    """garment, or background (the change lies mostly outside the figure), or lighting (one brightness change of one
+    sign spread over the whole image, little colour)."""
+    if outside > 0.5:
+        return "background"
+    if coherence >= 0.85 and locality < 0.3 and colour < 0.3:
+        return "lighting"
+    return "garment"
+
+
+# --- readings: how visible, consistent and plausible one edit is ------------------------------------------------------
+
+def view_size_changes(changes: np.ndarray, view: int = VIEW_SIZE) -> np.ndarray:
+    """Change fields at the size a reviewer sees them: average-pooled down to `view` px when larger."""
+    factor = changes.shape[1] // view
+    return _pool(changes, factor) if factor > 1 else changes
+
+
+def visible_share(changes: np.ndarray, threshold: float = VISIBLE_CHANGE) -> float:
+    """Mean over seeds of the share of pixels whose RGB change length reaches `threshold` (changes of the whole
+    edit, not per σ; 0 … 1 units)."""
+    return float((change_lengths(changes) >= threshold).mean())
+
+
+def change_lengths(changes: np.ndarray) -> np.ndarray:
+    """Per-pixel RGB change length [S, h, w] at the size a reviewer sees (see view_size_changes)."""
+    view = view_size_changes(np.asarray(changes, np.float32))
+    return np.sqrt((view ** 2).sum(axis=-1))
+
+
+def figure_presence(images: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Per image, the mean colour distance of the figure's pixels from the image's own backdrop colour."""
+    x = as_float(images)
+    border = np.concatenate([x[:, 0], x[:, -1], x[:, :, 0], x[:, :, -1]], axis=1)
+    backdrop = np.median(border, axis=1)[:, None, None, :]
+    distance = np.sqrt(((x - backdrop) ** 2).sum(axis=-1))
+    return distance[:, mask].mean(axis=1) if mask.any() else distance.mean(axis=(1, 2))
+
+
+def fade_score(base: np.ndarray, after: np.ndarray, mask: np.ndarray, before: np.ndarray | None = None) -> float:
+    """How much of the figures' contrast with the backdrop the edit takes away, mean over seeds (0: none; 0.5: the
+    figures are half as distinct, pale ghosts). Figures that gain contrast count as 0. `before`: the base images'
+    figure_presence, when the caller has it already."""
+    before = figure_presence(base, mask) if before is None else before
+    now = figure_presence(after, mask)
+    return float(np.clip(1.0 - now / np.maximum(before, 1e-6), 0.0, 1.0).mean())
+
+
+def read_edit(base: np.ndarray, after: np.ndarray, layers: str, side: int, mask: np.ndarray,
+              base_presence: np.ndarray | None = None) -> Reading:
+    """One reading of an edit: base and after are the unedited and edited images of the same seeds."""
+    total = as_float(after) - as_float(base)
+    lengths = change_lengths(total)
+    return Reading(layers=layers, side=int(side), seeds=len(base), visible=float((lengths >= VISIBLE_CHANGE).mean()),
+                   consistency=consistency_score(total), fade=fade_score(base, after, mask, base_presence),
+                   faint=float((lengths >= FAINT_CHANGE).mean()), kind=kind_of(total, mask))
+
+
+def kind_of(changes: np.ndarray, mask: np.ndarray | None) -> str:
+    """:func:`edit_kind` of a change field, measured on its own (cheaper than :func:`measure`)."""
+    m = change_map(changes)
+    return edit_kind(outside_share(changes, mask, m), luma_coherence(changes), map_locality(m), colour_share(changes))
+
+
+# --- the priority -----------------------------------------------------------------------------------------------------
+
+def kind_weight(kind: str) -> float:
+    return 1.0 if kind == "garment" else BACKDROP_WEIGHT
+
+
+def choose_reading(readings: Sequence[Reading]) -> Reading:
+    """The reading a component is ranked by and opens on: the highest value, backdrop edits weighted down; ties go
+    to every layer, then to the + side."""
+    return max(readings, key=lambda r: (r.value * kind_weight(r.kind), r.layers == "all", r.side))
+
+
+def rank(score: ComponentScore, readings: Sequence[Reading]) -> Reading | None:
+    """Set priority, dead, kind, layers and reason from a component's readings; returns the reading chosen."""
+    score.readings = list(readings)
+    if not readings:
+        score.priority, score.dead, score.best = -1.0, True, None
+        score.reason = "no readings: nothing was rendered"
+        return None
+    best = choose_reading(readings)
+    score.best = best
+    score.kind = best.kind
+    score.layer_sensitivity = best.layers
+    value = best.value * kind_weight(best.kind)
+    most_visible = max(r.visible for r in readings)
+    if max(r.faint for r in readings) < INVISIBLE_FAINT:
+        score.dead, score.priority = True, -1.0
+        score.suggested_category = "other"
+        score.reason = (f"invisible at ±{DEFAULT_SPAN:g}σ: not even a faint change on "
+                        f"{INVISIBLE_FAINT:.2%} of the image; left out of the queue")
+        return best
+    score.dead = False
+    if most_visible < INVISIBLE_SHARE:
+        score.priority = value - 1.0  # below every visible edit, still ordered among the barely visible
+        score.reason = (f"barely visible at ±{DEFAULT_SPAN:g}σ ({most_visible:.2%} of the image changes visibly): "
+                        f"after every visible edit")
+        return best
+    score.priority = value
+    score.reason = _reason(best, readings)
+    return best
+
+
+def _reason(best: Reading, readings: Sequence[Reading]) -> str:
+    parts = [f"{best.visible:.0%} of the image changes visibly" if best.visible >= 0.01 else
+             f"{best.visible:.1%} of the image changes visibly",
+             f"consistency {best.consistency:.2f} across looks", best.label]
+    other = [r for r in readings if r.layers == best.layers and r.side == -best.side]
+    if best.fade >= 0.05:
+        parts.append(f"figures fade {best.fade:.0%}")
+    if other and other[0].fade >= 0.2:
+        parts.append(f"the other side fades figures {other[0].fade:.0%}")
+    elif other and other[0].value < 0.5 * best.value:
+        parts.append("the other side is weaker")
+    if best.kind != "garment":
+        parts.append(f"{best.kind} change: ranked after garment edits")
+    return "; ".join(parts)
+
+
+def priority_order(scores: Sequence[ComponentScore]) -> list[int]:
+    """Component indices, highest priority first (ties by index)."""
+    return [s.index for s in sorted(scores, key=lambda s: (-s.priority, s.index))]
 
 
 # --- rendering the edits for a whole set ---------------------------------------------------------------------------
@@ -278,55 +488,91 @@ def render_edits(renderer, ws, vectors: np.ndarray, sigmas: np.ndarray, span: fl
         yield start, stop, images.reshape(stop - start, len(ws), *images.shape[1:])
 
 
-def score_set(renderer, vectors: np.ndarray, sigmas: np.ndarray, seeds: Sequence[int] = DEFAULT_SCORE_SEEDS,
-              span: float = DEFAULT_SPAN, layer_seeds: int = LAYER_SEEDS, resolution: int | None = None,
-              psi: float = 1.0, batch: int = 128, progress: Callable[[int], None] | None = None,
-              layer_groups: bool = True) -> list[ComponentScore]:
-    """Score every component of a set.
+@dataclass(frozen=True)
+class Variant:
+    """One kind of edit every component gets: ±span σ on the ws rows [row_start, row_stop) of `seeds` seeds."""
 
-    Renders are shared where possible: the S unedited seeds once, then one edit (+span σ, all ws rows) per seed
-    and component (S renders per component), and for layer sensitivity one edit per group on `layer_seeds` seeds.
-    """
-    from model.discovery import layer_rows
+    layers: str
+    row_start: int
+    row_stop: int
+    side: int
+    seeds: int
 
+
+def score_variants(renderer, seeds: int, group_seeds: int = GROUP_SEEDS, layer_groups: bool = True) -> list[Variant]:
+    """Both sides on every row with all seeds, and both sides of each layer group with `group_seeds` seeds."""
+    from model.discovery import row_span
+
+    variants = [Variant("all", 0, renderer.num_ws, side, seeds) for side in (1, -1)]
+    if not layer_groups or group_seeds <= 0:
+        return variants
+    for name in LAYER_GROUPS:
+        try:
+            r0, r1 = row_span(renderer.G, name)
+        except Exception:  # a very small model may lack a group
+            continue
+        variants += [Variant(name, r0, r1, side, max(1, min(group_seeds, seeds))) for side in (1, -1)]
+    return variants
+
+
+def score_components(renderer, vectors: np.ndarray, sigmas: np.ndarray, seeds: Sequence[int] = DEFAULT_SCORE_SEEDS,
+                     span: float = DEFAULT_SPAN, group_seeds: int = GROUP_SEEDS, resolution: int | None = None,
+                     psi: float = 1.0, batch: int = 128, layer_groups: bool = True
+                     ) -> Iterator[list[ComponentScore]]:
+    """Score the components in their order (eigenvalue order for SeFa and PCA), a batch at a time, so callers can
+    store each batch as it is done and the queue can use it at once (every score is absolute, none needs the
+    rest of the set)."""
     vectors = np.asarray(vectors, np.float32)
     sigmas = np.asarray(sigmas, np.float64)
     seeds = list(seeds)
     ws = renderer.ws_from_seeds(seeds, psi=psi)
     base = renderer.synthesize(ws, resolution=resolution, chunk=batch)
     mask = figure_mask(base)
+    variants = score_variants(renderer, len(seeds), group_seeds, layer_groups)
+    per = max(1, batch // sum(v.seeds for v in variants))  # components per batch: about `batch` renders
+    for start in range(0, len(vectors), per):
+        stop = min(len(vectors), start + per)
+        rendered = {}
+        for v in variants:
+            offsets = (sigmas[start:stop] * span * v.side)[:, None]
+            images = renderer.synthesize(edited_ws(ws[:v.seeds], vectors[start:stop], offsets, v.row_start, v.row_stop),
+                                         resolution=resolution, chunk=batch)
+            rendered[v] = images.reshape(stop - start, v.seeds, *images.shape[1:])
+        yield [score_edits(start + i, base, {v: rendered[v][i] for v in variants}, span, mask)
+               for i in range(stop - start)]
+
+
+def score_edits(index: int, base: np.ndarray, edits: dict[Variant, np.ndarray], span: float,
+                mask: np.ndarray) -> ComponentScore:
+    """Read every variant of one component's edit (its images after the edit), rank the component by the best
+    reading, and describe that reading's change (effect, locality, category, …)."""
+    presence = figure_presence(base, mask)
+    readings = [read_edit(base[:v.seeds], after, v.layers, v.side, mask, presence[:v.seeds])
+                for v, after in edits.items()]
+    best = choose_reading(readings)
+    variant = next(v for v in edits if (v.layers, v.side) == (best.layers, best.side))
+    seed_base = base[:variant.seeds]
+    score = measure(edit_changes(seed_base, edits[variant], span * 1.0), seed_base, index, mask)
+    rank(score, readings)
+    return score
+
+
+def score_set(renderer, vectors: np.ndarray, sigmas: np.ndarray, seeds: Sequence[int] = DEFAULT_SCORE_SEEDS,
+              span: float = DEFAULT_SPAN, group_seeds: int = GROUP_SEEDS, resolution: int | None = None,
+              psi: float = 1.0, batch: int = 128, progress: Callable[[int], None] | None = None,
+              layer_groups: bool = True, on_batch: Callable[[list[ComponentScore]], None] | None = None
+              ) -> list[ComponentScore]:
+    """Score every component of a set (see :func:`score_components`); `on_batch` gets each batch as it is done
+    (to store it), `progress` the number of components in it."""
     scores: list[ComponentScore] = []
-    for start, stop, images in render_edits(renderer, ws, vectors, sigmas, span, resolution=resolution,
-                                            batch=batch):
-        for i in range(stop - start):
-            scores.append(measure(edit_changes(base, images[i], span), base, start + i, mask))
+    for done in score_components(renderer, vectors, sigmas, seeds, span, group_seeds, resolution, psi, batch,
+                                 layer_groups):
+        scores += done
+        if on_batch:
+            on_batch(done)
         if progress:
-            progress(stop - start)
-    if layer_groups and layer_seeds > 0:
-        groups = []
-        for name in ("coarse", "middle", "fine"):
-            try:
-                rows = layer_rows(renderer.G, name)
-            except Exception:  # a very small model may lack a group
-                continue
-            groups.append((name, rows[0], rows[-1] + 1))
-        n_sub = max(1, min(layer_seeds, len(seeds)))
-        sub, sub_base = ws[:n_sub], as_float(base[:n_sub])
-        effects = np.zeros((len(vectors), len(groups)))
-        for g, (_, r0, r1) in enumerate(groups):
-            for start, stop, images in render_edits(renderer, sub, vectors, sigmas, span, r0, r1, resolution, batch):
-                changes = (as_float(images) - sub_base[None]) / span
-                effects[start:stop, g] = np.sqrt((changes ** 2).sum(-1).mean(axis=(2, 3))).mean(axis=1)
-        for i, s in enumerate(scores):
-            if groups:
-                s.layer_sensitivity = groups[int(np.argmax(effects[i]))][0]
-    assign_priority(scores)
+            progress(len(done))
     return scores
-
-
-def priority_order(scores: Sequence[ComponentScore]) -> list[int]:
-    """Component indices, highest priority first (ties by index)."""
-    return [s.index for s in sorted(scores, key=lambda s: (-s.priority, s.index))]
 
 
 def store_scores(set_id: int, scores: Sequence[ComponentScore], url: str | None = None) -> int:

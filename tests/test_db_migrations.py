@@ -24,7 +24,7 @@ from db_fixtures import backend, empty_url  # noqa: F401
 REPO = Path(__file__).resolve().parents[1]
 CORE_TABLES = {"models", "component_sets", "components", "reviewers", "categories", "reviews"}
 LATER_TABLES = {"published_directions", "looks"}
-HEAD = "0005"
+HEAD = "0006"
 
 
 def tables(url: str) -> set[str]:
@@ -61,7 +61,7 @@ def test_upgrade_from_empty_then_down_and_up_again(empty_url: str) -> None:
     assert migrate.upgrade(empty_url) == HEAD
     assert tables(empty_url) == CORE_TABLES | LATER_TABLES
     with read_session(empty_url) as session:
-        assert len(q.list_categories(session)) == 8  # seeded once, not twice
+        assert len(q.list_categories(session)) == 9  # seeded once, not twice (0001: eight; 0006: background)
 
 
 def test_migrations_build_exactly_the_models_schema(empty_url: str) -> None:
@@ -235,6 +235,39 @@ def test_database_at_0004_upgrades_to_0005_reviewers_stay_names_without_accounts
         assert [r.name for r in q.list_reviewers(session)] == ["ana"] and not accounts.accounts_exist(session)
 
 
+def test_database_at_0005_upgrades_to_0006_scores_keep_their_priority_and_background_is_offered(empty_url: str) -> None:
+    """Components scored before 0006 keep their priority (no details yet); the form gains "background" once, also
+    where a team had already added (and retired) a category of that name."""
+    url = empty_url
+    assert migrate.upgrade(url, "0005") == "0005"
+    with write_session(url) as session:
+        model = q.register_model(session, "m", "/m.safetensors", "a" * 64, {"w_dim": 2, "num_ws": 4})
+        info = q.add_component_set(session, model.id, "sefa", {}, 0, np.eye(2, dtype=np.float32), [1.0, 1.0],
+                                   [2.0, 1.0], [1, 2])
+    engine = make_engine(url)
+    try:
+        with engine.begin() as c:
+            c.execute(text("UPDATE components SET priority = 0.7 WHERE component_index = 1"))
+            c.execute(text("DELETE FROM categories WHERE name = 'background'"))  # (0001 never had it)
+    finally:
+        engine.dispose()
+    assert migrate.upgrade(url) == HEAD
+    with read_session(url) as session:
+        components = q.list_components(session, info.id)
+        assert [(c.index, c.priority, c.score_details) for c in components] == [(0, None, None), (1, 0.7, None)]
+        assert "priority 0.70 (scored before reasons were kept" in q.score_reason(components[1])
+        names = [c.name for c in q.list_categories(session)]
+        assert names.count("background") == 1 and names[-1] == "background"
+    assert migrate.downgrade(url, "0005") == "0005"
+    assert "score_details" not in columns(url, "components")
+    with write_session(url) as session:  # a team that retired its own "background" keeps exactly that one row
+        q.retire_category(session, "background")
+    assert migrate.upgrade(url) == HEAD
+    with read_session(url) as session:
+        every = q.list_categories(session, include_retired=True)
+        assert [(c.name, c.retired) for c in every if c.name == "background"] == [("background", True)]
+
+
 def test_ensure_current_upgrades_fresh_and_refuses_newer(empty_url: str) -> None:
     assert migrate.ensure_current(empty_url) == HEAD
     assert migrate.ensure_current(empty_url) == HEAD
@@ -257,7 +290,7 @@ def test_simultaneous_upgrades_of_a_fresh_database(empty_url: str) -> None:
     assert [p.returncode for p in procs] == [0, 0, 0], [err for _, err in results]
     assert [out.strip() for out, _ in results] == [HEAD] * 3
     with read_session(empty_url) as session:
-        assert len(q.list_categories(session)) == 8
+        assert len(q.list_categories(session)) == 9
 
 
 def test_url_handling(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -77,6 +77,31 @@ def test_edit_factor_stats_purity_and_consistency():
     assert stats["purity"]["garment"] == pytest.approx(0.5 / 0.8)
 
 
+def test_ordering_quality_counts_distinct_factors_and_invisible_components():
+    def stats(**moves):
+        magnitude = {n: 0.0 for n in FA.FACTORS}
+        magnitude.update(moves)
+        return {"magnitude": magnitude, "agreement": {n: 0.9 for n in FA.FACTORS}}
+
+    coat = stats(layer=0.8, pattern=0.5)
+    assert FA.factors_shown(coat) == {"layer", "pattern"}
+    flipping = dict(stats(sleeve=0.8), agreement={n: 0.2 for n in FA.FACTORS})
+    assert FA.factors_shown(flipping) == set()  # visible but not the same way on every look
+    assert FA.factors_shown(stats(hue=0.1, value=0.3)) == {"colour"}
+    assert FA.true_categories(stats(background=1.0, hue=0.8, sleeve=0.5)) == {"background", "colour"}
+    shown = [{"colour"}, set(), {"layer", "pattern"}, {"colour"}, {"sleeve"}]
+    invisible = [False, True, False, False, False]
+    quality = FA.order_quality({"good": [2, 4, 0, 3, 1], "bad": [1, 0, 3, 2, 4]}, shown, invisible, depths=(1, 2, 5),
+                               random_trials=50)
+    assert quality["good"] == {"factors": {"1": 2, "2": 3, "5": 4}, "invisible": {"1": 0, "2": 0, "5": 1}}
+    assert quality["bad"] == {"factors": {"1": 0, "2": 1, "5": 4}, "invisible": {"1": 1, "2": 1, "5": 1}}
+    assert 0 < quality["random"]["factors"]["1"] < 2 and quality["random"]["factors"]["5"] == 4
+    accuracy = FA.category_accuracy(["colour", "other", "sleeve"], [{"colour"}, {"sleeve"}, {"sleeve", "layers"}],
+                                    [True, True, False])
+    assert accuracy["accuracy"] == 0.5 and accuracy["visible_components"] == 2
+    assert accuracy["confusion"] == {"colour": {"colour": 1}, "sleeve": {"other": 1}}
+
+
 def test_ground_truth_benchmark_shape(trained, reference_dir):
     from model import discovery as D
     from model.render import Renderer
@@ -91,8 +116,9 @@ def test_ground_truth_benchmark_shape(trained, reference_dir):
     for row in result["factors"]:
         assert 0 <= row["component"] < 6 and 1 <= row["rank"] <= 6 and 0 <= row["purity"] <= 1
         assert 0 <= row["consistency"] <= 1
-        # the match is the edit on every row, or on the layer group the component's scores suggest
-        assert row["layers"] in ("all", result["scores"][row["component"]].layer_sensitivity)
+        # the match is the edit on every row (either side), or the reading the component's scores chose
+        best = result["scores"][row["component"]].best
+        assert row["layers"] in ("all +", "all −", f"{best.layers} {'+' if best.side > 0 else '−'}")
     # the layer range is honoured: an edit of no rows changes nothing, and one of every row does
     nothing = FA.measure_components(r, predictor, cs.vectors[:2], cs.sigmas[:2], [4, 5], 2.0, rows=(0, 0))
     everything = FA.measure_components(r, predictor, cs.vectors[:2], cs.sigmas[:2], [4, 5], 2.0)
@@ -107,9 +133,28 @@ def test_ground_truth_benchmark_shape(trained, reference_dir):
 
     order = S.priority_order(result["scores"])
     assert all(row["rank"] == order.index(row["component"]) + 1 for row in result["factors"])
-    truth = FA.measure_components(r, predictor, cs.vectors[:6], cs.sigmas[:6], [4, 5, 6, 7], S.DEFAULT_SPAN)
-    expected = spearmanr([result["scores"][i].consistency for i in order], [truth[i]["consistency"] for i in order])
+    # ... of the reading the queue chose for each component (its side and layers)
+    from model.discovery import row_span
+
+    truth = []
+    for i in order:
+        best = result["scores"][i].best
+        rows = None if best.layers == "all" else row_span(r.G, best.layers)
+        truth += FA.measure_components(r, predictor, cs.vectors[i:i + 1], cs.sigmas[i:i + 1] * best.side,
+                                       [4, 5, 6, 7], S.DEFAULT_SPAN, rows=rows)
+    expected = spearmanr([result["scores"][i].consistency for i in order], [t["consistency"] for t in truth])
     assert result["spearman"] == pytest.approx(round(float(expected.correlation), 3), abs=1e-3)
+    # the ordering table covers the queue, the eigenvalue order and random orders at every depth, and the category
+    # accuracy counts only components with a visible effect
+    assert set(result["ordering"]) == {"queue", "eigenvalue", "random"}
+    for row in result["ordering"].values():
+        assert set(row["factors"]) == {"8", "16", "32"} and all(0 <= v <= 6 for v in row["factors"].values())
+    assert result["ordering"]["queue"]["factors"]["8"] == FA.factors_within(order, [
+        set().union(*[FA.factors_shown(st) for st in FA._truth_readings(
+            r, predictor, cs.vectors[:6], cs.sigmas[:6], result["scores"], [4, 5, 6, 7], S.DEFAULT_SPAN, None,
+            None)[i].values()]) for i in range(6)], 8)
+    cats = result["categories"]
+    assert cats["visible_components"] == sum(sum(row.values()) for row in cats["confusion"].values())
 
 
 def test_hue_change_is_weighted_by_saturation():

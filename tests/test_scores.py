@@ -96,14 +96,92 @@ def test_sides_and_background_and_pattern():
     assert S.high_freq_share(stripes) > 0.9
 
 
-def test_priority_puts_dead_components_last():
-    def make(i, effect, consistency, locality=0.5):
-        return S.ComponentScore(i, effect, consistency, locality, "middle-centre", 0.1, None, "other", 0.0, False)
+def _component(index, base, plus, minus, layers="all"):
+    """Score one constructed component from its two edited image stacks (the edit at +2σ and at −2σ)."""
+    variants = {S.Variant(layers, 0, 1, 1, len(base)): plus, S.Variant(layers, 0, 1, -1, len(base)): minus}
+    return S.score_edits(index, base, variants, S.DEFAULT_SPAN, S.figure_mask(base))
 
-    scores = [make(0, 0.0, 1.0), make(1, 0.1, 0.9), make(2, 0.1, 0.2), make(3, 0.02, 0.95), make(4, 0.1, 0.9, 0.9)]
-    S.assign_priority(scores)
-    assert scores[0].dead and scores[0].priority == -1.0 and not scores[1].dead
-    assert S.priority_order(scores) == [4, 1, 3, 2, 0]
+
+def _shift(images, levels):
+    return np.clip(images.astype(int) + levels, 0, 255).astype(np.uint8)
+
+
+def _coat(base, colours):
+    """Each figure gains a wide coat over its lower half, in its own colour: a big, visible garment change."""
+    out = base.copy()
+    for i, colour in enumerate(colours):
+        out[i, 14:30, 8:24] = colour
+    return out
+
+
+def _ghosts(base):
+    """The figures fade towards the backdrop: what an edit does when it leaves the image manifold."""
+    return (0.2 * base.astype(float) + 0.8 * 210).astype(np.uint8)
+
+
+def test_an_invisible_uniform_change_ranks_below_a_strong_one_sided_garment_change():
+    base = _figures(n=4)
+    # Invisible but perfectly consistent: every pixel of every look brightens by 4 levels of 255.
+    invisible = _component(0, base, _shift(base, 4), _shift(base, -4))
+    # Strong and one-sided: + grows a coat (its colour differs per look), − turns the figures into pale ghosts.
+    coat = _coat(base, [(30, 30, 120), (120, 30, 30), (30, 110, 40), (90, 80, 20)])
+    strong = _component(1, base, coat, _ghosts(base))
+    assert invisible.consistency > 0.99 and strong.consistency < invisible.consistency
+    assert strong.priority > 0.5 > invisible.priority
+    assert S.priority_order([invisible, strong]) == [1, 0]
+    assert strong.best.side == 1 and strong.layer_sensitivity == "all"
+    ghost_side = next(r for r in strong.readings if r.side == -1)
+    assert ghost_side.fade > 0.5 and strong.best.fade < 0.05
+    assert "the other side fades figures" in strong.reason
+    assert invisible.dead or invisible.priority < 0, invisible.reason
+    assert "visible" in invisible.reason
+
+
+def test_a_visible_edit_always_ranks_above_a_barely_visible_one():
+    base = _figures(n=4)
+    faint = base.copy()
+    faint[:, 10, 14] = _shift(base[:, 10, 14], 40)  # one pixel per look, clearly changed
+    barely = _component(0, base, faint, base)
+    bold = _component(1, base, _coat(base, [(100, 100, 100)] * 4), base)
+    assert not barely.dead and barely.priority < 0 < bold.priority
+    assert "barely visible" in barely.reason
+
+
+def test_background_and_lighting_edits_rank_after_an_equally_strong_garment_edit():
+    base = _figures(n=4)
+    backdrop = base.copy()
+    backdrop[:, :, :8] = (170, 190, 230)
+    backdrop[:, :, 24:] = (170, 190, 230)
+    background = _component(0, base, backdrop, base)
+    assert background.kind == "background" and background.suggested_category == "background"
+    assert "background change" in background.reason
+    garment = _component(1, base, _coat(base, [(60, 60, 160)] * 4), base)
+    assert garment.kind == "garment"
+    assert background.priority == pytest.approx(background.best.value * S.BACKDROP_WEIGHT)
+    assert background.best.value >= 0.99 * garment.best.value  # as strong, and still second
+    assert S.priority_order([background, garment]) == [1, 0]
+
+
+def test_a_sleeve_edit_is_suggested_sleeve():
+    base = _figures(n=4)
+    sleeves = base.copy()
+    sleeves[:, 6:16, 8:12] = (200, 40, 40)  # the garment's colour grows down both arms
+    sleeves[:, 6:16, 20:24] = (200, 40, 40)
+    score = _component(0, base, sleeves, base)
+    assert score.suggested_category == "sleeve", (score.locality_where, score.sideness, score.vertical)
+
+
+def test_the_chosen_layers_are_the_best_reading_and_the_details_say_why():
+    base = _figures(n=4)
+    coat = _coat(base, [(60, 60, 160)] * 4)
+    variants = {S.Variant("all", 0, 1, 1, 4): _shift(base, 3), S.Variant("all", 0, 1, -1, 4): _shift(base, -3),
+                S.Variant("fine", 0, 1, 1, 2): coat[:2], S.Variant("fine", 0, 1, -1, 2): base[:2]}
+    score = S.score_edits(7, base, variants, S.DEFAULT_SPAN, S.figure_mask(base))
+    assert score.layer_sensitivity == "fine" and score.best.layers == "fine" and score.best.seeds == 2
+    details = score.details()
+    assert details["best"]["layers"] == "fine" and len(details["readings"]) == 4
+    assert details["reason"] == score.reason and "fine layers" in score.reason
+    assert score.db_fields()["score_details"] == details
 
 
 def test_score_set_on_a_tiny_generator(reference_dir):
@@ -114,9 +192,17 @@ def test_score_set_on_a_tiny_generator(reference_dir):
     rng = np.random.default_rng(0)
     v = rng.standard_normal((3, r.w_dim)).astype(np.float32)
     v /= np.linalg.norm(v, axis=1, keepdims=True)
-    scores = S.score_set(r, v, np.array([1.0, 1.0, 0.0]), seeds=[1, 2, 3], batch=8)
+    batches = []
+    scores = S.score_set(r, v, np.array([1.0, 1.0, 0.0]), seeds=[1, 2, 3], batch=8, on_batch=batches.append)
     assert [s.index for s in scores] == [0, 1, 2]
+    assert [s.index for batch in batches for s in batch] == [0, 1, 2] and len(batches) > 1  # stored as they come
     assert scores[2].dead and scores[2].effect == 0.0 and scores[2].priority == -1.0
+    assert "invisible" in scores[2].reason
+    groups = ["coarse", "middle", "fine"]  # 4–8 px, 16 px, 32 px on this 32-px model
     for s in scores[:2]:
         assert s.effect > 0 and 0 <= s.consistency <= 1 and 0 <= s.locality <= 1 and 0 <= s.colour_share <= 1
-        assert s.layer_sensitivity in ("coarse", "middle", "fine") and s.suggested_category in S.CATEGORIES
+        assert s.layer_sensitivity in ("all", *groups) and s.suggested_category in S.CATEGORIES
+        # both sides on every row with 3 seeds, both sides of each group with 2
+        assert sorted((x.layers, x.side, x.seeds) for x in s.readings) == sorted(
+            [("all", 1, 3), ("all", -1, 3)] + [(g, side, 2) for g in groups for side in (1, -1)])
+        assert s.best in s.readings and s.reason
