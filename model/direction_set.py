@@ -1007,7 +1007,8 @@ def export_direction_set(session_or_url: Any, model_id: int, out_path: str | Pat
 @dataclass(frozen=True)
 class PlanItem:
     """One line of an import plan. action: add-category, add-reviewer, add-set, reuse-set, add-reviews, publish,
-    replace (unpublish the current direction of that name, publish the file's), unchanged."""
+    replace (unpublish the current direction of that name, publish the file's), unchanged, provenance (team mode:
+    the file's people, kept beside the importer's rows)."""
 
     action: str
     name: str
@@ -1215,11 +1216,18 @@ def _resolve(session: Any, ds: DirectionSet, model: Any, source: str) -> _Resolu
     retired = {c.name for c in queries.list_categories(session, include_retired=True)} - active
     known = {r.name for r in queries.list_reviewers(session)}
     res.categories = [name for name in dict.fromkeys(categories) if name not in active]
-    res.reviewers = [name for name in dict.fromkeys(reviewers) if name not in known]
+    from db.accounts import team_mode
+
+    # A team database makes no names for the file's people: the importer's rows keep them as provenance.
+    team = team_mode(session)
+    res.reviewers = [] if team else [name for name in dict.fromkeys(reviewers) if name not in known]
     res.items[:0] = (
         [PlanItem("add-category", repr(name), "restore the retired category" if name in retired
                   else "not in this database's taxonomy yet") for name in res.categories]
         + [PlanItem("add-reviewer", repr(name)) for name in res.reviewers]
+        + ([PlanItem("provenance", ", ".join(repr(n) for n in dict.fromkeys(reviewers)),
+                     "kept as who reviewed or published originally; the rows are the importer's, dated now")]
+           if team and reviewers else [])
     )
     return res
 

@@ -417,6 +417,7 @@ def test_team_mode_import_keeps_the_files_reviewers_only_as_provenance(good, tar
         accounts.add_account(s, "rita", "correct horse battery")
     plan = plan_import(good, None, url=url)
     assert plan.ok, plan.errors
+    assert "add-reviewer" not in plan.summary() and "provenance 'ana', 'ben', 'cleo'" in plan.summary()
     for who in ("rita", "mallory"):  # a reviewer account, and a name that is nobody's
         with pytest.raises(AtelierError, match="Only an admin may import"):
             apply_import(plan, url, who)
