@@ -164,8 +164,9 @@ def add_account(session: Session, name: str, password: str, *, admin: bool = Fal
         except IntegrityError:
             raise AccountError(f"{clean!r} was just created by someone else.") from None
         return _account(row)
+    # The epoch moves on: a cookie handed out for this name in single-user mode must not sign in as the account.
     if not _changed(session, update(Reviewer).where(Reviewer.id == row.id, Reviewer.password_hash.is_(None))
-                    .values(password_hash=encoded, role=role)):
+                    .values(password_hash=encoded, role=role, session_epoch=Reviewer.session_epoch + 1)):
         raise AccountError(f"{clean!r} already has an account: `atelier users passwd {clean}` sets a new password.")
     session.refresh(row)
     return _account(row)

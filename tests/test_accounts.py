@@ -104,9 +104,13 @@ def test_session_tokens(seeded: Seeded, tmp_path: Path) -> None:
     s = seeded
     home = tmp_path / "home"
     home.mkdir()
+    with read_session(s.url) as session:  # single-user mode: a token for a name, no password
+        before_accounts = a.issue_token(session, "ana", home=home, now=1_000_000)
+        assert a.verify_token(session, before_accounts, home=home, now=1_000_060) == "ana"
     with write_session(s.url) as session:
         a.add_account(session, "ana", PASSWORD)
     with read_session(s.url) as session:
+        assert a.verify_token(session, before_accounts, home=home, now=1_000_060) is None  # not the account's
         token = a.issue_token(session, "ana", home=home, now=1_000_000)
         assert a.verify_token(session, token, home=home, now=1_000_060) == "ana"
         secret = home / a.SECRET_FILE
@@ -125,7 +129,6 @@ def test_session_tokens(seeded: Seeded, tmp_path: Path) -> None:
         assert a.verify_token(session, token, home=home, now=1_000_060) is None
         fresh = a.issue_token(session, "ana", home=home, now=1_000_100)
         assert a.verify_token(session, fresh, home=home, now=1_000_160) == "ana"
-        # Outside team mode a token names any known reviewer (reload keeps the name), never an unknown one.
     with write_session(s.url) as session:
         a.set_disabled(session, "ana", True)
     with read_session(s.url) as session:
