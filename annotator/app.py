@@ -15,6 +15,7 @@ if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
 from annotator import ui  # noqa: E402
+from annotator.page_errors import run_page  # noqa: E402
 
 st.set_page_config(page_title="Atelier", page_icon="🧵", layout="wide")
 
@@ -57,4 +58,4 @@ with st.sidebar:
     st.divider()
     st.caption("Model")
     st.text(ctx.model.name)
-page.run()
+run_page(page, served_to_team=ui.team())  # no traceback with server paths reaches a teammate's browser

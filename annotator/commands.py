@@ -26,7 +26,9 @@ def streamlit_command(port: int, host: str) -> list[str]:
     """
     return [sys.executable, "-m", "streamlit", "run", str(APP_FILE),
             "--server.port", str(port), "--server.address", host, "--server.headless", "true",
-            "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal"]
+            "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal",
+            # served beyond this machine: an uncaught error shows a generic message, never a traceback
+            "--client.showErrorDetails", "full" if is_loopback(host) else "none"]
 
 
 def _wait_until_serving(url: str, process: subprocess.Popen, seconds: float = 60.0) -> bool:

@@ -158,16 +158,34 @@ def _write_state(**values: Any) -> None:
         atomic_write_bytes(_state_file(), json.dumps(state, indent=2).encode())
 
 
+def _upload_target(file_name: str, data: bytes) -> Path:
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in Path(file_name).name).lstrip(".") or "network"
+    return atelier_home() / "uploads" / f"{hashlib.sha256(data).hexdigest()[:16]}-{safe}"
+
+
 def store_upload(file_name: str, data: bytes) -> Path:
     """Keep an uploaded network under ATELIER_HOME/uploads, named by its content: a second upload with the same
     file name but other weights gets its own file instead of replacing the first model's weights."""
     if not data:
         raise AtelierError(f"{file_name} is empty (0 bytes); upload the file again.")
-    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in Path(file_name).name).lstrip(".") or "network"
-    target = atelier_home() / "uploads" / f"{hashlib.sha256(data).hexdigest()[:16]}-{safe}"
+    target = _upload_target(file_name, data)
     if not target.exists():
         atomic_write_bytes(target, data)
     return target
+
+
+def register_upload(file_name: str, data: bytes, name: str | None, url: str | None = None) -> q.ModelInfo:
+    """Store an uploaded network and register it. A file that is refused (damaged, crafted, not a generator) is
+    deleted again, unless an earlier upload had already stored those exact bytes: refused uploads must not pile up
+    in uploads/."""
+    fresh = not _upload_target(file_name, data).exists()
+    stored = store_upload(file_name, data)
+    try:
+        return register_model_file(stored, name, url)
+    except BaseException:
+        if fresh:
+            stored.unlink(missing_ok=True)
+        raise
 
 
 def register_model_file(path: str | Path, name: str | None, url: str | None = None) -> q.ModelInfo:
@@ -206,8 +224,8 @@ def register_run_generator(run_dir: str | Path, which: str = "best", url: str | 
         kimg, source = run.snapshots[-1]
     else:
         raise AtelierError(f"which must be 'best' or 'newest', not {which!r}")
-    stored = store_upload(f"{run.name}-{int(kimg)}kimg.safetensors", source.read_bytes())
-    return register_model_file(stored, f"{run.name} · {int(kimg)} kimg", url)
+    return register_upload(f"{run.name}-{int(kimg)}kimg.safetensors", source.read_bytes(),
+                           f"{run.name} · {int(kimg)} kimg", url)
 
 
 def active_model(url: str | None = None) -> q.ModelInfo:

@@ -9,6 +9,8 @@ import importlib
 
 import typer
 
+from model.errors import guard_commands
+
 COMMAND_MODULES = ("model.commands", "model.discovery_commands", "db.commands", "scrape.commands",
                    "annotator.commands", "model.export_commands")
 
@@ -22,6 +24,7 @@ app = typer.Typer(
 
 for module_name in COMMAND_MODULES:
     importlib.import_module(module_name).register(app)
+guard_commands(app)  # every command, however it was registered, turns user errors into messages (model.errors)
 
 
 def main() -> None:

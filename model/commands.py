@@ -14,6 +14,9 @@ from model.errors import AtelierError, exit_on_user_error
 bench_app = typer.Typer(help="Speed and quality benchmarks (figures for the README).", no_args_is_help=True)
 
 
+MAX_PSI = 10.0  # truncation ψ beyond this only saturates images (the original's demos stay within ±1.5)
+
+
 def _network_option() -> Optional[Path]:
     return typer.Option(None, "--network", "-n", help="Generator .pkl or .safetensors (default: the demo model).")
 
@@ -43,12 +46,21 @@ def generate(
     """Render one PNG per seed (named seedNNNN.png, as stylegan2-ada does)."""
     from model.render import Renderer, check_precision, configure_threads, parse_seeds, save_png
 
+    from model.files import check_output_path
+
     configure_threads()
     seed_list = parse_seeds(seeds)
+    check_output_path(outdir, "--outdir", folder=True)
     check_precision(precision)
     renderer = Renderer(network, device=device, precision=precision)
     if noise_mode not in ("const", "random", "none"):
         raise AtelierError(f"--noise-mode must be const, random or none, not {noise_mode!r}")
+    if not -MAX_PSI <= trunc <= MAX_PSI:
+        raise AtelierError(f"--trunc {trunc}: use a value between {-MAX_PSI:g} and {MAX_PSI:g} (1 = no truncation, "
+                           f"0.7 is a common choice)")
+    if cutoff is not None and not 1 <= cutoff <= renderer.num_ws:
+        raise AtelierError(f"--cutoff {cutoff}: this model has {renderer.num_ws} ws rows, so give 1 … "
+                           f"{renderer.num_ws} (or leave it out to truncate every row)")
     for start in range(0, len(seed_list), 32):
         chunk = seed_list[start:start + 32]
         images = renderer.render_seeds(chunk, psi=trunc, cutoff=cutoff, class_index=class_index,
@@ -71,6 +83,9 @@ def convert(src: Path = typer.Argument(..., help="stylegan2-ada-pytorch pickle, 
         raise AtelierError(f"the output must end in .safetensors, got {dst.name}")
     if dst.resolve() == src.resolve():
         raise AtelierError("the output would overwrite the input; choose another output name")
+    from model.files import check_output_path
+
+    check_output_path(dst, "the output")
     out = convert_file(src, dst, generator_only=generator_only)
     typer.echo(f"wrote {out}")
 
@@ -100,6 +115,25 @@ def _check_training_options(aug: str, batch: int, fp16_res: int, bf16_res: int) 
         raise AtelierError("--batch must be at least 1")
     if bf16_res < 0 or fp16_res < 0:
         raise AtelierError("--bf16-res and --fp16-res count resolutions: use 0 or more")
+
+
+def _check_model_options(resolution: int, cbase: int, cmax: int, map_layers: int, gamma: float,
+                         pl_weight: float) -> None:
+    """Architecture and loss-weight options of `train` and `bench train`, within the bounds Atelier loads a
+    network with (model.architecture), checked before anything is allocated."""
+    from model.architecture import MAX_CHANNEL_BASE, MAX_CHANNELS, MAX_MAPPING_LAYERS, MAX_RESOLUTION
+
+    if resolution < 4 or resolution > MAX_RESOLUTION or resolution & (resolution - 1):
+        raise AtelierError(f"--resolution {resolution}: use a power of two from 4 to {MAX_RESOLUTION} (64: the demo)")
+    if not resolution <= cbase <= MAX_CHANNEL_BASE:
+        raise AtelierError(f"--cbase {cbase}: use {resolution} (the resolution) up to {MAX_CHANNEL_BASE} "
+                           f"(channels at resolution r are min(cbase / r, cmax))")
+    if not 1 <= cmax <= MAX_CHANNELS:
+        raise AtelierError(f"--cmax {cmax}: use 1 to {MAX_CHANNELS} channels (512 for full-size StyleGAN2)")
+    if not 1 <= map_layers <= MAX_MAPPING_LAYERS:
+        raise AtelierError(f"--map {map_layers}: use 1 to {MAX_MAPPING_LAYERS} mapping layers (8 in StyleGAN2)")
+    if gamma < 0 or pl_weight < 0:
+        raise AtelierError("--gamma and --pl-weight are weights: give 0 (off) or more")
 
 
 @exit_on_user_error
@@ -146,6 +180,13 @@ def train(
     from model.train import TrainConfig, find_resume, resumed_nimg, train as run_training
 
     _check_training_options(aug, batch, fp16_res, bf16_res)
+    # --resolution sizes the synthetic stream only; a dataset brings its own (checked when it is opened)
+    _check_model_options(resolution if data == "synthetic" else 4, cbase, cmax, map_layers, gamma, pl_weight)
+    for name, value in (("--p", p), ("--target", target), ("--mixing", mixing)):
+        if not 0 <= value <= 1:
+            raise AtelierError(f"{name} {value}: give a probability from 0 to 1")
+    if snap_kimg <= 0 or snap_minutes <= 0:
+        raise AtelierError("--snap-kimg and --snap-minutes must be above 0 (a snapshot every so often)")
     if kimg <= 0:
         raise AtelierError("--kimg must be above 0 (thousands of images)")
     if quality_samples != 0 and quality_samples < 10:
@@ -210,8 +251,9 @@ def bench_train(
     from model.train import TrainConfig
 
     _check_training_options(aug, batch, fp16_res, bf16_res)
-    if pl_weight < 0 or gamma < 0:
-        raise AtelierError("--gamma and --pl-weight are weights: give 0 (off) or more")
+    _check_model_options(resolution, cbase, cmax, map_layers, gamma, pl_weight)
+    if kimg <= 0 or warmup < 0:
+        raise AtelierError("--kimg must be above 0 and --warmup 0 or more (thousands of images)")
     cfg = TrainConfig(resolution=resolution, batch=batch, channel_base=cbase, channel_max=cmax,
                       map_layers=map_layers, gamma=gamma, pl_weight=pl_weight, augment=aug, augpipe=augpipe,
                       num_fp16_res=fp16_res, cpu_bf16_res=bf16_res, threads=threads, device=device)

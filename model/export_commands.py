@@ -84,8 +84,9 @@ def export_directions(
     typer.echo(f"wrote {len(written)} direction(s) ({published} published) of model {target.name!r} to {path}")
 
 
-def _register_network(network: Path, database: Optional[str]) -> Any:
-    """Load a generator and register it (idempotent by fingerprint); returns the renderer."""
+def _register_network(network: Path, database: Optional[str]) -> tuple[Any, Any]:
+    """Load a generator and register it (idempotent by fingerprint); returns the renderer and the model this call
+    registered (None when those weights were registered already)."""
     from db import queries
     from db.engine import write_session
     from model.render import Renderer
@@ -94,13 +95,26 @@ def _register_network(network: Path, database: Optional[str]) -> Any:
     arch = {"z_dim": renderer.z_dim, "w_dim": renderer.w_dim, "num_ws": renderer.num_ws,
             "img_resolution": renderer.resolution, "c_dim": renderer.c_dim}
     with write_session(database) as session:
-        if queries.model_by_fingerprint(session, renderer.fingerprint) is None:
-            name = network.stem
-            if any(m.name == name for m in queries.list_models(session)):
-                name = f"{name}-{renderer.fingerprint[:8]}"
-            queries.register_model(session, name, str(network), renderer.fingerprint, arch)
-            typer.echo(f"registered model {name!r} ({renderer.fingerprint[:12]}…)")
-    return renderer
+        if queries.model_by_fingerprint(session, renderer.fingerprint) is not None:
+            return renderer, None
+        name = network.stem
+        if any(m.name == name for m in queries.list_models(session)):
+            name = f"{name}-{renderer.fingerprint[:8]}"
+        return renderer, queries.register_model(session, name, str(network), renderer.fingerprint, arch)
+
+
+def _unregister_unused(model: Any, database: Optional[str]) -> None:
+    """Take back a registration this command made when the import is refused, cancelled or a dry run: an import
+    that writes nothing leaves no model behind either. Kept if anything has come to refer to it meanwhile."""
+    from sqlalchemy import delete, exists, select
+
+    from db.engine import write_session
+    from db.schema import ComponentSet, Look, Model, PublishedDirection
+
+    with write_session(database) as session:
+        if not any(session.scalar(select(exists().where(table.model_id == model.id)))
+                   for table in (ComponentSet, PublishedDirection, Look)):
+            session.execute(delete(Model).where(Model.id == model.id))
 
 
 def _model_renderer(model: Any) -> Any:
@@ -134,15 +148,32 @@ def import_directions(
     database: Optional[str] = typer.Option(None, "--database", help=DATABASE_HELP),
 ) -> None:
     """Import directions: validate the file, show what will be added, then write it in one transaction."""
-    from db.engine import read_session
     from db.migrate import ensure_current
     from model import importers
-    from model.direction_set import apply_import, plan_import, read_source
+    from model.direction_set import read_source
 
     ensure_current(database)
     data, label = read_source(file)
     kind = importers.detect_kind(data, label)
-    renderer = _register_network(network, database) if network is not None else None
+    renderer, registered = _register_network(network, database) if network is not None else (None, None)
+    written = False
+    try:
+        written = _plan_and_apply(data, label, kind, renderer, model, force, publish, names, reviewer, yes, dry_run,
+                                  database)
+    finally:
+        if registered is not None and not written:
+            _unregister_unused(registered, database)
+    if registered is not None:
+        typer.echo(f"registered model {registered.name!r} ({registered.fingerprint[:12]}…)")
+
+
+def _plan_and_apply(data: bytes, label: str, kind: str, renderer: Any, model: Optional[str],
+                    force: bool, publish: bool, names: Optional[str], reviewer: Optional[str], yes: bool,
+                    dry_run: bool, database: Optional[str]) -> bool:
+    """Plan the import, show it, and write it when asked; True when something was written."""
+    from db.engine import read_session
+    from model.direction_set import apply_import, plan_import
+
     target: str | None = None
     with read_session(database) as session:
         if model:
@@ -170,7 +201,7 @@ def import_directions(
         raise typer.Exit(code=1)
     if dry_run:
         typer.echo("dry run: nothing was written")
-        return
+        return False
     if not yes and not typer.confirm("Write this to the database?", default=False):
         typer.echo("cancelled: nothing was written")
         raise typer.Exit(code=1)
@@ -178,6 +209,7 @@ def import_directions(
     parts = [f"{len(result.component_set_ids)} new component set(s)", f"{result.reviews} review(s)",
              f"{len(result.published)} published", f"{len(result.replaced)} replaced", f"{result.unchanged} unchanged"]
     typer.echo("imported: " + ", ".join(parts))
+    return True
 
 
 def register(app: typer.Typer) -> None:

@@ -27,6 +27,28 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def _nearest_existing(path: Path) -> Path:
+    path = path.absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_output_path(path: Path, option: str, folder: bool = False) -> None:
+    """Refuse, before any work is done, an output that cannot be written: a file where a folder is wanted (or the
+    reverse), a path that runs through a file, or a place this user may not write to."""
+    path = Path(path)
+    if path.exists() and path.is_dir() != folder:
+        kind = "a folder" if path.is_dir() else "a file"
+        raise AtelierError(f"{option} {path} is {kind}; give {'a folder' if folder else 'a file name'} instead")
+    base = _nearest_existing(path if folder else path.parent)
+    if not base.is_dir():
+        raise AtelierError(f"{option} {path}: {base} is a file, so nothing can be written under it; choose another "
+                           f"path")
+    if not os.access(base, os.W_OK | os.X_OK):
+        raise AtelierError(f"{option} {path}: no permission to write in {base}; choose a folder you can write to")
+
+
 IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
 
 

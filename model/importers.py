@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import pickle
 import re
 from dataclasses import dataclass, field
@@ -114,7 +115,10 @@ def load_npy(raw: bytes, where: str) -> np.ndarray:
     if dtype.hasobject or dtype.kind not in "fiu":
         raise ImportFormatError(f"{where} holds {dtype} values; only plain numbers are accepted (object arrays "
                                 f"would need pickle, which Atelier never loads)")
-    count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    if any(not isinstance(n, int) or n < 0 for n in shape):
+        raise ImportFormatError(f"{where} declares shape {list(shape)}: array dimensions cannot be negative; the file "
+                                f"is damaged or crafted")
+    count = math.prod(shape)  # Python integers: a crafted shape cannot wrap around to a small count
     body = raw[handle.tell():]
     if count * dtype.itemsize != len(body):
         raise ImportFormatError(f"{where} declares shape {list(shape)} ({count * dtype.itemsize:,} bytes) but holds "

@@ -32,10 +32,17 @@ FIRST_VIEW_MIN_RESOLUTION = 16
 FIRST_VIEW_MIN_GFLOP = 50.0
 
 
+MAX_STEPS = 41  # columns of one strip; a reviewer compares a handful, and each column is a batch of renders
+MAX_STRIP_SEEDS = 64  # rows of one strip
+MAX_SPAN = 100.0  # σ; directions stop meaning anything long before this
+
+
 def sigma_steps(count: int = DEFAULT_STEPS, span: float = DEFAULT_SPAN) -> tuple[float, ...]:
     """Evenly spaced offsets −span … +span in σ units (7 → −3, −2, …, +3)."""
-    if count < 2:
-        raise AtelierError(f"a strip needs at least 2 steps, got {count}")
+    if not 2 <= count <= MAX_STEPS:
+        raise AtelierError(f"a strip has 2 to {MAX_STEPS} steps, not {count}")
+    if not 0 < span <= MAX_SPAN:  # also false for NaN
+        raise AtelierError(f"the span of a strip is a number of σ above 0 and at most {MAX_SPAN:g}, not {span}")
     return tuple(round(float(x), 6) for x in np.linspace(-span, span, count))
 
 
@@ -55,6 +62,12 @@ class StripSpec:
     resolution: int | None = None  # None = the model's full resolution
     psi: float = 1.0
     class_index: int | None = None  # the class of a conditional model; None for unconditional ones
+
+    def __post_init__(self) -> None:
+        if not 1 <= len(self.seeds) <= MAX_STRIP_SEEDS:
+            raise AtelierError(f"a strip shows 1 to {MAX_STRIP_SEEDS} seeds, not {len(self.seeds)}; ask for fewer")
+        if not 1 <= len(self.steps) <= MAX_STEPS:
+            raise AtelierError(f"a strip has 1 to {MAX_STEPS} steps, not {len(self.steps)}")
 
     def key(self, fingerprint: str) -> str:
         payload = {"fingerprint": fingerprint, "drawing": DRAWING_VERSION, **asdict(self)}

@@ -37,15 +37,15 @@ with st.form("models.register"):
     go = st.form_submit_button("Register", type="primary")
 if go:
     try:
-        if upload is not None:
-            source = services.store_upload(upload.name, upload.getvalue())
-        elif path.strip():
-            # A team server opens only paths in its configured folders (annotator/access.py).
-            source = str(access.server_path(path, team=ui.team()))
-        else:
+        if not upload and not path.strip():
             raise AtelierError("Give a path or upload a file.")
         with st.spinner("Loading and checking the generator…"):
-            info = services.register_model_file(source, label, ctx.url)
+            if upload is not None:  # a refused upload is not kept
+                info = services.register_upload(upload.name, upload.getvalue(), label, ctx.url)
+            else:
+                # A team server opens only paths in its configured folders (annotator/access.py).
+                where = access.server_path(path, team=ui.team())
+                info = services.register_model_file(str(where), label, ctx.url)
         st.success(f"Registered {ui.md(info.name)}. Choose it above to work on it.")
     except AtelierError as exc:
         st.error(ui.md(exc))
