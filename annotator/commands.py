@@ -27,8 +27,13 @@ def streamlit_command(port: int, host: str) -> list[str]:
     return [sys.executable, "-m", "streamlit", "run", str(APP_FILE),
             "--server.port", str(port), "--server.address", host, "--server.headless", "true",
             "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal",
-            # served beyond this machine: an uncaught error shows a generic message, never a traceback
-            "--client.showErrorDetails", "full" if is_loopback(host) else "none"]
+            # served to a team (beyond this machine, or behind a proxy with ATELIER_TEAM=1): an uncaught error
+            # shows a generic message, never a traceback with the server's paths
+            "--client.showErrorDetails", "full" if is_loopback(host) and not _team_env() else "none"]
+
+
+def _team_env() -> bool:
+    return os.environ.get("ATELIER_TEAM", "").strip() == "1"  # as db.accounts.team_mode reads it
 
 
 def _wait_until_serving(url: str, process: subprocess.Popen, seconds: float = 60.0) -> bool:

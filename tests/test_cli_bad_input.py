@@ -303,13 +303,17 @@ def test_refused_upload_is_not_kept(tmp_path, reference_dir):
 
 # ---- the app never shows a server traceback to a team ---------------------------------------------------------
 
-def test_served_app_hides_error_details():
+def test_served_app_hides_error_details(monkeypatch):
     from annotator.commands import streamlit_command
 
-    served = streamlit_command(8501, "0.0.0.0")
-    assert served[served.index("--client.showErrorDetails") + 1] == "none"
-    local = streamlit_command(8501, "127.0.0.1")
-    assert local[local.index("--client.showErrorDetails") + 1] == "full"
+    def details(host: str) -> str:
+        command = streamlit_command(8501, host)
+        return command[command.index("--client.showErrorDetails") + 1]
+
+    monkeypatch.delenv("ATELIER_TEAM", raising=False)
+    assert (details("0.0.0.0"), details("192.168.1.5"), details("127.0.0.1")) == ("none", "none", "full")
+    monkeypatch.setenv("ATELIER_TEAM", "1")  # a team behind a reverse proxy on loopback
+    assert details("127.0.0.1") == "none"
 
 
 def _failing_page_script(served_to_team: bool, error: str) -> None:
