@@ -301,8 +301,34 @@ def training_state_path(net_path: Path) -> Path:
     return extra_path
 
 
+def read_training_state(net_path: Path) -> dict:
+    """The optimiser state and counters saved beside a snapshot, read with torch's weights-only loader.
+
+    A file that does not load is named with what went wrong, never with torch's advice to retry with
+    weights_only=False: that would run whatever the file holds.
+    """
+    import pickle
+
+    from model.importers import weights_only_refusal
+
+    path = training_state_path(net_path)
+    try:
+        state = torch.load(path, weights_only=True, map_location="cpu")
+    except pickle.UnpicklingError as exc:
+        raise AtelierError(f"{path} was refused: {weights_only_refusal(exc)}. A training-state file holds only "
+                           f"tensors and numbers; nothing in this one was run. Resume from another snapshot, or "
+                           f"start a new run from its weights with --finetune.") from None
+    except (RuntimeError, EOFError, ValueError) as exc:
+        raise AtelierError(f"{path} cannot be read ({type(exc).__name__}: {str(exc)[:200]}); it is damaged or "
+                           f"truncated. Resume from another snapshot, or --finetune from its weights.") from None
+    if not isinstance(state, dict) or not isinstance(state.get("cur_nimg"), int) or state["cur_nimg"] < 0:
+        raise AtelierError(f"{path} is not an Atelier training-state file (no image count in it); resume from "
+                           f"another snapshot, or --finetune from its weights")
+    return state
+
+
 def resumed_nimg(net_path: Path) -> int:
-    return int(torch.load(training_state_path(net_path), weights_only=True, map_location="cpu")["cur_nimg"])
+    return read_training_state(net_path)["cur_nimg"]
 
 
 def _architecture(kwargs: dict) -> dict:
@@ -320,7 +346,7 @@ def load_training_state(state: TrainingState, net_path: Path) -> tuple[list[floa
                                f"asks for {module.init_kwargs}. Resume with the same settings, or start a new run.")
         module.load_state_dict(loaded.module.state_dict())
         saved_kimg = loaded.kimg
-    extra = torch.load(training_state_path(net_path), weights_only=True, map_location="cpu")
+    extra = read_training_state(net_path)
     for opt, key in ((state.opt_G, "opt_G"), (state.opt_D, "opt_D")):
         # The moments come from the snapshot, but the learning rate and betas are this run's settings: loading
         # would otherwise silently bring back the old ones, and --lr on a resumed run would do nothing.

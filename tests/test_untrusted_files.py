@@ -338,3 +338,32 @@ def test_generator_shapes_match_the_built_module(kwargs):
 def test_discriminator_shapes_match_the_built_module(kwargs):
     assert expected_shapes("D", kwargs) == _real_shapes(Discriminator(**kwargs))
     assert discriminator_shapes(kwargs) == expected_shapes("D", kwargs)
+
+
+# ---- training-state files (.pt) -----------------------------------------------------------------------------------
+
+class _NotATensor:
+    """A class torch's weights-only loader refuses."""
+
+
+@pytest.mark.parametrize("content, phrase", [
+    ({"cur_nimg": _NotATensor()}, "it names"),
+    ([1, 2, 3], "not an Atelier training-state file"),
+    ({"cur_nimg": -4}, "not an Atelier training-state file"),
+    (None, "cannot be read"),
+])
+def test_a_refused_training_state_never_suggests_weights_only_false(tmp_path, content, phrase):
+    from model.train import resumed_nimg
+
+    snapshot = tmp_path / "network-snapshot-000004.safetensors"
+    state = tmp_path / "training-state-000004.pt"
+    if content is None:
+        state.write_bytes(b"PK\x03\x04 not really a zip")
+    else:
+        torch.save(content, state)
+    with pytest.raises(AtelierError) as info:
+        resumed_nimg(snapshot)
+    text = str(info.value)
+    assert phrase in text and str(state) in text
+    for misleading in ("weights_only=False", "set to `False`", "trust the source"):
+        assert misleading not in text, text
