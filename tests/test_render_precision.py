@@ -134,6 +134,13 @@ def test_bfloat16_parity_on_a_256px_512_channel_network():
     _check_bound(exact, fast)
 
 
+def test_a_single_image_renders_in_float32_in_bfloat16_mode():
+    """One image takes the modulated-weight path, where bfloat16 is no faster: it keeps float32's exact pixels."""
+    exact, fast = Renderer(None, device="cpu"), Renderer(None, device="cpu", precision="bfloat16")
+    assert np.array_equal(exact.render_seeds([7]), fast.render_seeds([7]))
+    assert not np.array_equal(exact.render_seeds([7, 8]), fast.render_seeds([7, 8]))
+
+
 def test_renderers_of_different_precision_share_one_network(reference_dir):
     """The precision travels with each call, not as flags on the network, so a float32 renderer on the same loaded
     network still draws the exact pixels after a bfloat16 one rendered."""
