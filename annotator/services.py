@@ -306,8 +306,10 @@ def score_components(set_id: int, model: q.ModelInfo, url: str | None = None,
     with read_session(_url(url)) as session:
         vectors = q.component_vectors(session, set_id)
         sigmas = np.array([c.sigma for c in q.list_components(session, set_id)])
-    found = scores.score_set(renderer, vectors, sigmas, batch=64, progress=progress)
-    return scores.store_scores(set_id, found, _url(url))
+    # Each batch is stored as it is done: the queue places what is scored at once (db.queries.review_order).
+    found = scores.score_set(renderer, vectors, sigmas, batch=64, progress=progress,
+                             on_batch=lambda batch: scores.store_scores(set_id, batch, _url(url)))
+    return len(found)
 
 
 _scored: dict[int, int] = {}

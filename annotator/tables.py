@@ -7,7 +7,7 @@ from db import queries as q
 from db.engine import read_session, write_session
 
 COLUMNS = ("index", "status", "label", "category", "suggested", "effect", "consistency", "locality", "where",
-           "colour", "layers", "priority", "dead", "approvals", "rejections", "unsure", "human consistency",
+           "colour", "layers", "priority", "why", "dead", "approvals", "rejections", "unsure", "human consistency",
            "sigma", "component_id")
 
 
@@ -23,7 +23,8 @@ def components_frame(url: str, set_id: int) -> pd.DataFrame:
             "index": c.index, "status": s.status.replace("_", " "), "label": s.latest_label or "",
             "category": s.latest_category or "", "suggested": c.suggested_category or "", "effect": c.effect,
             "consistency": c.consistency, "locality": c.locality, "where": c.locality_where or "",
-            "colour": c.colour_share, "layers": c.layer_sensitivity or "", "priority": c.priority, "dead": c.dead,
+            "colour": c.colour_share, "layers": c.layer_sensitivity or "", "priority": c.priority,
+            "why": q.score_reason(c), "dead": c.dead,
             "approvals": s.approvals, "rejections": s.rejections, "unsure": s.unsure,
             "human consistency": s.mean_consistency, "sigma": c.sigma, "component_id": c.id,
         })

@@ -19,7 +19,9 @@ group (coarse / middle / fine) on fewer seeds (default 2). For each of these rea
                every figure, but its chroma change depends on each garment's own colour.
 - fade         how much of the figure's contrast against the backdrop the edit takes away (0 … 1): an edit that
                leaves the image manifold turns figures into pale ghosts on that side.
-- value        min(1, visible / VISIBLE_FULL)^½ × (¼ + ¾ consistency) × (1 − fade).
+- value        min(1, visible / VISIBLE_FULL)^½ × (½ + ½ consistency′) × (1 − fade), where consistency′ is the
+               consistency shrunk by pairs / (pairs + 1) for the number of seed pairs it was measured on (2 seeds:
+               ½; 6 seeds: 15/16), so that a lucky 2-seed reading does not beat a 6-seed one.
 
 The component's priority is the best reading's value (the better of its two sides, on its best layers, as a
 reviewer would try them), halved when that edit is a background or global-lighting change (garment changes come
@@ -57,7 +59,8 @@ VISIBLE_FULL = 0.05  # share of the image changing visibly at which an edit coun
 INVISIBLE_SHARE = 0.001  # below this on every reading the edit is barely visible: after every visible one
 FAINT_CHANGE = 0.05  # a change length only a careful eye sees (about 7 levels of 255 per channel)
 INVISIBLE_FAINT = 0.0005  # below this share of faint change on every reading the edit is invisible: dead
-CONSISTENCY_FLOOR = 0.25  # a strong edit that differs between looks still beats an invisible uniform one
+CONSISTENCY_WEIGHT = 0.5  # how much consistency counts: a strong edit that differs between looks (a coat appearing
+# in another cut on every figure) still beats a faint uniform one
 BACKDROP_WEIGHT = 0.5  # background and global-lighting edits rank after garment edits of the same strength
 YCBCR = np.array([[0.299, 0.587, 0.114],
                   [-0.168736, -0.331264, 0.5],
@@ -80,7 +83,7 @@ class Reading:
 
     @property
     def value(self) -> float:
-        return reading_value(self.visible, self.consistency, self.fade)
+        return reading_value(self.visible, self.consistency, self.fade, self.seeds)
 
     @property
     def label(self) -> str:
@@ -128,10 +131,13 @@ def _reading_dict(r: Reading) -> dict:
             "kind": r.kind, "value": round(r.value, 4)}
 
 
-def reading_value(visible: float, consistency: float, fade: float) -> float:
-    """How much a reviewer gets from one edit (see the module docstring)."""
+def reading_value(visible: float, consistency: float, fade: float, seeds: int) -> float:
+    """How much a reviewer gets from one edit (see the module docstring). The consistency of few seeds is shrunk
+    towards 0 by pairs / (pairs + 1): the best of several noisy readings would otherwise win by luck."""
     seen = min(1.0, max(visible, 0.0) / VISIBLE_FULL) ** 0.5
-    return float(seen * (CONSISTENCY_FLOOR + (1 - CONSISTENCY_FLOOR) * consistency) * (1.0 - fade))
+    pairs = seeds * (seeds - 1) / 2
+    trusted = consistency * pairs / (pairs + 1)
+    return float(seen * (1 - CONSISTENCY_WEIGHT + CONSISTENCY_WEIGHT * trusted) * (1.0 - fade))
 
 
 # --- measurements on image stacks (float images in 0 … 1, [S, H, W, 3]) -------------------------------------------
@@ -204,9 +210,13 @@ def _near_figure(mask_bytes: bytes, shape: tuple[int, int]) -> np.ndarray:
     return _dilate(mask, max(1, shape[1] // 8))
 
 
-def change_map(changes: np.ndarray) -> np.ndarray:
-    """Mean over seeds of the per-pixel change length [H, W]."""
-    return np.sqrt((changes.astype(np.float64) ** 2).sum(axis=-1)).mean(axis=0)
+def change_map(changes: np.ndarray, floor: float = 0.0) -> np.ndarray:
+    """Mean over seeds of the per-pixel change length [H, W]; lengths below `floor` count as 0 (so that a faint
+    ripple over the whole image does not hide where the visible change is)."""
+    lengths = np.sqrt((changes.astype(np.float64) ** 2).sum(axis=-1))
+    if floor > 0:
+        lengths = np.where(lengths >= floor, lengths, 0.0)
+    return lengths.mean(axis=0)
 
 
 def map_locality(m: np.ndarray) -> float:
@@ -219,9 +229,10 @@ def map_locality(m: np.ndarray) -> float:
     return float(np.clip(1.0 - np.exp(entropy) / m.size, 0.0, 1.0))
 
 
-def locality_score(changes: np.ndarray, mask: np.ndarray | None = None) -> tuple[float, str, float, float]:
-    """(locality, where, vertical position in the figure 0 … 1, sideness)."""
-    m = change_map(changes)
+def locality_score(changes: np.ndarray, mask: np.ndarray | None = None, m: np.ndarray | None = None
+                   ) -> tuple[float, str, float, float]:
+    """(locality, where, vertical position in the figure 0 … 1, sideness); `m`: the change map, when computed."""
+    m = change_map(changes) if m is None else m
     total = m.sum()
     h, w = m.shape
     if total <= 0:
@@ -314,16 +325,20 @@ def edit_changes(before: np.ndarray, after: np.ndarray, step: float) -> np.ndarr
     return (as_float(after) - as_float(before)) / float(step)
 
 
-def measure(changes: np.ndarray, base: np.ndarray, index: int = 0, mask: np.ndarray | None = None) -> ComponentScore:
+def measure(changes: np.ndarray, base: np.ndarray, index: int = 0, mask: np.ndarray | None = None,
+            floor: float = 0.0) -> ComponentScore:
     """The descriptive scores of one edit from its change fields [S, H, W, 3] (priority and dead are set by
-    :func:`rank`)."""
+    :func:`rank`); where the edit acts is read from changes of at least `floor` (see change_map)."""
     if mask is None:
         mask = figure_mask(base)
+    m = change_map(changes, floor)
+    if not m.any():
+        m = change_map(changes)
     effect = effect_score(changes)
     consistency = consistency_score(changes)
-    locality, where, vertical, sideness = locality_score(changes, mask)
+    locality, where, vertical, sideness = locality_score(changes, mask, m)
     colour = colour_share(changes)
-    outside = outside_share(changes, mask)
+    outside = outside_share(changes, mask, m)
     hf = high_freq_share(changes)
     coherence = luma_coherence(changes)
     category = suggest_category(colour, outside, hf, vertical, sideness, locality, coherence)
@@ -391,7 +406,9 @@ def read_edit(base: np.ndarray, after: np.ndarray, layers: str, side: int, mask:
 
 def kind_of(changes: np.ndarray, mask: np.ndarray | None) -> str:
     """:func:`edit_kind` of a change field, measured on its own (cheaper than :func:`measure`)."""
-    m = change_map(changes)
+    m = change_map(changes, FAINT_CHANGE)
+    if not m.any():
+        m = change_map(changes)
     return edit_kind(outside_share(changes, mask, m), luma_coherence(changes), map_locality(m), colour_share(changes))
 
 
@@ -552,7 +569,7 @@ def score_edits(index: int, base: np.ndarray, edits: dict[Variant, np.ndarray], 
     best = choose_reading(readings)
     variant = next(v for v in edits if (v.layers, v.side) == (best.layers, best.side))
     seed_base = base[:variant.seeds]
-    score = measure(edit_changes(seed_base, edits[variant], span * 1.0), seed_base, index, mask)
+    score = measure(edit_changes(seed_base, edits[variant], span), seed_base, index, mask, FAINT_CHANGE / span)
     rank(score, readings)
     return score
 

@@ -172,12 +172,13 @@ def test_queue_is_priority_order_with_skips_last(seeded: Seeded) -> None:
             q.ComponentScores(index=1, priority=1.0),
             q.ComponentScores(index=2, priority=3.0),
             {"index": 3, "priority": 2.0, "dead": True},
-            # 4 and 5 are unscored: after all scored ones, by index.
+            # 4 and 5 are not scored yet: placed by the median priority of the live ones scored above them in
+            # eigenvalue order (5, 1, 3 -> 3), after the scored component of that priority.
         ])
     with read_session(s.url) as session:
         # Higher priority first (model.scores gives the most promising components the highest numbers).
-        assert [i.index for i in q.queue_for(session, "ana", s.set_id)] == [0, 2, 1, 4, 5]
-        assert [i.index for i in q.queue_for(session, "ana", s.set_id, include_dead=True)] == [0, 2, 3, 1, 4, 5]
+        assert [i.index for i in q.queue_for(session, "ana", s.set_id)] == [0, 2, 4, 5, 1]
+        assert [i.index for i in q.queue_for(session, "ana", s.set_id, include_dead=True)] == [0, 2, 4, 5, 1, 3]
     review(s, "ana", 1, "skip")
     review(s, "ana", 2, "approve")
     review(s, "ana", 0, "skip")
@@ -186,7 +187,7 @@ def test_queue_is_priority_order_with_skips_last(seeded: Seeded) -> None:
         queue = q.queue_for(session, "ana", s.set_id)
         assert [(i.index, i.skipped) for i in queue] == [(4, False), (5, False), (1, True), (0, True)]
         assert [i.index for i in q.queue_for(session, "ana", s.set_id, limit=2)] == [4, 5]
-        assert [i.index for i in q.queue_for(session, "ben", s.set_id)] == [0, 2, 1, 5]
+        assert [i.index for i in q.queue_for(session, "ben", s.set_id)] == [0, 2, 5, 1]
     review(s, "ana", 1, "skip")  # skipped again: goes behind 0
     with read_session(s.url) as session:
         assert [i.index for i in q.queue_for(session, "ana", s.set_id)][-2:] == [0, 1]
@@ -297,7 +298,7 @@ def test_reviewers_and_taxonomy(seeded: Seeded) -> None:
     with read_session(s.url) as session:
         assert [r.name for r in q.list_reviewers(session)] == ["ana", "ben", "cleo", "dora"]
         assert [c.name for c in q.list_categories(session)] == [
-            "sleeve", "colour", "layers", "length", "neckline", "pattern", "silhouette", "other"]
+            "sleeve", "colour", "layers", "length", "neckline", "pattern", "silhouette", "other", "background"]
 
     review(s, "ana", 0, "approve", category="colour")
     with write_session(s.url) as session:
