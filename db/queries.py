@@ -606,9 +606,15 @@ def register_model(
         arch[key] = _int(f"architecture {key}", arch[key], 1)
     existing = session.scalar(select(Model).where(Model.fingerprint == fingerprint))
     if existing is not None:
-        # Same weights: the file may simply have moved, and the path is where to load it from now.
-        existing.path = str(path)
-        session.flush()
+        # Same weights: the file may simply have moved, and the path is where to load it from now. Conditional on
+        # the path read, so of two people moving it at once the second is told, not silently overruled.
+        if existing.path != str(path) and not _changed(
+            session, update(Model).where(Model.id == existing.id, Model.path == existing.path).values(path=str(path))
+        ):
+            session.refresh(existing)
+            raise InvalidInput(f"Model {existing.name!r} was just registered from {existing.path} by someone else: "
+                               "reload the Models page.")
+        session.refresh(existing)
         return _model_info(existing)
     if session.scalar(select(Model.id).where(Model.name == clean)) is not None:
         raise InvalidInput(f"A different model is already registered as {clean!r}: choose another name.")

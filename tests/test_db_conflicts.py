@@ -165,3 +165,23 @@ def test_deleting_a_look_twice(seeded: Seeded) -> None:
     error = second_writer_after_first(
         s.url, lambda session: q.delete_look(session, look.id), lambda session: q.delete_look(session, look.id))
     assert isinstance(error, q.NotFound) and "deleted already" in str(error)
+
+
+def test_moving_a_model_after_a_teammate_is_refused(seeded: Seeded, backend: str) -> None:
+    """The same weights registered from two new paths at once. PostgreSQL: the second read the old path and lost the
+    race, so it is told and the first path stands. SQLite runs write transactions one after the other, so the second
+    reads the first one's path and moves the model on from there, a plain later change."""
+    s = seeded
+    arch = {"z_dim": 8, "w_dim": 8, "num_ws": 6, "img_resolution": 64, "c_dim": 3}
+    error = second_writer_after_first(
+        s.url,
+        lambda session: q.register_model(session, "demo", "/models/moved-a.safetensors", "ab" * 32, arch),
+        lambda session: q.register_model(session, "demo", "/models/moved-b.safetensors", "ab" * 32, arch),
+    )
+    with read_session(s.url) as session:
+        path = q.get_model(session, s.model_id).path
+    if backend == "postgres":
+        assert isinstance(error, q.InvalidInput) and "just registered from /models/moved-a" in str(error)
+        assert path == "/models/moved-a.safetensors"
+    else:
+        assert error is None and path == "/models/moved-b.safetensors"
