@@ -308,6 +308,7 @@ def score_components(set_id: int, model: q.ModelInfo, url: str | None = None,
         sigmas = np.array([c.sigma for c in q.list_components(session, set_id)])
     # Each batch is stored as it is done: the queue places what is scored at once (db.queries.review_order).
     found = scores.score_set(renderer, vectors, sigmas, batch=64, progress=progress,
+                             resolution=scores.scoring_resolution(renderer), refine=scores.default_refine(renderer),
                              on_batch=lambda batch: scores.store_scores(set_id, batch, _url(url)))
     return len(found)
 

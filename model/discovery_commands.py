@@ -180,6 +180,9 @@ def score(
     set_id: int = typer.Option(..., "--set", help="Component set id."),
     seeds: int = typer.Option(6, help="Seeds per component (seeds 1000 … 1000+N-1)."),
     resolution: Optional[int] = typer.Option(None, help="Render size (default: preview size for large models)."),
+    refine: Optional[int] = typer.Option(None, help="Score every component quickly first (both sides, 2 seeds), "
+                                                    "then fully only the N the quick pass ranks highest; 0: one full "
+                                                    "pass. Default: 64 for models of 256 px and more, else 0."),
     network: Optional[Path] = _network_option(),
     device: str = device_option(),
     precision: str = precision_option(),
@@ -188,21 +191,24 @@ def score(
     layer and on each layer group; the review priority and its reason; effect, locality, colour share, category).
     Components are scored in eigenvalue order and stored a batch at a time, so the queue (`atelier queue`, the
     Review page) uses them as they come."""
-    from model.bench import preview_resolution
     from model.render import configure_threads
-    from model.scores import score_set, store_scores
+    from model.scores import default_refine, score_set, scoring_resolution, store_scores
 
+    if refine is not None and refine < 0:
+        raise AtelierError(f"--refine {refine}: use 0 (one full pass) or the number of components to refine")
     if not 2 <= seeds <= 64:
         raise AtelierError(f"--seeds {seeds}: use 2 to 64 (consistency compares seeds, so at least 2; 6 is the "
                            "default)")
     configure_threads()
     info, vectors, sigmas, model = _load_set(set_id)
     renderer = _renderer_for(model, network, device, precision)
-    res = resolution or (preview_resolution(renderer) if renderer.resolution >= 256 else None)
+    res = resolution or scoring_resolution(renderer)
+    passes = default_refine(renderer) if refine is None else (refine or None)
+    total = len(vectors) + (min(passes, len(vectors)) if passes else 0)
     t0 = time.perf_counter()
-    with _progress(len(vectors), "scoring") as bar:
+    with _progress(total, "scoring" if not passes else f"scoring (quick pass, then the top {passes})") as bar:
         scores = score_set(renderer, vectors, sigmas, seeds=list(range(1000, 1000 + seeds)), resolution=res,
-                           progress=bar.update, on_batch=lambda batch: store_scores(set_id, batch))
+                           progress=bar.update, on_batch=lambda batch: store_scores(set_id, batch), refine=passes)
     dead = sum(s.dead for s in scores)
     typer.echo(f"scored {len(scores)} components in {time.perf_counter() - t0:.1f} s ({dead} invisible, left out "
                f"of the queue); `atelier queue --set {set_id}` shows the review order")

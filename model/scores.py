@@ -534,13 +534,14 @@ def score_variants(renderer, seeds: int, group_seeds: int = GROUP_SEEDS, layer_g
 
 def score_components(renderer, vectors: np.ndarray, sigmas: np.ndarray, seeds: Sequence[int] = DEFAULT_SCORE_SEEDS,
                      span: float = DEFAULT_SPAN, group_seeds: int = GROUP_SEEDS, resolution: int | None = None,
-                     psi: float = 1.0, batch: int = 128, layer_groups: bool = True
-                     ) -> Iterator[list[ComponentScore]]:
+                     psi: float = 1.0, batch: int = 128, layer_groups: bool = True,
+                     indices: Sequence[int] | None = None) -> Iterator[list[ComponentScore]]:
     """Score the components in their order (eigenvalue order for SeFa and PCA), a batch at a time, so callers can
     store each batch as it is done and the queue can use it at once (every score is absolute, none needs the
-    rest of the set)."""
-    vectors = np.asarray(vectors, np.float32)
-    sigmas = np.asarray(sigmas, np.float64)
+    rest of the set). `indices`: only these components (default all), in this order."""
+    order = np.arange(len(vectors)) if indices is None else np.asarray(list(indices), dtype=np.int64)
+    vectors = np.asarray(vectors, np.float32)[order]
+    sigmas = np.asarray(sigmas, np.float64)[order]
     seeds = list(seeds)
     ws = renderer.ws_from_seeds(seeds, psi=psi)
     base = renderer.synthesize(ws, resolution=resolution, chunk=batch)
@@ -555,7 +556,7 @@ def score_components(renderer, vectors: np.ndarray, sigmas: np.ndarray, seeds: S
             images = renderer.synthesize(edited_ws(ws[:v.seeds], vectors[start:stop], offsets, v.row_start, v.row_stop),
                                          resolution=resolution, chunk=batch)
             rendered[v] = images.reshape(stop - start, v.seeds, *images.shape[1:])
-        yield [score_edits(start + i, base, {v: rendered[v][i] for v in variants}, span, mask)
+        yield [score_edits(int(order[start + i]), base, {v: rendered[v][i] for v in variants}, span, mask)
                for i in range(stop - start)]
 
 
@@ -574,21 +575,53 @@ def score_edits(index: int, base: np.ndarray, edits: dict[Variant, np.ndarray], 
     return score
 
 
+QUICK_SEEDS = 2  # the first pass of a large model: both sides on every row, on this many seeds
+REFINE_TOP = 64  # ... then every reading for the components the first pass ranks highest
+LARGE_MODEL = 256  # px: from this size up a model is scored in two passes (see score_set)
+
+
+def scoring_resolution(renderer) -> int | None:
+    """The render size for scoring: the smallest of the model's stages that is at least VIEW_SIZE (a reviewer
+    judges an edit at that size, and everything is pooled down to it anyway); None (full size) for small models."""
+    stages = [r for r in renderer.stage_resolutions() if r >= VIEW_SIZE]
+    return min(stages) if stages and min(stages) < renderer.resolution else None
+
+
+def default_refine(renderer) -> int | None:
+    """How many components a two-pass scoring refines: REFINE_TOP for large models, None (one full pass) else."""
+    return REFINE_TOP if renderer.resolution >= LARGE_MODEL else None
+
+
 def score_set(renderer, vectors: np.ndarray, sigmas: np.ndarray, seeds: Sequence[int] = DEFAULT_SCORE_SEEDS,
               span: float = DEFAULT_SPAN, group_seeds: int = GROUP_SEEDS, resolution: int | None = None,
               psi: float = 1.0, batch: int = 128, progress: Callable[[int], None] | None = None,
-              layer_groups: bool = True, on_batch: Callable[[list[ComponentScore]], None] | None = None
-              ) -> list[ComponentScore]:
+              layer_groups: bool = True, on_batch: Callable[[list[ComponentScore]], None] | None = None,
+              refine: int | None = None) -> list[ComponentScore]:
     """Score every component of a set (see :func:`score_components`); `on_batch` gets each batch as it is done
-    (to store it), `progress` the number of components in it."""
-    scores: list[ComponentScore] = []
-    for done in score_components(renderer, vectors, sigmas, seeds, span, group_seeds, resolution, psi, batch,
-                                 layer_groups):
-        scores += done
-        if on_batch:
-            on_batch(done)
-        if progress:
-            progress(len(done))
+    (to store it), `progress` the number of components in it.
+
+    refine=None scores every component with every reading in one pass. refine=N scores every component first with
+    a quick reading (both sides on every row, QUICK_SEEDS seeds: a queue in a few minutes even for a large model),
+    then scores again, with every reading, the N the quick pass ranks highest (so the top of the queue is exact
+    and opens on its best layers); `progress` then counts len(vectors) + N steps.
+    """
+    def run(**kwargs) -> list[ComponentScore]:
+        found: list[ComponentScore] = []
+        for done in score_components(renderer, vectors, sigmas, span=span, resolution=resolution, psi=psi,
+                                     batch=batch, **kwargs):
+            found += done
+            if on_batch:
+                on_batch(done)
+            if progress:
+                progress(len(done))
+        return found
+
+    if refine is None:
+        return run(seeds=seeds, group_seeds=group_seeds, layer_groups=layer_groups)
+    scores = run(seeds=list(seeds)[:QUICK_SEEDS], layer_groups=False)
+    top = [s.index for s in sorted(scores, key=lambda s: (-s.priority, s.index))[:max(0, refine)]]
+    for better in run(seeds=seeds, group_seeds=group_seeds, layer_groups=layer_groups, indices=sorted(top)):
+        scores[better.index] = better
     return scores
 
 

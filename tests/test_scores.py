@@ -206,3 +206,39 @@ def test_score_set_on_a_tiny_generator(reference_dir):
         assert sorted((x.layers, x.side, x.seeds) for x in s.readings) == sorted(
             [("all", 1, 3), ("all", -1, 3)] + [(g, side, 2) for g in groups for side in (1, -1)])
         assert s.best in s.readings and s.reason
+
+
+def test_two_pass_scoring_refines_the_top_of_the_quick_queue(reference_dir):
+    from model.render import Renderer
+
+    torch.set_num_threads(1)
+    r = Renderer(reference_dir / "sg2ada_tiny32.pkl", device="cpu")
+    rng = np.random.default_rng(1)
+    v = rng.standard_normal((4, r.w_dim)).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    sigmas = np.array([2.0, 0.0, 2.0, 2.0])
+    steps, stored = [], []
+    scores = S.score_set(r, v, sigmas, seeds=[1, 2, 3], batch=8, refine=1, progress=steps.append,
+                         on_batch=stored.extend)
+    assert sum(steps) == 4 + 1 and [s.index for s in scores] == [0, 1, 2, 3]
+    full = [s for s in scores if any(x.layers != "all" for x in s.readings)]
+    assert len(full) == 1  # the quick pass's best, scored again with every reading and all three seeds
+    quick_best = max((s for s in stored[:4]), key=lambda s: (s.priority, -s.index))
+    assert full[0].index == quick_best.index and stored[-1] is full[0]
+    assert all(x.seeds == S.QUICK_SEEDS and x.layers == "all" for s in scores if s is not full[0] for x in s.readings)
+    assert scores[1].dead  # σ 0: nothing moves, in either pass
+
+
+def test_scoring_renders_at_the_size_a_reviewer_judges():
+    class Shape:
+        def __init__(self, stages):
+            self._stages, self.resolution = stages, stages[-1]
+
+        def stage_resolutions(self):
+            return self._stages
+
+    assert S.scoring_resolution(Shape([4, 8, 16, 32, 64, 128, 256])) == S.VIEW_SIZE == 64
+    assert S.scoring_resolution(Shape([4, 8, 16, 32, 64])) is None  # the demo model: its own size
+    assert S.scoring_resolution(Shape([4, 8, 16, 32])) is None
+    assert S.default_refine(Shape([4, 8, 16, 32, 64, 128, 256])) == S.REFINE_TOP
+    assert S.default_refine(Shape([4, 8, 16, 32, 64])) is None
