@@ -170,7 +170,7 @@ def renderer_share(renderer: Renderer, repeats: int = 3, resolution: int | None 
     return {"resolution": resolution or renderer.resolution, "batch": LIMIT_BATCH, "precision": renderer.precision,
             "conv_shape": [LIMIT_BATCH, channels, conv_res, conv_res],
             "gflop_per_image": round(synthesis_flops(renderer.G, 1, resolution) / 1e9, 3),
-            "renderer_gflops": round(achieved, 1), "limit_gflops": round(limit, 1),
+            "renderer_gflops": round(achieved, 3), "limit_gflops": round(limit, 1),
             "share": round(achieved / limit, 3), "limit_float32_gflops": round(limit32, 1),
             "share_of_float32_limit": round(achieved / limit32, 3)}
 

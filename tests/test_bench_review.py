@@ -34,3 +34,25 @@ def test_bench_review_refuses_bad_options():
     assert_clean_user_error(CliRunner().invoke(app, ["bench", "review", "--components", "-1"]), "--components")
     assert_clean_user_error(CliRunner().invoke(app, ["bench", "review", "--network", "random:300x16"]),
                             "power of two")
+
+
+def test_synthesis_flops_are_counted_from_the_shapes():
+    from model.bench import RandomShape, heaviest_conv, random_network
+    from model.render import synthesis_flops
+
+    G = random_network(RandomShape(8, 16, channel_base=128)).module  # 16 channels at 4 and 8 px
+    block4 = 2 * 16 * 16 * 9 * 4 * 4 + 2 * 16 * 3 * 4 * 4  # conv1 + toRGB
+    block8 = 2 * 16 * 16 * 9 * 4 * 4 + 2 * 16 * 16 * 9 ** 2 + 2 * 16 * 16 * 9 * 8 * 8 + 2 * 16 * 3 * 8 * 8
+    assert synthesis_flops(G, 1) == block4 + block8 and synthesis_flops(G, 3) == 3 * (block4 + block8)
+    assert synthesis_flops(G, 1, max_resolution=4) == block4
+    assert heaviest_conv(G) == (16, 8) and heaviest_conv(G, 4) == (16, 4)
+
+
+def test_bench_render_reports_the_limit_and_the_share(reference_dir):
+    result = CliRunner().invoke(app, ["bench", "render", "--network", "random:16x16", "--batches", "2",
+                                      "--repeats", "1", "--device", "cpu", "--precision", "float32", "--json"])
+    assert result.exit_code == 0, result.output
+    limit = json.loads(result.output)["limit"]
+    assert limit["batch"] == 8 and limit["conv_shape"] == [8, 16, 16, 16] and limit["precision"] == "float32"
+    assert limit["limit_gflops"] > 0 and limit["renderer_gflops"] > 0
+    assert limit["share"] <= 1.5 and abs(limit["share"] - limit["renderer_gflops"] / limit["limit_gflops"]) < 0.01
