@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import html
 import os
 import stat
 from pathlib import Path
@@ -223,3 +224,61 @@ def test_app_on_the_network_needs_an_admin(db_url: str, monkeypatch: pytest.Monk
         a.set_role(session, "ana", "admin")
     require_team_accounts("0.0.0.0")
     assert os.environ[a.TEAM_ENV] == "1"
+
+
+@pytest.fixture
+def team_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The app's pages (AppTest) on a team database of their own: an admin signed in with a real token."""
+    from conftest import REFERENCE
+    from db.engine import dispose_engines
+    from db.migrate import ensure_current
+    from model.checkpoint import convert
+
+    home = tmp_path / "team-app"
+    home.mkdir()
+    model = home / "tiny32.safetensors"
+    convert(REFERENCE / "sg2ada_tiny32.pkl", model)
+    for key, value in {"ATELIER_HOME": str(home), "ATELIER_MODEL": str(model), "ATELIER_SCORE_ON_START": "0",
+                       "ATELIER_RUNS": str(home / "runs")}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("ATELIER_DATABASE_URL", raising=False)
+    monkeypatch.delenv("ATELIER_FOLDERS", raising=False)
+    url = f"sqlite:///{home / 'atelier.db'}"
+    ensure_current(url)
+    with write_session(url) as session:
+        a.add_account(session, "ana", PASSWORD, admin=True)
+        token = a.issue_token(session, "ana")
+    yield token, home
+    dispose_engines()
+
+
+def test_team_pages_open_only_configured_folders(team_app, tmp_path: Path) -> None:
+    """Models and Training answer a forbidden path exactly as a missing one; a path inside the folders works."""
+    from streamlit.testing.v1 import AppTest
+
+    from conftest import REPO
+
+    token, home = team_app
+    at = AppTest.from_file(str(REPO / "annotator" / "app.py"), default_timeout=120)
+    at.session_state["reviewer"] = "ana"
+    at.session_state["session_token"] = token
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    secret = tmp_path / "secret-run"
+    secret.mkdir()  # exists, outside the folders
+    at.switch_page("views/training.py").run()
+    answers = []
+    for typed in (str(secret), str(tmp_path / "missing-run"), "/etc"):
+        at.text_input(key="tr.folder").input(typed).run()
+        answers.append([html.unescape(e.value).replace(typed, "PATH") for e in at.error])
+    assert answers[0] and answers[0] == answers[1] == answers[2], answers
+    (home / "runs" / "inside").mkdir(parents=True)
+    at.text_input(key="tr.folder").input(str(home / "runs" / "inside")).run()
+    assert not any("in the folders this server opens" in e.value for e in at.error)  # allowed: read as a run
+    at.switch_page("views/models.py").run()
+    answers = []
+    for typed in ("/etc/shadow", "/etc/no-such-file", str(home / "nope.safetensors")):
+        at.text_input(key="models.path").input(typed)
+        at.button[[b.label for b in at.button].index("Register")].click().run()
+        answers.append([html.unescape(e.value).replace(typed, "PATH") for e in at.error])
+    assert answers[0] and answers[0] == answers[1] == answers[2], answers
