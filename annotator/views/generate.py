@@ -96,7 +96,7 @@ def designer() -> None:
 
     with picture:
         if problem:
-            st.info(problem)
+            st.info(ui.md(problem))  # it quotes what was typed in the seed box
             return
         try:
             jpeg = generate.render_jpeg(renderer, look, available)
