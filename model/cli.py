@@ -12,7 +12,7 @@ import typer
 from model.errors import guard_commands
 
 COMMAND_MODULES = ("model.commands", "model.discovery_commands", "db.commands", "scrape.commands",
-                   "annotator.commands", "model.export_commands")
+                   "annotator.commands", "model.export_commands", "model.publish_commands")
 
 app = typer.Typer(
     name="atelier",

@@ -14,7 +14,8 @@ state = st.session_state
 
 with read_session(ctx.url) as session:
     directions = q.active_directions(session, ctx.model.id)
-available = generate.sliders(directions, lambda d: services.direction_sigma(d, ctx.url))
+available = generate.sliders(directions, lambda d: services.direction_sigma(d, ctx.url),
+                             generate.conflict_marks(ctx.url, ctx.model.id))
 groups = generate.grouped(available)
 
 
@@ -85,6 +86,9 @@ def designer() -> None:
                 start, stop = slider.layer_range
                 st.slider(ui.md(slider.name), float(low), float(high), step=0.1, key=slider_key(slider),
                           format="%+.1f σ", help=f"Layers {start}–{stop - 1}; range {low:g} … {high:g} σ")
+                if slider.warning:
+                    st.caption(ui.md(f"In conflict: {slider.warning}. The team has not settled this slider."),
+                               help="Directions & export shows the conflict; settle it on the Review page.")
         if available:
             st.button("Reset sliders", icon=":material/restart_alt:", on_click=reset, key="gen.reset")
 

@@ -38,8 +38,10 @@ for row in range(0, len(looks), COLUMNS):
     for column, look in zip(st.columns(COLUMNS, gap="medium"), looks[row:row + COLUMNS]):
         with column, st.container(border=True):
             state, warnings = generate.look_from_saved(look, available)
+            # Shown as saved, with the directions it was made with; today's sliders only when asked to.
+            differences = generate.look_differences(look, available, ctx.model.fingerprint)
             try:
-                st.image(generate.render_jpeg(renderer, state, available, display=256), width="stretch")
+                st.image(generate.render_saved_jpeg(renderer, look, available, display=256), width="stretch")
             except AtelierError as exc:
                 st.error(ui.md(exc))
             st.text(look.name)
@@ -48,8 +50,13 @@ for row in range(0, len(looks), COLUMNS):
             st.text(edits)
             for warning in warnings:
                 st.caption(ui.md(warning))
+            if differences:
+                st.caption(ui.md("Shown as saved. Today's sliders differ: " + "; ".join(differences) + "."))
             with st.container(horizontal=True):
-                if st.button("Open in Generate", key=f"looks.open.{look.id}", icon=":material/open_in_new:"):
+                label = "Re-apply today's sliders" if differences else "Open in Generate"
+                if st.button(label, key=f"looks.open.{look.id}", icon=":material/open_in_new:",
+                             help="Open in Generate with today's published sliders at the saved values."
+                             if differences else "Open in Generate (today's sliders match this look)."):
                     st.switch_page(ui.page_path("generate"), query_params=generate.to_query(state))
                 st.button("Delete", key=f"looks.delete.{look.id}", icon=":material/delete:", type="tertiary",
                           on_click=delete, args=(look.id,))

@@ -52,11 +52,14 @@ with st.container(horizontal=True, vertical_alignment="bottom"):
         name = f"projection on {int(index)}"
 
 data = maps.frame(coords, seeds, colour, name)
-pick = alt.selection_point(name="pick", fields=["seed"], on="click")
+# nearest: a click anywhere picks the closest point, not only a click exactly on a 6-px dot.
+pick = alt.selection_point(name="pick", fields=["seed"], on="click", nearest=True)
 chart = (alt.Chart(data).mark_circle(size=36, opacity=0.8)
          .encode(x=alt.X("x", axis=None), y=alt.Y("y", axis=None),
                  color=alt.Color(name, type="nominal" if mode == "cluster" else "quantitative",
-                                 scale=None if mode == "cluster" else alt.Scale(scheme="redblue")),
+                                 # A named scheme for clusters too: scale=None hands the raw labels ("0" … "7")
+                                 # to SVG as fill colours, which draws nothing.
+                                 scale=alt.Scale(scheme="tableau20" if mode == "cluster" else "redblue")),
                  tooltip=["seed", name])
          .add_params(pick).properties(height=560))
 left, right = st.columns([3, 1], gap="large")

@@ -9,13 +9,17 @@ import streamlit as st
 from annotator import access, imaging, services, ui
 from model.errors import AtelierError
 from model.runs import RunSummary, list_runs, read_run, resume_command, snapshot_rows
-from model.settings import runs_dir, shown_path
+from model.settings import runs_dir, shipped_runs_dir, shown_path
 
 ctx = ui.context()
 st.title("Training")
 
 root = runs_dir()
+shipped = shipped_runs_dir()
+# Your runs first, then the ones that come with the checkout (the demo model's own run) unless you continued one
+# (its copy in your runs folder has the same name and is the newer state).
 runs = list_runs(root)
+runs += [r for r in (list_runs(shipped) if shipped else []) if r.name not in {x.name for x in runs}]
 
 
 def ago(seconds: float) -> str:
