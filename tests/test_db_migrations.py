@@ -354,3 +354,51 @@ def test_cli_errors_are_one_clear_line(cli: typer.Typer, monkeypatch: pytest.Mon
     monkeypatch.setenv("ATELIER_DATABASE_URL", "mysql://x@y/z")
     result = runner.invoke(cli, ["db", "current"])
     assert result.exit_code == 1 and "Unsupported database" in result.stderr
+
+
+def test_database_at_0003_upgrades_to_0004_and_back_with_data_intact(empty_url: str) -> None:
+    """0004 adds what publish checks measured and overrode, and the model a look was made on: older rows read as
+    'not recorded', new rows keep them, and a downgrade drops only those columns."""
+    url = empty_url
+    assert migrate.upgrade(url, "0003") == "0003"
+    engine = make_engine(url)
+    try:
+        with engine.begin() as c:
+            c.execute(text("INSERT INTO models (id, name, path, fingerprint, architecture, added_at) VALUES "
+                           "(1, 'old', '/old.pkl', :fp, :arch, CURRENT_TIMESTAMP)"),
+                      {"fp": "0f" * 32, "arch": '{"w_dim": 4, "num_ws": 3, "c_dim": 0}'})
+            c.execute(text("INSERT INTO reviewers (id, name, created_at) VALUES (1, 'ana', CURRENT_TIMESTAMP)"))
+            c.execute(text("INSERT INTO looks (model_id, name, seed, psi, edits, reviewer_id, created_at) VALUES "
+                           "(1, 'gown', 7, 0.7, :edits, 1, CURRENT_TIMESTAMP)"),
+                      {"edits": '[{"direction_id": 1, "name": "Sleeves", "value": 1.5}]'})
+            c.execute(text("INSERT INTO published_directions (model_id, name, w_dim, vector, layer_start, layer_end, "
+                           "strength_min, strength_max, source, published_by, published_at) VALUES (1, 'Sleeves', "
+                           "4, :v, 0, 2, -2.0, 2.0, 'supervised', 1, CURRENT_TIMESTAMP)"),
+                      {"v": vector_to_bytes(np.ones(4))})
+    finally:
+        engine.dispose()
+    assert migrate.upgrade(url) == HEAD
+    with write_session(url) as session:
+        [old] = q.active_directions(session, 1)
+        assert (old.measured_effect, old.override_reasons) == (None, ())
+        [look] = q.list_looks(session, 1)
+        assert look.model_fingerprint is None and not look.edits[0].frozen
+        q.unpublish_direction(session, old.id, "ana")
+        new = q.publish_direction(session, 1, "Sleeves", "ana", vector=np.ones(4), measured_effect=0.002,
+                                  override_reasons=["The slider changes nothing visible."])
+        edit = q.LookEdit("Sleeves", 1.5, new.id, vector=np.arange(4) / 3, layer_range=(1, 3), sigma=0.5)
+        saved = q.save_look(session, 1, "ana", "gown 2", 7, 0.7, [edit])
+    with read_session(url) as session:
+        again = q.get_look(session, saved.id)
+        [active] = q.active_directions(session, 1)
+    assert again.model_fingerprint == "0f" * 32 and again.edits[0].frozen
+    np.testing.assert_array_equal(again.edits[0].vector, (np.arange(4) / 3).astype(np.float32))  # bit for bit
+    assert (again.edits[0].layer_range, again.edits[0].sigma) == ((1, 3), 0.5)
+    assert active.override_reasons == ("The slider changes nothing visible.",) and active.measured_effect == 0.002
+
+    assert migrate.downgrade(url, "0003") == "0003"
+    assert {"measured_effect", "override_reasons"}.isdisjoint(columns(url, "published_directions"))
+    assert "model_fingerprint" not in columns(url, "looks")
+    assert migrate.upgrade(url) == HEAD
+    with read_session(url) as session:
+        assert len(q.direction_history(session, 1)) == 2 and len(q.list_looks(session, 1)) == 2
