@@ -185,6 +185,8 @@ def train(
     for name, value in (("--p", p), ("--target", target), ("--mixing", mixing)):
         if not 0 <= value <= 1:
             raise AtelierError(f"{name} {value}: give a probability from 0 to 1")
+    if threads < 0:
+        raise AtelierError(f"--threads {threads}: give 0 (all CPU threads) or a number of threads")
     if snap_kimg <= 0 or snap_minutes <= 0:
         raise AtelierError("--snap-kimg and --snap-minutes must be above 0 (a snapshot every so often)")
     if kimg <= 0:

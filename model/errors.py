@@ -29,11 +29,17 @@ def _option_label(name: str, parameter: inspect.Parameter) -> str:
     return "--" + name.replace("_", "-")
 
 
+MAX_SEED = 2 ** 32 - 1  # numpy's RandomState, which every seed in Atelier ends up in, takes 0 … 2**32 - 1
+
+
 def check_finite_numbers(values: dict[str, Any], labels: dict[str, str]) -> None:
-    """Typer and Click accept 'nan' and 'inf' for any float option; no Atelier option means either of them."""
+    """Typer and Click accept 'nan' and 'inf' for any float option; no Atelier option means either of them.
+    Every whole-number option named `seed` is a random seed, so it gets the one range all of them accept."""
     for name, value in values.items():
         if isinstance(value, float) and not math.isfinite(value):
             raise AtelierError(f"{labels.get(name, name)} {value}: give a finite number")
+        if name == "seed" and isinstance(value, int) and not 0 <= value <= MAX_SEED:
+            raise AtelierError(f"{labels.get(name, name)} {value}: a seed is a whole number from 0 to {MAX_SEED}")
 
 
 def os_error_message(exc: OSError) -> str:

@@ -95,6 +95,18 @@ def test_every_number_option_refuses_nan_and_infinity(path, name, value):
     assert_clean_user_error(result, f"{_flag(name, parameter)} {float(value)}: give a finite number")
 
 
+SEED_OPTIONS = [path for path, callback in COMMANDS.items()
+                for name, kind, _ in _parameters(callback) if name == "seed" and kind is int]
+
+
+@pytest.mark.parametrize("path", SEED_OPTIONS, ids=[" ".join(p) for p in SEED_OPTIONS])
+@pytest.mark.parametrize("value", ["-5", str(2 ** 32)])
+def test_every_seed_option_is_in_numpys_range(path, value):
+    assert len(SEED_OPTIONS) >= 3
+    result = runner.invoke(app, _command_line(path, {"seed": value}))
+    assert_clean_user_error(result, f"--seed {value}: a seed is a whole number from 0 to 4294967295")
+
+
 PATH_COMMANDS = [path for path, callback in COMMANDS.items() if any(kind is Path for _, kind, _ in
                                                                      _parameters(callback))]
 
