@@ -249,11 +249,15 @@ def approved_layers(session, component_id: int) -> dict[str, tuple[int, int] | N
 
 
 def review_refusals(session, component_id: int) -> list[str]:
-    """What the reviews say against publishing this component: a conflict, or approvals on different layers."""
+    """What the reviews say against publishing this component: not approved, a conflict, or approvals on
+    different layers."""
     from db import queries as q
 
     reasons: list[str] = []
     status = q.component_status(session, component_id)
+    if status.status not in ("approved", "conflict"):
+        reasons.append(f"Component {status.index} is {status.status.replace('_', ' ')}, not approved: approve it "
+                       "on the Review page first.")
     if status.status == "conflict":
         sides = ", ".join(f"{who} {decision}s" for who, decision in sorted(status.decisions.items()))
         reasons.append(f"Component {status.index} is in conflict ({sides}): settle it on the Review page first.")

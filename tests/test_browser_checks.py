@@ -261,6 +261,11 @@ def test_dead_slider_refused_stale_direction_updated_and_conflict_marked(app, tm
             _sign_in(page, "Ana")
             page.get_by_role("heading", name="Directions & export", level=1).wait_for()
             _settle(page)
+            choice = page.get_by_label(re.compile(r"^Component to publish"))
+            if choice.count():  # several waiting: the form shows one at a time
+                choice.click()
+                page.get_by_role("option", name=re.compile(rf"^Component {index} · ")).click()
+                _settle(page)
             card = page.locator('[data-testid="stVerticalBlock"]').filter(
                 has=page.get_by_text(f"Component {index}", exact=True)).last
             expect(card.get_by_text("The slider changes nothing visible")).to_be_visible()

@@ -124,6 +124,7 @@ def test_cli_refuses_bad_options_and_unknown_names_cleanly(db):
     assert_clean_user_error(_publish_cli(url, 0, "--layers", "nine"), "--layers 'nine' is not FIRST-LAST")
     assert_clean_user_error(_publish_cli(url, 0, "--strength", "3,-3"), "maximum below its minimum")
     assert_clean_user_error(_publish_cli(url, 99), "has no component 99")
+    assert_clean_user_error(_publish_cli(url, 1), "Component 1 is unreviewed, not approved")
     assert_clean_user_error(runner.invoke(app, ["unpublish", "nope", "--database", url]),
                             "no published direction is named 'nope'")
 

@@ -80,7 +80,12 @@ def publish_candidate(candidate: directions.Candidate) -> None:
             st.error(ui.md(exc))
 
 
-for candidate in ready:
+# One form at a time: each renders and measures its slider, which a page of many would wait for.
+shown = ready
+if len(ready) > 1:
+    shown = [st.selectbox(f"Component to publish ({len(ready)} waiting)", ready, key="pub.choice",
+                          format_func=lambda c: f"Component {c.index} · {c.name}")]
+for candidate in shown:
     with st.container(border=True):
         st.markdown(f"**Component {candidate.index}** · approved by {candidate.approvals}")
         publish_candidate(candidate)
