@@ -452,3 +452,22 @@ def test_training_page_follows_a_run_and_registers_its_best_generator(env):
 
     at.text_input(key="tr.folder").input(str(run_dir / "missing")).run()
     assert any("not a folder" in e.value for e in at.error)
+
+
+def test_a_teammates_category_does_not_prefill_your_form(env):
+    from db import queries as q
+    from db.engine import write_session
+
+    at = _app("Ines")
+    with write_session() as session:  # a component Ines has not opened yet
+        component_id = q.list_components(session, q.get_component(session, at.session_state["rv.current"]).set_id
+                                         )[300].id
+        q.ensure_reviewer(session, "Jon")
+        q.record_review(session, "Jon", component_id, "approve", label="teammate", category="other")
+    at.session_state["rv.current"] = component_id
+    at.run()
+    assert at.title[0].value == "Component 300"
+    # Ines has not reviewed it: her form starts from the scores' suggestion (none here), never from Jon's "other".
+    assert at.selectbox(key=f"rv.category.{component_id}").value is None
+    assert at.text_input(key=f"rv.label.{component_id}").value == ""
+    assert "other" in set(at.dataframe[0].value["category"])  # Jon's review is shown among the teammates'
