@@ -193,8 +193,10 @@ def _rebuild_parameter(data: Any, requires_grad: Any = False, backward_hooks: An
 
 
 def _numpy_scalar(dtype: np.dtype, data: bytes | None = None) -> Any:
-    if not isinstance(dtype, np.dtype) or dtype.hasobject:
-        raise UnsafePickleError("the pickle builds a numpy scalar of an object type; refused")
+    # Recorded init arguments are plain numbers; anything else (objects, records, huge sub-arrays) is refused.
+    if not isinstance(dtype, np.dtype) or dtype.hasobject or dtype.kind not in "biufc" or dtype.itemsize > 16 \
+            or dtype.subdtype is not None:
+        raise UnsafePickleError("the pickle builds a numpy scalar of a type other than a plain number; refused")
     return np.frombuffer(data or b"", dtype=dtype, count=1)[0] if data else dtype.type()
 
 

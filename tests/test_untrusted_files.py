@@ -367,3 +367,16 @@ def test_a_refused_training_state_never_suggests_weights_only_false(tmp_path, co
     assert phrase in text and str(state) in text
     for misleading in ("weights_only=False", "set to `False`", "trust the source"):
         assert misleading not in text, text
+
+
+@pytest.mark.parametrize("dtype", ["V8", "U2", "M8[s]"])
+def test_numpy_scalars_other_than_plain_numbers_are_refused(tmp_path, dtype):
+    import numpy as np
+    from numpy._core.multiarray import scalar
+
+    value = np.zeros(1, dtype=dtype)[0]
+    obj = _Reduce(scalar, (value.dtype, value.tobytes()))
+    path = write_pickle(tmp_path / "scalar.pkl", {"G_ema": obj})
+    refused(path, "a type other than a plain number")
+    plain = write_pickle(tmp_path / "plain.pkl", {"x": _Reduce(scalar, (np.dtype("f8"), np.float64(2.5).tobytes()))})
+    assert read_pickle(plain)["x"] == 2.5
