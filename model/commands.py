@@ -314,11 +314,14 @@ def runs(
 ) -> None:
     """List training runs (progress, best snapshot), or show one with the command that continues it."""
     from model.runs import list_runs, read_run, run_record
-    from model.settings import runs_dir, shown_path
+    from model.settings import runs_dir, shipped_runs_dir, shown_path
 
+    # Without --root, the runs that ship in the checkout (the demo model's) are listed after your own.
+    shipped = None if root is not None else shipped_runs_dir()
     root = root or runs_dir()
     if run is None:
         found = list_runs(root)
+        found += [r for r in (list_runs(shipped) if shipped else []) if r.name not in {x.name for x in found}]
         if as_json:
             typer.echo(json.dumps([run_record(r) for r in found]))
             return
@@ -330,6 +333,8 @@ def runs(
             typer.echo(f"{r.name}: {r.kimg:g}{target} kimg{best}  ({shown_path(r.path)})")
         return
     folder = run if run.is_dir() or run.is_absolute() else root / run
+    if not folder.exists() and shipped is not None and (shipped / run).is_dir():
+        folder = shipped / run
     summary = read_run(folder)
     if as_json:
         typer.echo(json.dumps(run_record(summary)))

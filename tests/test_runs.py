@@ -210,3 +210,13 @@ def test_a_run_shipped_in_the_checkout_is_continued_in_a_copy(tmp_path, monkeypa
     copied = mine / "demo64"
     assert (copied / "config.json").read_bytes() == (shipped / "demo64" / "config.json").read_bytes()
     assert read_run(copied).kimg == read_run(shipped / "demo64").kimg
+
+
+def test_atelier_runs_lists_the_shipped_runs_too(tmp_path, monkeypatch):
+    monkeypatch.setenv("ATELIER_RUNS", str(tmp_path / "none-yet"))
+    listed = runner.invoke(app, ["runs"])
+    assert listed.exit_code == 0 and "demo64:" in listed.output, listed.output
+    shown = runner.invoke(app, ["runs", "demo64"])
+    assert shown.exit_code == 0, shown.output
+    assert "continue with:\n  mkdir -p " in shown.output and str(tmp_path / "none-yet" / "demo64") in shown.output
+    assert not (tmp_path / "none-yet").exists()
