@@ -471,3 +471,27 @@ def test_a_teammates_category_does_not_prefill_your_form(env):
     assert at.selectbox(key=f"rv.category.{component_id}").value is None
     assert at.text_input(key=f"rv.label.{component_id}").value == ""
     assert "other" in set(at.dataframe[0].value["category"])  # Jon's review is shown among the teammates'
+
+
+def test_publish_form_keeps_its_range_after_visiting_another_page(env):
+    from annotator import services
+    from db import queries as q
+    from db.engine import write_session
+
+    ctx = services.bootstrap()
+    with write_session(ctx.url) as session:
+        q.ensure_reviewer(session, "Kai")
+        component = q.list_components(session, ctx.component_set.id)[7]
+        q.record_review(session, "Kai", component.id, "approve", label="hem", layer_range=(0, 4))
+    at = _page(_app("Kai"), "directions")
+    if any(s.key == "pub.choice" for s in at.selectbox):
+        at.selectbox(key="pub.choice").select(next(c for c in at.selectbox(key="pub.choice").options
+                                                   if c.startswith("Component 7 ·"))).run()
+    first = at.slider(key=f"pub.strength.{component.id}").value
+    assert isinstance(first, tuple) and first[0] < 0 < first[1]  # the measured span, both sides
+    at = _page(_page(at, "generate"), "directions")
+    if any(s.key == "pub.choice" for s in at.selectbox):
+        at.selectbox(key="pub.choice").select(next(c for c in at.selectbox(key="pub.choice").options
+                                                   if c.startswith("Component 7 ·"))).run()
+    assert not _errors(at)
+    assert at.slider(key=f"pub.strength.{component.id}").value == first

@@ -43,7 +43,8 @@ def publish_candidate(candidate: directions.Candidate) -> None:
     start, stop = candidate.layer_range
     first, last = a.slider("Layers (ws rows)", 0, ctx.model.num_ws - 1, (start, stop - 1), key=f"pub.layers.{cid}")
     layers = (int(first), int(last) + 1)
-    if state.get(f"pub.span_for.{cid}") != layers:
+    # (Also when the range widget's state is gone: Streamlit drops it while another page is shown.)
+    if state.get(f"pub.span_for.{cid}") != layers or f"pub.strength.{cid}" not in state:
         # New layers: start the range from where the edit stays plausible on them (measured, per side).
         span = directions.default_span(ctx.url, renderer, cid, layers)
         state[f"pub.strength.{cid}"] = (span.low, span.high)
