@@ -286,6 +286,8 @@ def bench_render(
         raise AtelierError(f"--batches {batches!r}: give whole numbers separated by commas, e.g. 1,8,32") from None
     if not sizes or min(sizes) < 1:
         raise AtelierError(f"--batches {batches!r}: give at least one batch size of 1 or more, e.g. 1,8,32")
+    if repeats < 1:
+        raise AtelierError(f"--repeats {repeats}: time each row at least once (3 is the default)")
     result = run_bench(network, sizes, repeats=repeats, device=device, precision=precision)
     typer.echo(json.dumps(result) if as_json else format_render_table(result))
 

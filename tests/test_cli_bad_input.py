@@ -214,6 +214,12 @@ def test_train_architecture_options_are_bounded(tmp_path, args, phrase):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("value", ["0", "-5"])
+def test_bench_render_repeats(value):
+    result = runner.invoke(app, ["bench", "render", "--batches", "1", "--repeats", value])
+    assert_clean_user_error(result, f"--repeats {value}: time each row at least once")
+
+
 def test_discover_negative_samples():
     assert_clean_user_error(runner.invoke(app, ["discover", "--samples", "-5"]), "at least 1")
 
