@@ -20,12 +20,50 @@ state.setdefault("rv.history", [])
 presets = services.layer_presets(renderer)
 
 
-def settings() -> review.StripSettings:
-    preset = state.get("rv.preset") or "all"
+KEYS_BACK_SCRIPT = """<script>
+if (!window.atelierKeysBack) {
+  window.atelierKeysBack = true;
+  window.parent.document.addEventListener("keydown", (event) => {
+    const box = event.target;
+    if (!box || !["INPUT", "TEXTAREA"].includes(box.tagName)) return;
+    const label = box.getAttribute("aria-label") || "";
+    const tabOut = event.key === "Tab" && !event.shiftKey && ["Label", "Note"].includes(label);
+    const leaves = event.key === "Escape" || tabOut;
+    if (!leaves) return;
+    event.preventDefault();
+    box.blur();
+  }, true);
+}
+</script>"""
+
+
+def layer_key(component_id: int, part: str = "preset") -> str:
+    """Each component keeps its own layer choice: one component's "coarse" must never carry over to the next."""
+    return f"rv.{part}.{component_id}"
+
+
+def open_layers(component: q.ComponentInfo, last_approved: tuple[int, int] | None) -> review.OpeningLayers:
+    """The layer choice a component opens on, set once per visit before its widgets exist."""
+    opening = review.opening_layers(component, last_approved, presets)
+    # Not a widget key, so it outlives the widgets Streamlit forgets while another component is shown.
+    state[layer_key(component.id, "opening")] = opening
+    if state.get(layer_key(component.id)) is None:
+        state[layer_key(component.id)] = opening.preset
+        start, stop = opening.custom or presets.get(opening.preset, presets["all"])
+        state[layer_key(component.id, "custom_start")] = start
+        state[layer_key(component.id, "custom_stop")] = stop
+    return opening
+
+
+def settings(component_id: int, opening: review.OpeningLayers | None = None) -> review.StripSettings:
+    """What the strip of this component shows, and therefore exactly what A records for it."""
+    opening = opening or state.get(layer_key(component_id, "opening")) or review.OpeningLayers("all")
+    preset = state.get(layer_key(component_id)) or opening.preset or "all"
     custom = None
     if preset == "custom":
-        start = int(state.get("rv.custom_start", 0))
-        stop = int(state.get("rv.custom_stop", renderer.num_ws))
+        fallback = opening.custom or presets["all"]
+        start = int(state.get(layer_key(component_id, "custom_start"), fallback[0]))
+        stop = int(state.get(layer_key(component_id, "custom_stop"), fallback[1]))
         custom = (start, stop) if start < stop else presets["all"]
     return review.StripSettings(preset=preset, layer_range=custom, max_sigma=float(state.get("rv.max_sigma") or 3),
                                 steps=int(state.get("rv.steps") or 7), centred=bool(state.get("rv.centred")))
@@ -56,7 +94,7 @@ def decide(decision: str, component_id: int) -> None:
         consistency=state.get(f"rv.consistency.{component_id}"),
         note=state.get(f"rv.note.{component_id}") or "",
     )
-    chosen = settings()
+    chosen = settings(component_id)
     shown = state.get("rv.shown")
     spent = time.monotonic() - shown[1] if shown and shown[0] == component_id else None
     try:
@@ -102,8 +140,8 @@ def resample() -> None:
     state["rv.flash"] = f"New review seeds for everyone on this set: {', '.join(map(str, fresh))}."
 
 
-def use_preset(name: str) -> None:
-    state["rv.preset"] = name
+def use_preset(component_id: int, name: str) -> None:
+    state[layer_key(component_id)] = name
 
 
 def restore_previous_seeds() -> None:
@@ -137,6 +175,7 @@ state["rv.index"] = component.index
 if st.query_params.get("c") != str(component.index):
     st.query_params["c"] = str(component.index)
 state["rv.jump"] = component.index  # the "Go to #" box shows where you are, like a page number
+opening = open_layers(component, review.last_approved_layers(ctx.url, name, [component.id])[component.id])
 if not state.get("rv.shown") or state["rv.shown"][0] != component.id:
     state["rv.shown"] = (component.id, time.monotonic())
 
@@ -165,19 +204,19 @@ if state.get("rv.error"):
 
 # --- view controls ------------------------------------------------------------------------------------------------
 with st.container(horizontal=True, vertical_alignment="bottom"):
-    st.segmented_control("Layers", list(presets) + ["custom"], key="rv.preset", default="all",
+    st.segmented_control("Layers", list(presets) + ["custom"], key=layer_key(component.id),
                          help="Which ws rows the edit moves: coarse = pose and shape, middle = garment parts, "
                               "fine = colour and texture.")
     suggested_layers = component.layer_sensitivity
-    if suggested_layers in presets and state.get("rv.preset") != suggested_layers:
+    if suggested_layers in presets and state.get(layer_key(component.id)) != suggested_layers:
         # The scores' layer group is where this component changes the image most; its edit there is often purer.
         st.button(f"Try {suggested_layers}", icon=":material/tips_and_updates:", on_click=use_preset,
-                  args=(suggested_layers,), key="rv.suggested_layers",
+                  args=(component.id, suggested_layers), key="rv.suggested_layers",
                   help="Show the strip on the layer group where this component changes the image most (from the "
                        "automatic scores); approving then records that range.")
-    if state.get("rv.preset") == "custom":
-        st.number_input("From row", 0, renderer.num_ws - 1, 0, key="rv.custom_start", width=110)
-        st.number_input("To row (excl.)", 1, renderer.num_ws, renderer.num_ws, key="rv.custom_stop", width=130)
+    if state.get(layer_key(component.id)) == "custom":
+        st.number_input("From row", 0, renderer.num_ws - 1, key=layer_key(component.id, "custom_start"), width=110)
+        st.number_input("To row (excl.)", 1, renderer.num_ws, key=layer_key(component.id, "custom_stop"), width=130)
     st.segmented_control("Step range (±σ)", [1.0, 2.0, 3.0, 4.0, 5.0], key="rv.max_sigma", default=3.0,
                          format_func=lambda v: f"±{v:g}σ")
     st.segmented_control("Steps", [5, 7, 9], key="rv.steps", default=7)
@@ -189,7 +228,7 @@ with st.container(horizontal=True, vertical_alignment="bottom"):
         st.button("Previous seeds", icon=":material/undo:", on_click=restore_previous_seeds, key="rv.unresample",
                   help="Undo the resample: put the seeds from before it back.")
 
-chosen = settings()
+chosen = settings(component.id)
 request = review.strip_request(ctx, component, vector, chosen, renderer, seeds())
 first_view = st.empty()  # a real-size network's strip, not yet rendered, shows a quick low-resolution view meanwhile
 try:
@@ -207,7 +246,8 @@ with main:
     st.image(imaging.data_url(images.grid), width="stretch")
     start, stop = chosen.layers(renderer)
     st.caption(f"Rows: seeds {', '.join(str(s) for s in request.spec.seeds)} · columns: steps in σ of this "
-               f"component · layers {start}–{stop - 1} of {renderer.num_ws}")
+               f"component · layers {start}–{stop - 1} of {renderer.num_ws} (approving records these; opened on "
+               f"{opening.why})")
     heat_col, score_col = st.columns([1, 2])
     with heat_col:
         st.image(imaging.data_url(images.heat), caption="Where it changes", width="stretch")
@@ -228,7 +268,8 @@ with main:
 
 with side:
     cats = ui.categories(ctx.url)
-    suggested = (mine.category if mine else None) or status.latest_category or component.suggested_category
+    # Your own earlier category, else the scores' suggestion; never a teammate's (their review shows below).
+    suggested = (mine.category if mine else None) or component.suggested_category
     with st.form(f"rv.form.{component.id}", enter_to_submit=False, border=True):
         st.text_input("Label", value=mine.label if mine else "", key=f"rv.label.{component.id}",
                       placeholder="What changes? e.g. longer sleeves", max_chars=200)
@@ -248,7 +289,10 @@ with side:
             st.form_submit_button("Skip", icon=":material/skip_next:", shortcut="S",
                                   on_click=decide, args=("skip", component.id))
     st.caption("Keys: A approve · X reject · U unsure · S skip · N / → next · P / ← previous "
-               "(not while typing in a box).")
+               "(after typing in a box, Esc or Tab gives the keys back).")
+    # Streamlit ignores shortcuts while a text box has the focus, and nothing but a click took it away. Esc, or Tab
+    # out of the label or note, now leaves the box (which also commits what was typed to the form).
+    st.html(KEYS_BACK_SCRIPT, unsafe_allow_javascript=True, width=1)
     if mine:
         st.caption(f"Your current review: {mine.decision}")
     st.subheader("Teammates")
@@ -266,5 +310,8 @@ ahead = review.upcoming(items, component.id, 2)
 if ahead:
     with read_session(ctx.url) as session:
         wanted = [(by_id[cid], q.component_vector(session, cid)) for cid in ahead if cid in by_id]
+    approved = review.last_approved_layers(ctx.url, name, [c.id for c, _ in wanted])
+    # Each one on the layers it will open on, so the prefetched strip is the one shown.
     strips.prefetcher().submit(
-        [review.strip_request(ctx, c, v, chosen, renderer, seeds()) for c, v in wanted], renderer)
+        [review.strip_request(ctx, c, v, settings(c.id, review.opening_layers(c, approved[c.id], presets)), renderer,
+                              seeds()) for c, v in wanted], renderer)
