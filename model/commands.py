@@ -254,6 +254,8 @@ def bench_train(
 
     _check_training_options(aug, batch, fp16_res, bf16_res)
     _check_model_options(resolution, cbase, cmax, map_layers, gamma, pl_weight)
+    if threads < 0:
+        raise AtelierError(f"--threads {threads}: give 0 (all CPU threads) or a number of threads")
     if kimg <= 0 or warmup < 0:
         raise AtelierError("--kimg must be above 0 and --warmup 0 or more (thousands of images)")
     cfg = TrainConfig(resolution=resolution, batch=batch, channel_base=cbase, channel_max=cmax,

@@ -297,6 +297,9 @@ def pca_from_samples(batches, dim: int) -> tuple[np.ndarray, np.ndarray, np.ndar
 def pca(renderer, n: int = DEFAULT_PCA_SAMPLES, seed: int = 0, batch: int = 4096, psi: float = 1.0,
         progress: Callable[[int], None] | None = None) -> ComponentSet:
     """GANSpace: PCA of n sampled w, mini-batched (only a w_dim × w_dim covariance is kept). σ = √variance."""
+    if n < 2:  # a covariance needs two samples; fewer used to end in a TypeError deep in the statistics
+        raise AtelierError(f"PCA needs at least 2 samples, not {n} ({DEFAULT_PCA_SAMPLES:,} is the default)")
+
     def batches():
         for start in range(0, n, batch):
             w, _ = sample_w(renderer, min(batch, n - start), seed=seed + start, batch=batch, psi=psi)

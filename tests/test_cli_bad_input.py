@@ -220,6 +220,17 @@ def test_bench_render_repeats(value):
     assert_clean_user_error(result, f"--repeats {value}: time each row at least once")
 
 
+@pytest.mark.parametrize("command, phrase", [
+    (["bench", "discovery", "--pca-samples", "0"], "PCA needs at least 2 samples, not 0"),
+    (["bench", "discovery", "--pca-samples", "-5"], "PCA needs at least 2 samples, not -5"),
+    (["discover", "--method", "pca", "--samples", "1"], "PCA needs at least 2 samples, not 1"),
+    (["bench", "train", "--threads", "-5"], "--threads -5: give 0"),
+    (["train", "--threads", "-5"], "--threads -5: give 0"),
+])
+def test_counts_below_what_the_work_needs(command, phrase):
+    assert_clean_user_error(runner.invoke(app, command), phrase)
+
+
 def test_discover_negative_samples():
     assert_clean_user_error(runner.invoke(app, ["discover", "--samples", "-5"]), "at least 1")
 
