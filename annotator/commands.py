@@ -125,6 +125,8 @@ def bench_app_command(
     from annotator.bench import bench_app, format_app_table
     from model.render import configure_threads
 
+    if reviews < 1 or moves < 1:
+        raise AtelierError(f"--reviews {reviews} --moves {moves}: time at least one of each (8 and 20 by default)")
     configure_threads()
     result = bench_app(network, reviews=reviews, moves=moves)
     typer.echo(json.dumps(result) if as_json else format_app_table(result))

@@ -226,6 +226,8 @@ def test_bench_render_repeats(value):
     (["discover", "--method", "pca", "--samples", "1"], "PCA needs at least 2 samples, not 1"),
     (["bench", "train", "--threads", "-5"], "--threads -5: give 0"),
     (["train", "--threads", "-5"], "--threads -5: give 0"),
+    (["bench", "app", "--reviews", "0"], "time at least one of each"),
+    (["bench", "app", "--moves", "-5"], "time at least one of each"),
 ])
 def test_counts_below_what_the_work_needs(command, phrase):
     assert_clean_user_error(runner.invoke(app, command), phrase)
