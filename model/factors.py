@@ -668,18 +668,19 @@ def factors_within(order: Sequence[int], shown: Sequence[set[str]], depth: int) 
 
 def order_quality(orders: dict[str, Sequence[int]], shown: Sequence[set[str]], invisible: Sequence[bool],
                   depths: Sequence[int] = ORDER_DEPTHS, random_trials: int = 200, seed: int = 0) -> dict:
-    """For each named order and a random one (mean of `random_trials`): garment factors shown within each depth, and
-    how many invisible components sit within each depth."""
-    out = {}
-    for name, order in orders.items():
-        out[name] = {"factors": {str(d): factors_within(order, shown, d) for d in depths},
-                     "invisible": {str(d): int(sum(invisible[i] for i in order[:d])) for d in depths}}
+    """For each named order and a random one (mean of `random_trials`), within each depth: the distinct garment
+    factors shown, the nameable components (those showing at least one garment factor: a direction a designer
+    names at once), and the invisible components."""
+    def row(order: Sequence[int]) -> dict[str, dict[str, int]]:
+        return {"factors": {str(d): factors_within(order, shown, d) for d in depths},
+                "nameable": {str(d): int(sum(bool(shown[i]) for i in order[:d])) for d in depths},
+                "invisible": {str(d): int(sum(invisible[i] for i in order[:d])) for d in depths}}
+
+    out: dict[str, dict] = {name: row(order) for name, order in orders.items()}
     rng = np.random.default_rng(seed)
-    trials = [rng.permutation(len(shown)) for _ in range(random_trials)]
-    out["random"] = {"factors": {str(d): round(float(np.mean([factors_within(t, shown, d) for t in trials])), 2)
-                                 for d in depths},
-                     "invisible": {str(d): round(float(np.mean([sum(invisible[i] for i in t[:d]) for t in trials])), 2)
-                                   for d in depths}}
+    trials = [row(rng.permutation(len(shown))) for _ in range(random_trials)]
+    out["random"] = {key: {str(d): round(float(np.mean([t[key][str(d)] for t in trials])), 2) for d in depths}
+                     for key in ("factors", "nameable", "invisible")}
     return out
 
 
@@ -811,10 +812,12 @@ def format_benchmark(result: dict) -> str:
 
 def format_ordering(ordering: dict, categories: dict) -> list[str]:
     depths = list(next(iter(ordering.values()))["factors"])
-    lines = ["garment factors shown visibly and consistently within the first N (invisible components there):",
-             f"{'order':<11}" + "".join(f"{'N = ' + d:>16}" for d in depths)]
+    lines = ["within the first N: garment factors shown visibly and consistently / nameable components / invisible "
+             "components",
+             f"{'order':<11}" + "".join(f"{'N = ' + d:>22}" for d in depths)]
     for name, row in ordering.items():
-        lines.append(f"{name:<11}" + "".join(f"{row['factors'][d]:>9} ({row['invisible'][d]:>4})" for d in depths))
+        cells = [f"{row['factors'][d]:>8g} / {row['nameable'][d]:>5g} / {row['invisible'][d]:>5g}" for d in depths]
+        lines.append(f"{name:<11}" + "".join(cells))
     lines.append(f"suggested category right on {categories['accuracy']:.0%} of the "
                  f"{categories['visible_components']} components with a visible effect; confusion (true → suggested):")
     for true, row in sorted(categories["confusion"].items()):

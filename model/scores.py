@@ -219,6 +219,17 @@ def change_map(changes: np.ndarray, floor: float = 0.0) -> np.ndarray:
     return lengths.mean(axis=0)
 
 
+BROAD_FAINT = 0.25  # when less than this share of a change is above the floor, the change is broad and faint
+
+
+def where_map(changes: np.ndarray, floor: float) -> np.ndarray:
+    """The change map where an edit acts: its changes of at least `floor`, unless those hold less than BROAD_FAINT
+    of the whole change (then the edit is a broad, faint one, such as a backdrop tint, and is described as such)."""
+    full = change_map(changes)
+    floored = change_map(changes, floor) if floor > 0 else full
+    return floored if floored.sum() >= BROAD_FAINT * full.sum() and floored.any() else full
+
+
 def map_locality(m: np.ndarray) -> float:
     """1 − exp(entropy) / pixel count of a change map (see the module docstring); 0 for no change."""
     total = m.sum()
@@ -294,21 +305,34 @@ def outside_share(changes: np.ndarray, mask: np.ndarray | None, m: np.ndarray | 
     return float(m[~near].sum() / total) if total > 0 else 0.0
 
 
+LAYER_AREA = 0.15  # a non-colour change over this share of the image is a garment layer coming or going
+
+
+def on_backdrop(outside: float, locality: float) -> bool:
+    """The change lies mostly away from the figure, or spreads over the whole image with a quarter of it away from
+    the figure (a backdrop tint also touches the figure's edges)."""
+    return outside > 0.5 or (locality < 0.3 and outside >= 0.25)
+
+
 def suggest_category(colour: float, outside: float, high_freq: float, vertical: float, sideness: float,
-                     locality: float, coherence: float, dead: bool = False) -> str:
+                     locality: float, coherence: float, dead: bool = False, visible: float = 0.0) -> str:
     """Rules, first match wins:
-    dead → other; change mostly outside the figure → background; chroma ≥ 50 % of the change, or a brightness
-    change of one sign over a broad area of the figure → colour; finest-scale energy ≥ 45 % → pattern; change at
-    the sides in the upper 60 % of the figure → sleeve; change in the lower 40 % → length; at the sides lower down
-    → layers; a localised change → silhouette; otherwise other."""
+    dead → other; on the backdrop (on_backdrop) → background; chroma ≥ 50 % of the change, or a brightness change
+    of one sign over a broad area of the figure → colour; finest-scale energy ≥ 45 % → pattern; a change of shape
+    and shade (chroma < 30 %) over at least LAYER_AREA of the image → layers (a coat or a top layer appears or
+    goes); change at the sides in the upper 60 % of the figure → sleeve; change in the lower 40 % → length; at the
+    sides lower down → layers; a localised change → silhouette; otherwise other.
+    Checked on the demo model against the factor predictor (atelier bench discovery: the category table)."""
     if dead:
         return "other"
-    if outside > 0.5:
+    if on_backdrop(outside, locality):
         return "background"
     if colour >= 0.5 or (coherence >= 0.85 and locality < 0.6):
         return "colour"
     if high_freq >= 0.45:
         return "pattern"
+    if visible >= LAYER_AREA and colour < 0.3:
+        return "layers"
     if sideness > 1.15 and vertical < 0.6:
         return "sleeve"
     if vertical >= 0.6 and sideness <= 1.15:
@@ -326,14 +350,13 @@ def edit_changes(before: np.ndarray, after: np.ndarray, step: float) -> np.ndarr
 
 
 def measure(changes: np.ndarray, base: np.ndarray, index: int = 0, mask: np.ndarray | None = None,
-            floor: float = 0.0) -> ComponentScore:
+            floor: float = 0.0, visible: float = 0.0) -> ComponentScore:
     """The descriptive scores of one edit from its change fields [S, H, W, 3] (priority and dead are set by
-    :func:`rank`); where the edit acts is read from changes of at least `floor` (see change_map)."""
+    :func:`rank`); where the edit acts is read from changes of at least `floor` (see where_map); `visible`: the
+    share of the image it visibly changes (see visible_share), for the category."""
     if mask is None:
         mask = figure_mask(base)
-    m = change_map(changes, floor)
-    if not m.any():
-        m = change_map(changes)
+    m = where_map(changes, floor)
     effect = effect_score(changes)
     consistency = consistency_score(changes)
     locality, where, vertical, sideness = locality_score(changes, mask, m)
@@ -341,7 +364,7 @@ def measure(changes: np.ndarray, base: np.ndarray, index: int = 0, mask: np.ndar
     outside = outside_share(changes, mask, m)
     hf = high_freq_share(changes)
     coherence = luma_coherence(changes)
-    category = suggest_category(colour, outside, hf, vertical, sideness, locality, coherence)
+    category = suggest_category(colour, outside, hf, vertical, sideness, locality, coherence, visible=visible)
     return ComponentScore(index, effect, consistency, locality, where, colour, None, category, 0.0, False,
                           outside, hf, vertical, sideness, edit_kind(outside, coherence, locality, colour))
 
@@ -349,7 +372,7 @@ def measure(changes: np.ndarray, base: np.ndarray, index: int = 0, mask: np.ndar
 def edit_kind(outside: float, coherence: float, locality: float, colour: float) -> str:
     """garment, or background (the change lies mostly outside the figure), or lighting (one brightness change of one
     sign spread over the whole image, little colour)."""
-    if outside > 0.5:
+    if on_backdrop(outside, locality):
         return "background"
     if coherence >= 0.85 and locality < 0.3 and colour < 0.3:
         return "lighting"
@@ -406,9 +429,7 @@ def read_edit(base: np.ndarray, after: np.ndarray, layers: str, side: int, mask:
 
 def kind_of(changes: np.ndarray, mask: np.ndarray | None) -> str:
     """:func:`edit_kind` of a change field, measured on its own (cheaper than :func:`measure`)."""
-    m = change_map(changes, FAINT_CHANGE)
-    if not m.any():
-        m = change_map(changes)
+    m = where_map(changes, FAINT_CHANGE)
     return edit_kind(outside_share(changes, mask, m), luma_coherence(changes), map_locality(m), colour_share(changes))
 
 
@@ -570,7 +591,8 @@ def score_edits(index: int, base: np.ndarray, edits: dict[Variant, np.ndarray], 
     best = choose_reading(readings)
     variant = next(v for v in edits if (v.layers, v.side) == (best.layers, best.side))
     seed_base = base[:variant.seeds]
-    score = measure(edit_changes(seed_base, edits[variant], span), seed_base, index, mask, FAINT_CHANGE / span)
+    score = measure(edit_changes(seed_base, edits[variant], span), seed_base, index, mask, FAINT_CHANGE / span,
+                    best.visible)
     rank(score, readings)
     return score
 

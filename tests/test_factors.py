@@ -93,8 +93,10 @@ def test_ordering_quality_counts_distinct_factors_and_invisible_components():
     invisible = [False, True, False, False, False]
     quality = FA.order_quality({"good": [2, 4, 0, 3, 1], "bad": [1, 0, 3, 2, 4]}, shown, invisible, depths=(1, 2, 5),
                                random_trials=50)
-    assert quality["good"] == {"factors": {"1": 2, "2": 3, "5": 4}, "invisible": {"1": 0, "2": 0, "5": 1}}
-    assert quality["bad"] == {"factors": {"1": 0, "2": 1, "5": 4}, "invisible": {"1": 1, "2": 1, "5": 1}}
+    assert quality["good"] == {"factors": {"1": 2, "2": 3, "5": 4}, "nameable": {"1": 1, "2": 2, "5": 4},
+                               "invisible": {"1": 0, "2": 0, "5": 1}}
+    assert quality["bad"] == {"factors": {"1": 0, "2": 1, "5": 4}, "nameable": {"1": 0, "2": 1, "5": 4},
+                              "invisible": {"1": 1, "2": 1, "5": 1}}
     assert 0 < quality["random"]["factors"]["1"] < 2 and quality["random"]["factors"]["5"] == 4
     accuracy = FA.category_accuracy(["colour", "other", "sleeve"], [{"colour"}, {"sleeve"}, {"sleeve", "layers"}],
                                     [True, True, False])

@@ -265,6 +265,12 @@ with main:
             c.metric("Priority", f"{component.priority:.2f}" if component.priority is not None else "—")
             st.text(f"Suggested category: {component.suggested_category or '—'}"
                     + ("   (marked dead: barely changes anything)" if component.dead else ""))
+            # "Why is this here?": the priority's ingredients in one line, as `atelier queue` prints them.
+            st.text(f"Why here: {q.score_reason(component)}")
+        done, total = q.scoring_progress(all_components)
+        if total and done < total:
+            st.caption(f"Scoring: {done} of {total} components measured so far; the queue places the others by "
+                       "their eigenvalue until their scores arrive.")
 
 with side:
     cats = ui.categories(ctx.url)
