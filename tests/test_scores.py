@@ -184,14 +184,18 @@ def test_the_chosen_layers_are_the_best_reading_and_the_details_say_why():
     assert score.db_fields()["score_details"] == details
 
 
-def test_score_set_on_a_tiny_generator(reference_dir):
+def _tiny_generator_and_directions(reference_dir, count: int, seed: int):
+    """The 32-px reference generator and `count` random unit directions in its W."""
     from model.render import Renderer
 
     torch.set_num_threads(1)
     r = Renderer(reference_dir / "sg2ada_tiny32.pkl", device="cpu")
-    rng = np.random.default_rng(0)
-    v = rng.standard_normal((3, r.w_dim)).astype(np.float32)
-    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    v = np.random.default_rng(seed).standard_normal((count, r.w_dim)).astype(np.float32)
+    return r, v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def test_score_set_on_a_tiny_generator(reference_dir):
+    r, v = _tiny_generator_and_directions(reference_dir, 3, seed=0)
     batches = []
     scores = S.score_set(r, v, np.array([1.0, 1.0, 0.0]), seeds=[1, 2, 3], batch=8, on_batch=batches.append)
     assert [s.index for s in scores] == [0, 1, 2]
@@ -209,13 +213,7 @@ def test_score_set_on_a_tiny_generator(reference_dir):
 
 
 def test_two_pass_scoring_refines_the_top_of_the_quick_queue(reference_dir):
-    from model.render import Renderer
-
-    torch.set_num_threads(1)
-    r = Renderer(reference_dir / "sg2ada_tiny32.pkl", device="cpu")
-    rng = np.random.default_rng(1)
-    v = rng.standard_normal((4, r.w_dim)).astype(np.float32)
-    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    r, v = _tiny_generator_and_directions(reference_dir, 4, seed=1)
     sigmas = np.array([2.0, 0.0, 2.0, 2.0])
     steps, stored = [], []
     scores = S.score_set(r, v, sigmas, seeds=[1, 2, 3], batch=8, refine=1, progress=steps.append,
