@@ -503,6 +503,9 @@ def train(cfg: TrainConfig, run_dir: Path, resume: Path | None = None, finetune:
                            f"not {cfg.mbstd_channels}")
     start_nimg = resumed_nimg(resume) if resume is not None else 0
     data, source = open_training_data(cfg, dist_info.rank, dist_info.world, start=start_nimg // dist_info.world)
+    if cfg.channel_base < data.resolution:  # the highest-resolution blocks would get no channels at all
+        raise AtelierError(f"--cbase {cfg.channel_base} is below the data's resolution ({data.resolution} px): "
+                           f"use at least {data.resolution} (channels at resolution r are min(cbase / r, cmax))")
     state = build_state(cfg, data, device)
     ada_pending: tuple[list[float], int] = ([], 0)
     if resume is not None:

@@ -233,6 +233,14 @@ def test_counts_below_what_the_work_needs(command, phrase):
     assert_clean_user_error(runner.invoke(app, command), phrase)
 
 
+def test_train_channel_base_below_the_datasets_resolution(tmp_path):
+    data = tmp_path / "data"
+    assert runner.invoke(app, ["synth", "--out", str(data), "--count", "4", "--resolution", "32"]).exit_code == 0
+    result = runner.invoke(app, ["train", "--data", str(data), "--cbase", "16", "--outdir", str(tmp_path / "run")])
+    assert_clean_user_error(result, "--cbase 16 is below the data's resolution (32 px)")
+    assert not (tmp_path / "run").exists()
+
+
 def test_discover_negative_samples():
     assert_clean_user_error(runner.invoke(app, ["discover", "--samples", "-5"]), "at least 1")
 
