@@ -204,6 +204,8 @@ def train(
                       mbstd_channels=mbstd_channels, glr=lr, dlr=lr,
                       kimg=kimg, snap_kimg=snap_kimg, snap_minutes=snap_minutes, seed=seed, device=device,
                       threads=threads, quality_samples=quality_samples)
+    if not data.strip():  # Path("") is the current folder: never what an empty --data meant
+        raise AtelierError("--data is empty: give a dataset .zip or folder (atelier prepare makes one), or synthetic")
     if data != "synthetic":
         from scrape.dataset import validate_dataset
         validate_dataset(data)  # every dataset problem is reported before any training starts

@@ -226,6 +226,7 @@ def test_bench_render_repeats(value):
     (["discover", "--method", "pca", "--samples", "1"], "PCA needs at least 2 samples, not 1"),
     (["bench", "train", "--threads", "-5"], "--threads -5: give 0"),
     (["train", "--threads", "-5"], "--threads -5: give 0"),
+    (["train", "--data", " "], "--data is empty"),
     (["bench", "app", "--reviews", "0"], "time at least one of each"),
     (["bench", "app", "--moves", "-5"], "time at least one of each"),
 ])
