@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from model.ops import (activation_gain, bias_act, conv2d_resample, modulated_conv2d,
+from model.ops import (WeightCache, activation_gain, bias_act, conv2d_resample, modulated_conv2d,
                        normalize_2nd_moment, setup_filter, upsample2d)
 
 RESAMPLE_TAPS = (1, 3, 3, 1)
@@ -31,9 +31,10 @@ class FullyConnectedLayer(nn.Module):
         self.bias = nn.Parameter(torch.full([out_features], float(bias_init))) if bias else None
         self.weight_gain = lr_multiplier / math.sqrt(in_features)
         self.bias_gain = lr_multiplier
+        self.cache = WeightCache()  # scaled weights between calls without autograd (not part of the state)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = self.weight.to(x.dtype) * self.weight_gain
+        w = self.cache.get("scaled", self.weight, x.dtype, lambda: self.weight.to(x.dtype) * self.weight_gain)
         b = None if self.bias is None else self.bias.to(x.dtype) * self.bias_gain
         if self.activation == "linear" and b is not None:
             return torch.addmm(b.unsqueeze(0), x, w.t())
@@ -115,6 +116,7 @@ class SynthesisLayer(nn.Module):
             self.register_buffer("noise_const", torch.randn([resolution, resolution]))
             self.noise_strength = nn.Parameter(torch.zeros([]))
         self.bias = nn.Parameter(torch.zeros([out_channels]))
+        self.cache = WeightCache()
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "random", gain: float = 1.0) -> torch.Tensor:
         styles = self.affine(w)  # [N, in_channels]
@@ -127,7 +129,7 @@ class SynthesisLayer(nn.Module):
         clamp = None if self.conv_clamp is None else self.conv_clamp * gain
         return modulated_conv2d(x, self.weight, styles, noise=noise, bias=self.bias, activation=self.activation,
                                 gain=self.act_gain * gain, clamp=clamp, up=self.up, padding=self.padding,
-                                resample_filter=self.resample_filter)
+                                resample_filter=self.resample_filter, cache=self.cache)
 
 
 class ToRGBLayer(nn.Module):
@@ -141,10 +143,12 @@ class ToRGBLayer(nn.Module):
         self.weight = nn.Parameter(torch.randn([out_channels, in_channels, kernel_size, kernel_size]))
         self.bias = nn.Parameter(torch.zeros([out_channels]))
         self.weight_gain = 1 / math.sqrt(in_channels * kernel_size * kernel_size)
+        self.cache = WeightCache()
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         styles = self.affine(w) * self.weight_gain
-        return modulated_conv2d(x, self.weight, styles, bias=self.bias, clamp=self.conv_clamp, demodulate=False)
+        return modulated_conv2d(x, self.weight, styles, bias=self.bias, clamp=self.conv_clamp, demodulate=False,
+                                cache=self.cache)
 
 
 def lowest_reduced_precision_resolution(img_resolution: int, num_res: int) -> int:

@@ -124,10 +124,34 @@ def normalize_2nd_moment(x: torch.Tensor, dim: int = 1, eps: float = 1e-8) -> to
     return x * (x.square().mean(dim=dim, keepdim=True) + eps).rsqrt()
 
 
+class WeightCache:
+    """Tensors derived from one weight alone (its cast to the compute dtype, its demodulation sums), kept between
+    calls without autograd: rendering otherwise recomputes them for every batch, and on a busy CPU these small
+    operations cost more than their size. An entry is remade when the weight changes (its version counter moves,
+    as with an EMA update or load_state_dict), the dtype or the device; one entry per name, so nothing piles up."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[tuple, torch.Tensor]] = {}
+
+    def get(self, name: str, weight: torch.Tensor, dtype: torch.dtype, make) -> torch.Tensor:
+        if torch.is_grad_enabled():
+            return make()
+        key = (weight.data_ptr(), weight._version, weight.device, dtype)
+        found = self._entries.get(name)
+        if found is None or found[0] != key:
+            found = self._entries[name] = (key, make())
+        return found[1]
+
+
+def cached(cache: WeightCache | None, name: str, weight: torch.Tensor, dtype: torch.dtype, make) -> torch.Tensor:
+    return make() if cache is None else cache.get(name, weight, dtype, make)
+
+
 def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, noise: torch.Tensor | None = None,
                      bias: torch.Tensor | None = None, activation: str = "linear", gain: float = 1.0,
                      clamp: float | None = None, up: int = 1, padding: int = 0,
-                     resample_filter: torch.Tensor | None = None, demodulate: bool = True) -> torch.Tensor:
+                     resample_filter: torch.Tensor | None = None, demodulate: bool = True,
+                     cache: WeightCache | None = None) -> torch.Tensor:
     """StyleGAN2 modulated convolution followed by noise, bias, activation, gain and clamp.
 
     x: [N, I, H, W], weight: [O, I, k, k], styles: [N, I], noise: broadcastable to [N, O, H', W'], bias: [O].
@@ -139,14 +163,17 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
     the output instead of seven, and no temporaries.
     """
     batch = x.shape[0]
+    source = weight  # what the cache's entries derive from
     if x.dtype == torch.float16 and demodulate:
         # Pre-normalise so float16 intermediates stay in range (the demodulation undoes the scale).
-        weight = weight * (1 / math.sqrt(weight[0].numel()) / weight.norm(float("inf"), dim=[1, 2, 3], keepdim=True))
+        weight = cached(cache, "prenormalised", source, x.dtype, lambda: weight * (
+            1 / math.sqrt(weight[0].numel()) / weight.norm(float("inf"), dim=[1, 2, 3], keepdim=True)))
         styles = styles / styles.norm(float("inf"), dim=1, keepdim=True)
     out_scale = torch.full([batch, weight.shape[0]], float(gain), dtype=styles.dtype, device=styles.device)
     if demodulate:
         # sum_{i,k} (w[o,i,k] * s[n,i])^2 = sum_i s[n,i]^2 * sum_k w[o,i,k]^2
-        out_scale = out_scale * (styles.square() @ weight.square().sum(dim=[2, 3]).t() + 1e-8).rsqrt()
+        squares = cached(cache, "squares", source, x.dtype, lambda: weight.square().sum(dim=[2, 3]).t())
+        out_scale = out_scale * (styles.square() @ squares + 1e-8).rsqrt()
     if batch == 1:
         w = weight * styles.reshape(1, -1, 1, 1) * out_scale.reshape(-1, 1, 1, 1)
         x = conv2d_resample(x, w.to(x.dtype), f=resample_filter, up=up, padding=padding)
@@ -155,7 +182,8 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
         if x.device.type == "cpu":
             # oneDNN's CPU convolutions run ~20% faster on channels-last batches (no layout reorders).
             x = x.contiguous(memory_format=torch.channels_last)
-        x = conv2d_resample(x, weight.to(x.dtype), f=resample_filter, up=up, padding=padding)
+        w = cached(cache, "cast", source, x.dtype, lambda: weight.to(x.dtype))
+        x = conv2d_resample(x, w, f=resample_filter, up=up, padding=padding)
     inplace = not torch.is_grad_enabled()
     offset = None
     if bias is not None:

@@ -152,3 +152,25 @@ def test_renderers_of_different_precision_share_one_network(reference_dir):
     Renderer(network, device="cpu", precision="bfloat16").render_seeds([3, 4])
     assert np.array_equal(exact.render_seeds([3, 4]), before)
     assert exact.precision == "float32" and not any(b.cpu_bf16 for b in network.module.synthesis.blocks())
+
+
+def test_cached_weights_follow_weights_changed_in_place():
+    """Rendering keeps weight-derived tensors between calls (model.ops.WeightCache); weights changed in place, as
+    an EMA update or load_state_dict changes them, must be rendered with their new values."""
+    shape = RandomShape(16, 16, channel_base=256)
+    network = random_network(shape)
+    renderer = Renderer(network, device="cpu")
+    before = renderer.render_seeds([1, 2])
+
+    def scale(G) -> None:
+        with torch.no_grad():
+            for name, param in G.named_parameters():
+                if name.endswith("weight"):
+                    param.mul_(0.8)
+
+    scale(network.module)
+    after = renderer.render_seeds([1, 2])
+    fresh = random_network(shape)
+    scale(fresh.module)
+    assert not np.array_equal(after, before)
+    assert np.array_equal(after, Renderer(fresh, device="cpu").render_seeds([1, 2]))
