@@ -10,7 +10,7 @@ from annotator.strips import StripRequest, strip_resolution
 from db import queries as q
 from db.engine import read_session, write_session
 from model.errors import AtelierError
-from model.strips import StripSpec
+from model.strips import StripSpec, sigma_steps
 
 DECISION_KEYS = {"approve": "A", "reject": "X", "unsure": "U", "skip": "S"}
 PRESET_NAMES = ("all", "coarse", "middle", "fine", "custom")
@@ -75,7 +75,7 @@ def strip_request(ctx: services.Context, component: q.ComponentInfo, vector, set
     start, stop = settings.layers(renderer)
     spec = StripSpec(
         set_key=str(component.set_id), component=component.index, seeds=tuple(int(s) for s in seeds),
-        steps=tuple(services.sigma_steps(settings.max_sigma, settings.steps)), layer_start=start, layer_stop=stop,
+        steps=sigma_steps(settings.steps, settings.max_sigma), layer_start=start, layer_stop=stop,
         centred=settings.centred, resolution=strip_resolution(renderer), psi=settings.psi,
         class_index=0 if renderer.c_dim else None,
     )

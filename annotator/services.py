@@ -16,7 +16,7 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 
@@ -29,7 +29,6 @@ from model.settings import atelier_home, database_url, default_model_path
 
 log = logging.getLogger("atelier.annotator")
 
-REVIEW_SEED_COUNT = 6
 Progress = Callable[[float, str], None]
 
 _renderers: dict[str, Any] = {}
@@ -285,7 +284,9 @@ def create_component_set(model: q.ModelInfo, url: str | None = None, method: str
                          progress: Progress | None = None) -> q.ComponentSetInfo:
     renderer = renderer_for(model)
     found = discover_components(renderer, method, layers, progress)
-    seeds = [int(s) for s in np.random.default_rng(model.id).integers(0, 100_000, REVIEW_SEED_COUNT)]
+    from model.discovery import choose_review_seeds
+
+    seeds = choose_review_seeds(rng_seed=model.id)  # the CLI's rule (distinct, sorted), seeded by the model id
     with write_session(_url(url)) as session:
         info = q.add_component_set(session, model.id, method, found["params"], found["sample_count"],
                                    found["vectors"], found["sigmas"], found["eigenvalues"], seeds)
@@ -355,39 +356,14 @@ def scoring_on_start() -> bool:
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Layer presets and σ steps
+# Layer presets and σ
 
 
 def layer_presets(renderer) -> dict[str, tuple[int, int]]:
-    """ws row ranges (stop exclusive) for coarse (4–8 px), middle (16–32 px), fine (64 px and up) and all."""
-    rows = renderer.ws_rows_per_resolution()
-    resolutions = sorted(rows)
+    """ws row ranges (stop exclusive) for coarse, middle, fine and all: model.discovery's rule, the CLI's too."""
+    from model.discovery import layer_presets as presets_of
 
-    def span(selected: Sequence[int]) -> tuple[int, int] | None:
-        picked = [r for res in selected for r in rows[res]]
-        return (min(picked), max(picked) + 1) if picked else None
-
-    coarse = [r for r in resolutions if r <= 8]
-    middle = [r for r in resolutions if 16 <= r <= 32]
-    fine = [r for r in resolutions if r >= 64] or resolutions[-1:]
-    if fine == middle[-1:]:  # small models: the last stage is "fine", not "middle"
-        middle = middle[:-1]
-    presets: dict[str, tuple[int, int]] = {}
-    for name, chosen in (("coarse", coarse), ("middle", middle), ("fine", fine)):
-        found = span(chosen)
-        if found:
-            presets[name] = found
-    presets["all"] = (0, renderer.num_ws)
-    return presets
-
-
-def sigma_steps(max_sigma: float, steps: int) -> list[float]:
-    """Symmetric steps from −max to +max σ (an odd count includes 0)."""
-    if steps < 2:
-        raise AtelierError("A strip needs at least 2 steps.")
-    if not max_sigma > 0:
-        raise AtelierError("The step range must be above 0 σ.")
-    return [round(float(v), 3) for v in np.linspace(-max_sigma, max_sigma, steps)]
+    return presets_of(renderer.G)
 
 
 def direction_sigma(direction: q.DirectionInfo, url: str | None = None) -> float:

@@ -17,7 +17,8 @@ Layer groups (`coarse`, `middle`, `fine`) are defined on the model's own stages 
 coarse = the 4 and 8 px stages; fine = stages of 64 px and more, or only the last stage when the model is smaller
 than 64 px; middle = the stages in between (16–32 px). At 1024 px that is GANSpace's 0–3 / 4–7 / 8–17 ws rows;
 at 64 px rows 0–3 / 4–7 / 8–9; at 32 px rows 0–3 / 4–5 / 6–7. A group covers the ws rows its stages' convolutions
-read, plus the final toRGB row for the last stage (as :meth:`Renderer.ws_rows_per_resolution` reports).
+read, plus the final toRGB row for the last stage (:func:`rows_per_resolution`). This is the one layer-preset rule:
+the CLI's ``--layers``, discovery, scoring and the app's presets (:func:`layer_presets`) all come from here.
 """
 from __future__ import annotations
 
@@ -96,7 +97,8 @@ def _jsonable(value: Any) -> Any:
 
 # --- layer groups ------------------------------------------------------------------------------------------------
 
-def _rows_per_resolution(G) -> dict[int, list[int]]:
+def rows_per_resolution(G) -> dict[int, list[int]]:
+    """Which ws rows each stage's convolutions read; the last stage also holds the final toRGB row."""
     rows, start = {}, 0
     for block in G.synthesis.blocks():
         rows[block.resolution] = list(range(start, start + block.num_conv))
@@ -144,7 +146,7 @@ def layer_rows(G, layers: str | tuple[int, int]) -> list[int]:
     """ws row indices of a layer group or an explicit (start, stop) range (stop exclusive)."""
     if isinstance(layers, tuple):
         return list(range(layers[0], layers[1]))
-    per_res = _rows_per_resolution(G)
+    per_res = rows_per_resolution(G)
     chosen = group_resolutions(list(per_res), layers)
     return sorted(row for res in chosen for row in per_res[res])
 
@@ -153,6 +155,21 @@ def row_span(G, layers: str | tuple[int, int]) -> tuple[int, int]:
     """(start, stop) covering a group's rows (groups are contiguous)."""
     rows = layer_rows(G, layers)
     return rows[0], rows[-1] + 1
+
+
+def layer_presets(G) -> dict[str, tuple[int, int]]:
+    """The named layer choices a reviewer picks from, as (start, stop) ws rows: coarse, middle and fine where this
+    model has those stages (a 16-px model has no middle one), then all."""
+    stages = list(rows_per_resolution(G))
+    presets = {}
+    for group in ("coarse", "middle", "fine"):
+        try:
+            group_resolutions(stages, group)
+        except AtelierError:  # the model is too small for this group: it is simply not offered
+            continue
+        presets[group] = row_span(G, group)
+    presets["all"] = (0, int(G.num_ws))
+    return presets
 
 
 def affine_layers_by_row(G) -> list[tuple[int, torch.nn.Module]]:

@@ -285,15 +285,6 @@ class Renderer:
     def stage_resolutions(self) -> list[int]:
         return list(self.G.synthesis.block_resolutions)
 
-    def ws_rows_per_resolution(self) -> dict[int, list[int]]:
-        """Which ws rows each resolution's convolutions read (for coarse / middle / fine layer presets)."""
-        rows, start = {}, 0
-        for block in self.G.synthesis.blocks():
-            rows[block.resolution] = list(range(start, start + block.num_conv))
-            start += block.num_conv
-        rows[self.resolution].append(start)  # the final toRGB row
-        return rows
-
     def class_vector(self, class_index: int | None, count: int) -> torch.Tensor:
         if self.c_dim == 0:
             if class_index is not None:

@@ -108,6 +108,35 @@ def test_sigma_is_the_std_of_projected_samples():
     np.testing.assert_allclose(sigmas, (w @ vectors.T).std(axis=0), rtol=1e-6, atol=1e-9)
 
 
+def test_layer_presets_are_the_layer_groups_own_rows(tiny):
+    # One rule: the app's preset buttons name the same ws rows as the CLI's --layers and as discovery.
+    presets = D.layer_presets(tiny.G)
+    assert list(presets) == ["coarse", "middle", "fine", "all"]  # the order the Review page offers them in
+    assert presets == {"coarse": (0, 3), "middle": (3, 5), "fine": (5, 8), "all": (0, tiny.num_ws)}
+    for name in ("coarse", "middle", "fine"):
+        assert presets[name] == D.row_span(tiny.G, D.parse_layers(name, tiny.num_ws))
+
+
+def test_a_model_too_small_for_a_group_is_not_offered_it():
+    from model.networks import Generator
+
+    G = Generator(z_dim=8, c_dim=0, w_dim=8, img_resolution=16, img_channels=3,
+                  mapping_kwargs=dict(num_layers=1), synthesis_kwargs=dict(channel_base=64, channel_max=8))
+    presets = D.layer_presets(G)
+    assert list(presets) == ["coarse", "fine", "all"]  # 4 and 8 px are coarse, the last (16 px) stage is fine
+    assert presets["coarse"] == (0, 3) and presets["fine"] == (3, G.num_ws) and presets["all"] == (0, G.num_ws)
+
+
+def test_review_seeds_are_distinct_sorted_and_reproducible():
+    for rng_seed in range(20):
+        seeds = D.choose_review_seeds(rng_seed=rng_seed)
+        assert len(seeds) == D.DEFAULT_REVIEW_SEEDS == len(set(seeds)) and seeds == sorted(seeds)
+        assert all(0 <= s < D.REVIEW_SEED_RANGE for s in seeds)
+        assert D.choose_review_seeds(rng_seed=rng_seed) == seeds
+    # Without replacement: even a draw of every seed in the range has no repeat (the app's old integers() draw had).
+    assert len(set(D.choose_review_seeds(count=D.REVIEW_SEED_RANGE, rng_seed=1))) == D.REVIEW_SEED_RANGE
+
+
 def test_renderable_samples_follow_the_seed_convention(tiny):
     w, seeds = D.sample_w(tiny, 4, seed=10, renderable=True)
     assert list(seeds) == [10, 11, 12, 13]
