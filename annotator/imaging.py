@@ -1,32 +1,21 @@
-"""Images for the browser: display-size JPEG/PNG bytes, labelled strip grids and change heat maps (no Streamlit).
+"""Images for the browser: display-size JPEG/PNG bytes and data URLs (no Streamlit).
 
-Pages show these bytes directly, so nothing is re-encoded on a rerun.
+Pages show these bytes directly, so nothing is re-encoded on a rerun. Strip grids and heat maps are drawn by
+model.drawing (one drawing for the app, the CLI and exported previews); its names are re-exported here for the pages.
 """
 from __future__ import annotations
 
 import base64
 import io
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 
-from model.render import label_font, sigma_label
-
-BACKGROUND = (250, 248, 245)
-INK = (40, 36, 32)
-MUTED = (120, 112, 104)
-
-
-def upscale(image: np.ndarray | Image.Image, size: int) -> Image.Image:
-    """Square image to `size` px: nearest-neighbour up by whole factors (crisp pixels), Lanczos otherwise."""
-    img = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image))
-    if img.width == size:
-        return img
-    if size > img.width and size % img.width == 0:
-        return img.resize((size, size), Image.Resampling.NEAREST)
-    return img.resize((size, size), Image.Resampling.LANCZOS)
+from model.drawing import display_size as display_size
+from model.drawing import heat_image as heat_image
+from model.drawing import strip_grid as strip_grid
+from model.drawing import upscale as upscale
 
 
 def to_jpeg(image: np.ndarray | Image.Image, quality: int = 90) -> bytes:
@@ -41,48 +30,6 @@ def to_png(image: np.ndarray | Image.Image) -> bytes:
     buffer = io.BytesIO()
     img.save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-def display_size(resolution: int, target: int) -> int:
-    """The display size for an image: a whole multiple of its resolution near `target` (or `target` if larger)."""
-    if resolution >= target:
-        return resolution
-    return resolution * max(1, round(target / resolution))
-
-
-def strip_grid(images: np.ndarray, seeds: Sequence[int], sigmas: Sequence[float], cell: int = 112,
-               gap: int = 4) -> Image.Image:
-    """Seeds × steps grid [S*T, H, W, 3] (seed-major) with σ under every column and the seed left of every row."""
-    rows, columns = len(seeds), len(sigmas)
-    assert images.shape[0] == rows * columns, (images.shape, rows, columns)
-    left, bottom = 74, 30
-    width = left + columns * cell + (columns - 1) * gap
-    height = rows * cell + (rows - 1) * gap + bottom
-    canvas = Image.new("RGB", (width, height), BACKGROUND)
-    draw = ImageDraw.Draw(canvas)
-    step_font, seed_font = label_font(17), label_font(13)
-    for r, seed in enumerate(seeds):
-        y = r * (cell + gap)
-        for c in range(columns):
-            x = left + c * (cell + gap)
-            canvas.paste(upscale(images[r * columns + c], cell), (x, y))
-        draw.text((left - 8, y + cell // 2), f"seed\n{seed}", fill=MUTED, font=seed_font, anchor="rm", align="right")
-    for c, value in enumerate(sigmas):
-        x = left + c * (cell + gap) + cell // 2
-        draw.text((x, height - bottom // 2), sigma_label(value, step_font), fill=INK if abs(value) > 1e-9 else MUTED,
-                  font=step_font, anchor="mm")
-    return canvas
-
-
-def heat_image(heat: np.ndarray, size: int = 256) -> Image.Image:
-    """A change map in 0 … 1 ([H, W]) as a warm colour ramp on the page's background: white → amber → deep red."""
-    scaled = np.clip(np.asarray(heat, np.float32), 0, 1)
-    stops = np.array([[250, 248, 245], [246, 196, 110], [214, 96, 44], [120, 20, 30]], dtype=np.float32)
-    position = scaled * (len(stops) - 1)
-    low = np.floor(position).astype(int).clip(0, len(stops) - 2)
-    frac = (position - low)[..., None]
-    rgb = stops[low] * (1 - frac) + stops[low + 1] * frac
-    return upscale(Image.fromarray(rgb.astype(np.uint8)), display_size(scaled.shape[0], size))
 
 
 def read_bytes(path: str | Path) -> bytes:

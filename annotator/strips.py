@@ -2,8 +2,12 @@
 
 A strip is seeds × steps: each seed's w moved along the component by each step (in σ of that component), on the
 chosen ws rows. Rendering, the key and the folder are model.strips.StripCache's, shared with `atelier strip`; this
-module draws the grid (σ under each column) and the change heat map as display-size JPEGs under their own suffixes,
-so moving back and forth, and every teammate, reuses them.
+module encodes the grid and the change heat map (drawn by model.drawing, as everywhere) as display-size JPEGs under
+their own suffixes, so moving back and forth, and every teammate, reuses them.
+
+The direction is rendered as stored, never normalised: a step of t σ moves w by float32(t · σ) · vector, exactly
+what the Generate slider and an exported direction set do (docs/direction-set.md, "Sliders"), so a strip and a
+slider at the same σ show the same picture even for an imported vector that is not unit length.
 """
 from __future__ import annotations
 
@@ -54,11 +58,9 @@ def strip_resolution(renderer) -> int | None:
 
 
 def draw_for_page(result: StripResult, spec: StripSpec) -> tuple[bytes, bytes]:
-    """The grid and the heat map as JPEG bytes (pixels from model.strips; layout from annotator.imaging)."""
-    s, t = result.images.shape[:2]
-    flat = result.images.reshape(s * t, *result.images.shape[2:])
-    cell = imaging.display_size(flat.shape[1], CELL_TARGET)
-    grid = imaging.strip_grid(flat, spec.seeds, spec.steps, cell=cell)
+    """The grid and the heat map as JPEG bytes (pixels from model.strips; the drawing is model.drawing's)."""
+    cell = imaging.display_size(result.images.shape[2], CELL_TARGET)
+    grid = imaging.strip_grid(result.images, spec.seeds, spec.steps, cell=cell)
     return imaging.to_jpeg(grid), imaging.to_jpeg(imaging.heat_image(result.heatmap, 256))
 
 
@@ -108,12 +110,11 @@ def get_strip(request: StripRequest, renderer,
     try:
         if request.vector is None:
             raise ValueError("StripRequest.vector is needed to render")
-        unit = np.asarray(request.vector, dtype=np.float64)
-        unit = (unit / max(float(np.linalg.norm(unit)), 1e-12)).astype(np.float32)
+        vector = np.asarray(request.vector, dtype=np.float32)  # as stored: see the module docstring
         if on_first_view is None:
-            strip = strip_cache().get_or_render(renderer, unit, request.sigma, request.spec)
+            strip = strip_cache().get_or_render(renderer, vector, request.sigma, request.spec)
         else:
-            for strip in strip_cache().render_progressively(renderer, unit, request.sigma, request.spec):
+            for strip in strip_cache().render_progressively(renderer, vector, request.sigma, request.spec):
                 if strip.key != key:
                     on_first_view(_read(strip))
         images = _read(strip)

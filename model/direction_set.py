@@ -939,20 +939,20 @@ def pack_direction_set(doc: Mapping[str, Any], vectors: np.ndarray,
 
 def _preview_jpeg(renderer: Any, vector: np.ndarray, sigma: float, meta: Mapping[str, Any], seeds: Sequence[int],
                   num_ws: int) -> bytes:
-    """One strip (rows: seeds, columns: 5 steps across the strength range) as JPEG."""
-    from PIL import Image
-
+    """One strip (rows: seeds, columns: 5 steps across the strength range) as JPEG, drawn as everywhere else."""
     low, high = meta["strength_range"] or (-3.0, 3.0)
     steps = tuple(float(x) for x in np.linspace(low, high, 5))
     start, stop = meta["layer_range"] or (0, num_ws)
-    from model.strips import StripSpec, render_strip, strip_image
+    from model.drawing import strip_grid
+    from model.strips import StripSpec, render_strip
 
     spec = StripSpec(set_key=str(meta["source"].get("set", "supervised")),
                      component=int(meta["source"].get("index", 0)),
                      seeds=tuple(int(s) for s in seeds), steps=steps, layer_start=start, layer_stop=stop)
-    grid = strip_image(render_strip(renderer, vector, sigma, spec), steps, cell=max(96, renderer.resolution))
+    grid = strip_grid(render_strip(renderer, vector, sigma, spec).images, spec.seeds, steps,
+                      cell=max(96, renderer.resolution))
     buffer = io.BytesIO()
-    Image.fromarray(grid).save(buffer, format="JPEG", quality=85)
+    grid.save(buffer, format="JPEG", quality=85)
     return buffer.getvalue()
 
 

@@ -38,16 +38,18 @@ MAX_SPAN = 100.0  # σ; directions stop meaning anything long before this
 
 
 def sigma_steps(count: int = DEFAULT_STEPS, span: float = DEFAULT_SPAN) -> tuple[float, ...]:
-    """Evenly spaced offsets −span … +span in σ units (7 → −3, −2, …, +3)."""
+    """Evenly spaced offsets −span … +span in σ units (7 → −3, −2, …, +3): the one σ-step rule, for `atelier strip`,
+    the Review page and the benchmarks. Rounded to 3 decimals, so a label reads "+1.667σ", not "+1.66667σ"."""
     if not 2 <= count <= MAX_STEPS:
         raise AtelierError(f"a strip has 2 to {MAX_STEPS} steps, not {count}")
     if not 0 < span <= MAX_SPAN:  # also false for NaN
         raise AtelierError(f"the span of a strip is a number of σ above 0 and at most {MAX_SPAN:g}, not {span}")
-    return tuple(round(float(x), 6) for x in np.linspace(-span, span, count))
+    return tuple(round(float(x), 3) for x in np.linspace(-span, span, count))
 
 
-DRAWING_VERSION = 2  # part of every cache key: a change to how strips are drawn (2: σ labels in DejaVu Sans) must
-#                      not be hidden by strips cached before it
+DRAWING_VERSION = 3  # part of every cache key: a change to how strips are drawn (2: σ labels in DejaVu Sans; 3: one
+#                      drawing with the Review page's, whose strips also stopped normalising the vector) must not be
+#                      hidden by strips cached before it
 
 
 @dataclass(frozen=True)
@@ -111,52 +113,6 @@ def change_heatmap(images: np.ndarray) -> np.ndarray:
     return (heat / peak if peak > 0 else heat).astype(np.float32)
 
 
-def _label_row(steps: Sequence[float], cell: int, pad: int, height: int = 16) -> np.ndarray:
-    from PIL import Image, ImageDraw
-
-    from model.render import label_font, sigma_label
-
-    font = label_font(11)
-    width = len(steps) * cell + (len(steps) - 1) * pad
-    img = Image.new("RGB", (width, height), (255, 255, 255))
-    draw = ImageDraw.Draw(img)
-    for i, step in enumerate(steps):
-        draw.text((i * (cell + pad) + cell / 2, height / 2), sigma_label(step, font), fill=(40, 40, 40), font=font,
-                  anchor="mm")
-    return np.asarray(img)
-
-
-def strip_image(result: StripResult | np.ndarray, steps: Sequence[float] | None = None, cell: int | None = None,
-                pad: int = 2) -> np.ndarray:
-    """Compose the S × T images into one grid (rows = seeds, columns = steps), optionally with σ labels on top
-    and cells scaled to `cell` pixels (nearest neighbour, so pixels stay honest)."""
-    from PIL import Image
-
-    from model.render import image_grid
-
-    images = result.images if isinstance(result, StripResult) else result
-    s, t, h, w, _ = images.shape
-    flat = images.reshape(s * t, h, w, 3)
-    if cell and cell != h:
-        flat = np.stack([np.asarray(Image.fromarray(im).resize((cell, cell), Image.NEAREST)) for im in flat])
-    grid = image_grid(flat, columns=t, pad=pad)
-    if steps is not None:
-        grid = np.concatenate([_label_row(steps, flat.shape[2], pad), grid], axis=0)
-    return grid
-
-
-def heatmap_image(heat: np.ndarray, size: int | None = None) -> np.ndarray:
-    """A heat map as an RGB image (dark blue → yellow), optionally scaled to size × size."""
-    from PIL import Image
-
-    h = np.clip(heat, 0, 1)[..., None]
-    cold, hot = np.array([20, 24, 82], np.float32), np.array([255, 214, 10], np.float32)
-    rgb = (cold + (hot - cold) * h).astype(np.uint8)
-    if size and size != rgb.shape[0]:
-        rgb = np.asarray(Image.fromarray(rgb).resize((size, size), Image.BILINEAR))
-    return rgb
-
-
 def _encode(array: np.ndarray, fmt: str) -> bytes:
     from PIL import Image
 
@@ -169,10 +125,13 @@ def _encode(array: np.ndarray, fmt: str) -> bytes:
 
 
 def draw_strip(result: StripResult, spec: StripSpec) -> tuple[bytes, bytes]:
-    """The grid as a JPEG with σ labels on top (cells of at least DISPLAY_CELL px) and the heat map as a PNG."""
+    """The grid (model.drawing's, as on the Review page) as a JPEG with cells of at least DISPLAY_CELL px, and the
+    heat map as a PNG of about the same size."""
+    from model.drawing import heat_image, strip_grid
+
     cell = max(result.images.shape[2], DISPLAY_CELL)
-    return (_encode(strip_image(result, spec.steps, cell=cell), "JPEG"),
-            _encode(heatmap_image(result.heatmap, cell), "PNG"))
+    return (_encode(np.asarray(strip_grid(result.images, spec.seeds, spec.steps, cell=cell)), "JPEG"),
+            _encode(np.asarray(heat_image(result.heatmap, cell)), "PNG"))
 
 
 Draw = Callable[[StripResult, StripSpec], tuple[bytes, bytes]]  # rendered strip -> (grid file, heat-map file)

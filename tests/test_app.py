@@ -364,6 +364,52 @@ def test_slider_moves_only_its_layer_range_by_value_times_sigma(env):
     assert not moved[0, [0, 4, 5]].any()  # rows outside the slider's layer range stay where they were
 
 
+def test_a_strip_step_and_a_slider_step_at_the_same_sigma_move_w_alike_for_a_non_unit_vector(env):
+    """An imported vector need not be unit length (GANSpace files are kept as they are). A Review strip's step and a
+    Generate slider at the same σ must both move w by float32(σ-value · σ) · the stored vector."""
+    import torch
+
+    from annotator import generate, review, services, strips
+    from db import queries as q
+    from db.engine import read_session
+    from model.render import apply_edits
+
+    ctx = services.bootstrap()
+    renderer = services.renderer_for(ctx.model)
+    with read_session(ctx.url) as session:
+        component = q.list_components(session, ctx.component_set.id)[5]
+    vector = np.random.default_rng(11).standard_normal(renderer.w_dim).astype(np.float32)
+    vector *= np.float32(2.5 / np.linalg.norm(vector))
+    settings = review.StripSettings(preset="fine", steps=5, max_sigma=2.0)
+    seed = 77_123  # a look no other test renders, so neither page answers from its cache
+    request = review.strip_request(ctx, component, vector, settings, renderer, [seed])
+    slider = generate.Slider(id=987_654, name="non-unit", category="", vector=vector, sigma=request.sigma,
+                             layer_range=settings.layers(renderer), strength_range=(-2.0, 2.0))
+    look = generate.LookState(seed=seed, psi=settings.psi, values=((slider.id, 1.0),))
+    moved: list[torch.Tensor] = []
+    pictures: list[np.ndarray] = []
+    original = renderer.synthesize
+
+    def recording(ws, edits=(), **kwargs):
+        moved.append(apply_edits(ws, list(edits)))
+        pictures.append(original(ws, edits, **kwargs))
+        return pictures[-1]
+
+    renderer.synthesize = recording
+    try:
+        strips.get_strip(request, renderer)
+        generate.render_array(renderer, look, [slider])
+    finally:
+        del renderer.synthesize
+    assert len(moved) == 2, "both the strip and the slider must have rendered"
+    (strip_w, slider_w), step = moved, request.spec.steps.index(1.0)
+    assert torch.equal(strip_w[step], slider_w[0])
+    # σ × the stored vector (length 2.5 σ here), not σ × its unit vector (length σ), as strips once did.
+    step_w = strip_w[step, slider.layer_range[0]] - strip_w[request.spec.steps.index(0.0), slider.layer_range[0]]
+    torch.testing.assert_close(step_w, torch.from_numpy(np.float32(request.sigma) * vector), rtol=0, atol=1e-5)
+    assert np.abs(pictures[0][step].astype(int) - pictures[1][0].astype(int)).max() <= 2
+
+
 def test_cli_registers_app_and_bench(env):
     from typer.testing import CliRunner
 

@@ -7,8 +7,10 @@ import torch
 from PIL import Image
 
 from conftest import require_service
+from model.errors import AtelierError
 from model.render import Edit, Renderer, apply_edits
-from model.strips import StripCache, StripSpec, change_heatmap, render_strip, sigma_steps, strip_image, strip_offsets
+from model.drawing import SEED_MARGIN, STEP_MARGIN, strip_grid
+from model.strips import StripCache, StripSpec, change_heatmap, render_strip, sigma_steps, strip_offsets
 
 
 @pytest.fixture(scope="module")
@@ -80,17 +82,31 @@ def test_cache_hit_returns_the_same_files_without_rendering(tiny, direction, tmp
         del tiny.synthesize
     with Image.open(first.image) as img:
         assert img.format == "JPEG"
-        # 7 cells of 128 px with 2-px gaps, 2 rows plus a 16-px label row.
-        assert img.size == (7 * 128 + 6 * 2, 16 + 2 * 128 + 2)
+        # model.drawing's grid, as on the Review page: 7 cells of 128 px with 4-px gaps after the seed labels,
+        # 2 rows above the σ labels.
+        assert img.size == (SEED_MARGIN + 7 * 128 + 6 * 4, 2 * 128 + 4 + STEP_MARGIN)
     assert not list((tmp_path / "strips").rglob("*.tmp*"))
 
 
-def test_strip_image_layout():
+def test_strip_grid_layout():
     images = np.zeros((2, 3, 4, 4, 3), np.uint8)
     images[1, 2] = 255
-    grid = strip_image(images, pad=1)
-    assert grid.shape == (9, 14, 3)
-    assert grid[5:, 10:].min() == 255 and grid[:4, :4].max() == 0
+    grid = np.asarray(strip_grid(images, seeds=(5, 6), steps=(-1.0, 0.0, 1.0), cell=8, gap=1))
+    assert grid.shape == (2 * 8 + 1 + STEP_MARGIN, SEED_MARGIN + 3 * 8 + 2, 3)
+    x0 = SEED_MARGIN
+    assert grid[9:17, x0 + 18:x0 + 26].min() == 255  # seed 6, step +1: scaled up by a whole factor, crisp
+    assert grid[0:8, x0:x0 + 8].max() == 0 and grid[9:17, x0:x0 + 8].max() == 0
+    assert grid[:17, :x0 - 8].min() < 200  # the seed labels are drawn left of the rows
+    with pytest.raises(ValueError, match="2 seeds × 2 steps"):
+        strip_grid(images, seeds=(5, 6), steps=(-1.0, 1.0))
+
+
+def test_sigma_steps_are_one_rule_for_the_cli_and_the_review_page():
+    assert sigma_steps(7, 3.0) == (-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0)
+    assert sigma_steps(7, 5.0) == (-5.0, -3.333, -1.667, 0.0, 1.667, 3.333, 5.0)  # labels read "+1.667σ"
+    for count, span in ((1, 3.0), (7, 0.0), (7, float("nan"))):
+        with pytest.raises(AtelierError):
+            sigma_steps(count, span)
 
 
 def test_sigma_labels_are_drawn_with_a_font_that_has_sigma():

@@ -59,8 +59,7 @@ def publish_candidate(candidate: directions.Candidate) -> None:
         st.error(ui.md(exc))
         return
     effect = checked.effect
-    grid = imaging.strip_grid(effect.images.reshape(-1, *effect.images.shape[2:]), effect.seeds, effect.steps,
-                              cell=72)
+    grid = imaging.strip_grid(effect.images, effect.seeds, effect.steps, cell=72)
     st.image(imaging.data_url(imaging.to_jpeg(grid)), caption="The slider's effect: review seeds × its range")
     st.caption(f"Measured change at the ends: {effect.low_change:.1%} at {low:g}σ, {effect.high_change:.1%} at "
                f"+{high:g}σ (a slider needs {directions.publishing.VISIBLE_CHANGE:.1%}).")
