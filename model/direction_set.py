@@ -940,12 +940,12 @@ def pack_direction_set(doc: Mapping[str, Any], vectors: np.ndarray,
 def _preview_jpeg(renderer: Any, vector: np.ndarray, sigma: float, meta: Mapping[str, Any], seeds: Sequence[int],
                   num_ws: int) -> bytes:
     """One strip (rows: seeds, columns: 5 steps across the strength range) as JPEG, drawn as everywhere else."""
-    low, high = meta["strength_range"] or (-3.0, 3.0)
-    steps = tuple(float(x) for x in np.linspace(low, high, 5))
-    start, stop = meta["layer_range"] or (0, num_ws)
     from model.drawing import strip_grid
-    from model.strips import StripSpec, render_strip
+    from model.strips import StripSpec, range_steps, render_strip
 
+    low, high = meta["strength_range"] or (-3.0, 3.0)
+    steps = range_steps(low, high, 5)
+    start, stop = meta["layer_range"] or (0, num_ws)
     spec = StripSpec(set_key=str(meta["source"].get("set", "supervised")),
                      component=int(meta["source"].get("index", 0)),
                      seeds=tuple(int(s) for s in seeds), steps=steps, layer_start=start, layer_stop=stop)

@@ -184,8 +184,10 @@ def measure_effect(renderer, vector: np.ndarray, sigma: float, layer_range: tupl
 def _measure_effect(renderer, vector: np.ndarray, sigma: float, layer_range: tuple[int, int],
                     strength_range: tuple[float, float], seeds: Sequence[int], psi: float,
                     columns: int) -> SliderEffect:
+    from model.strips import range_steps
+
     low, high = strength_range
-    steps = tuple(round(float(v), 3) for v in np.linspace(low, high, max(2, columns)))
+    steps = range_steps(low, high, max(2, columns))
     images = _render_steps(renderer, vector, sigma, layer_range, (0.0, *steps), seeds, psi)
     base, grid = images[:, :1].astype(np.float32), images[:, 1:]
     change = np.abs(grid.astype(np.float32) - base).mean(axis=(0, 2, 3, 4)) / 255.0

@@ -37,14 +37,21 @@ MAX_STRIP_SEEDS = 64  # rows of one strip
 MAX_SPAN = 100.0  # σ; directions stop meaning anything long before this
 
 
+def range_steps(low: float, high: float, count: int) -> tuple[float, ...]:
+    """`count` evenly spaced σ values from `low` to `high`: the one σ-step rule, for review strips (symmetric, via
+    :func:`sigma_steps`) and for a slider's preview across its strength range (publishing, exported previews).
+    Rounded to 3 decimals, so a label reads "+1.667σ", not "+1.66667σ"."""
+    return tuple(round(float(x), 3) for x in np.linspace(low, high, count))
+
+
 def sigma_steps(count: int = DEFAULT_STEPS, span: float = DEFAULT_SPAN) -> tuple[float, ...]:
-    """Evenly spaced offsets −span … +span in σ units (7 → −3, −2, …, +3): the one σ-step rule, for `atelier strip`,
-    the Review page and the benchmarks. Rounded to 3 decimals, so a label reads "+1.667σ", not "+1.66667σ"."""
+    """A strip's steps −span … +span in σ units (7 → −3, −2, …, +3), for `atelier strip`, the Review page and the
+    benchmarks; refuses counts and spans no strip should have."""
     if not 2 <= count <= MAX_STEPS:
         raise AtelierError(f"a strip has 2 to {MAX_STEPS} steps, not {count}")
     if not 0 < span <= MAX_SPAN:  # also false for NaN
         raise AtelierError(f"the span of a strip is a number of σ above 0 and at most {MAX_SPAN:g}, not {span}")
-    return tuple(round(float(x), 3) for x in np.linspace(-span, span, count))
+    return range_steps(-span, span, count)
 
 
 DRAWING_VERSION = 3  # part of every cache key: a change to how strips are drawn (2: σ labels in DejaVu Sans; 3: one

@@ -10,7 +10,8 @@ from conftest import require_service
 from model.errors import AtelierError
 from model.render import Edit, Renderer, apply_edits
 from model.drawing import SEED_MARGIN, STEP_MARGIN, strip_grid
-from model.strips import StripCache, StripSpec, change_heatmap, render_strip, sigma_steps, strip_offsets
+from model.strips import (StripCache, StripSpec, change_heatmap, range_steps, render_strip, sigma_steps,
+                          strip_offsets)
 
 
 @pytest.fixture(scope="module")
@@ -104,6 +105,9 @@ def test_strip_grid_layout():
 def test_sigma_steps_are_one_rule_for_the_cli_and_the_review_page():
     assert sigma_steps(7, 3.0) == (-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0)
     assert sigma_steps(7, 5.0) == (-5.0, -3.333, -1.667, 0.0, 1.667, 3.333, 5.0)  # labels read "+1.667σ"
+    # A slider's preview across its strength range (publishing, exported previews) steps by the same rule.
+    assert range_steps(-2.0, 2.0, 5) == sigma_steps(5, 2.0)
+    assert range_steps(-1.0, 2.0, 4) == (-1.0, 0.0, 1.0, 2.0) and range_steps(0.0, 1.0, 4) == (0.0, 0.333, 0.667, 1.0)
     for count, span in ((1, 3.0), (7, 0.0), (7, float("nan"))):
         with pytest.raises(AtelierError):
             sigma_steps(count, span)
