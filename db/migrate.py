@@ -77,9 +77,16 @@ def current(url: str | URL | None = None) -> str | None:
         engine.dispose()
 
 
+def _check_revision(revision: str) -> None:
+    # alembic answers an empty revision with a bare AssertionError
+    if not str(revision).strip():
+        raise DatabaseError(f"the revision is empty: give head, base or one of {', '.join(revisions())}")
+
+
 def upgrade(url: str | URL | None = None, revision: str = "head") -> str | None:
     """Upgrade to ``revision`` (default: the latest) and return the revision the database is now at."""
     parsed = normalise_url(url)
+    _check_revision(revision)
     try:
         command.upgrade(alembic_config(parsed), revision)
     except (SQLAlchemyError, CommandError) as exc:
@@ -90,6 +97,7 @@ def upgrade(url: str | URL | None = None, revision: str = "head") -> str | None:
 def downgrade(url: str | URL | None, revision: str) -> str | None:
     """Downgrade to ``revision`` (``base`` removes every table, data included)."""
     parsed = normalise_url(url)
+    _check_revision(revision)
     try:
         command.downgrade(alembic_config(parsed), revision)
     except (SQLAlchemyError, CommandError) as exc:

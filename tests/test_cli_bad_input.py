@@ -227,6 +227,7 @@ def test_bench_render_repeats(value):
     (["bench", "train", "--threads", "-5"], "--threads -5: give 0"),
     (["train", "--threads", "-5"], "--threads -5: give 0"),
     (["train", "--data", " "], "--data is empty"),
+    (["db", "upgrade", ""], "the revision is empty"),
     (["bench", "app", "--reviews", "0"], "time at least one of each"),
     (["bench", "app", "--moves", "-5"], "time at least one of each"),
 ])
