@@ -5,7 +5,7 @@ import json
 
 from typer.testing import CliRunner
 
-from annotator.bench import _all_scored_seconds
+from annotator.bench import ScoringTimes, all_scored_seconds
 from conftest import assert_clean_user_error
 from model.cli import app
 
@@ -17,6 +17,7 @@ def test_bench_review_json_on_a_small_random_network():
     data = json.loads(result.output)
     assert data["network"] == "random:32x32" and data["resolution"] == 32 and data["precision"] == "float32"
     assert data["components"] == 512 and data["queue_ready_components"] == 32 and data["scored_components"] == 36
+    assert data["refined_components"] == 0  # a 32-px model is scored in one pass
     assert data["all_scored_estimated"] and data["all_scored_s"] > data["queue_ready_s"] > 0
     strip = data["strip"]
     assert strip["resolution"] == 32 and strip["first_view_s"] is None  # a cheap strip needs no first view
@@ -25,9 +26,13 @@ def test_bench_review_json_on_a_small_random_network():
 
 
 def test_all_scored_extrapolation():
-    assert _all_scored_seconds(10.0, 90.0, 32, 512, 512) == 100.0  # measured, not extrapolated
-    assert _all_scored_seconds(10.0, 4.0, 32, 64, 512) == 10.0 + 4.0 / 32 * 480  # at the later components' rate
-    assert _all_scored_seconds(8.0, 0.0, 16, 16, 512) == 8.0 / 16 * 512
+    one_pass = ScoringTimes([(16, 4.0), (32, 8.0), (48, 12.0)])
+    assert one_pass.seconds_until(32) == 8.0 and one_pass.seconds_until(20) == 8.0
+    assert all_scored_seconds(one_pass, 48, 48, None) == 12.0  # measured, not extrapolated
+    assert all_scored_seconds(one_pass, 48, 512, None) == 12.0 * 512 / 48
+    # Two passes: 48 quick (12 s), then all 48 refined (12 s: refine 64 covers them); the whole set refines 64.
+    two_pass = ScoringTimes([(16, 4.0), (32, 8.0), (48, 12.0), (72, 18.0), (96, 24.0)])
+    assert all_scored_seconds(two_pass, 48, 512, 64) == 12.0 * 512 / 48 + 12.0 * 64 / 48
 
 
 def test_bench_review_refuses_bad_options():
