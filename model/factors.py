@@ -677,6 +677,11 @@ def order_quality(orders: dict[str, Sequence[int]], shown: Sequence[set[str]], i
                 "invisible": {str(d): int(sum(invisible[i] for i in order[:d])) for d in depths}}
 
     out: dict[str, dict] = {name: row(order) for name, order in orders.items()}
+    # What any order could reach: the whole set's factors and nameable components (the best possible at a depth is
+    # min(depth, nameable) nameable components and at most this many factors).
+    everything = list(range(len(shown)))
+    out["whole set"] = {"factors": factors_within(everything, shown, len(shown)),
+                        "nameable": int(sum(bool(s) for s in shown)), "invisible": int(sum(invisible))}
     rng = np.random.default_rng(seed)
     trials = [row(rng.permutation(len(shown))) for _ in range(random_trials)]
     out["random"] = {key: {str(d): round(float(np.mean([t[key][str(d)] for t in trials])), 2) for d in depths}
@@ -816,6 +821,10 @@ def format_ordering(ordering: dict, categories: dict) -> list[str]:
              "components",
              f"{'order':<11}" + "".join(f"{'N = ' + d:>22}" for d in depths)]
     for name, row in ordering.items():
+        if name == "whole set":
+            lines.append(f"the whole set: {row['factors']} factors, {row['nameable']} nameable components, "
+                         f"{row['invisible']} invisible")
+            continue
         cells = [f"{row['factors'][d]:>8g} / {row['nameable'][d]:>5g} / {row['invisible'][d]:>5g}" for d in depths]
         lines.append(f"{name:<11}" + "".join(cells))
     lines.append(f"suggested category right on {categories['accuracy']:.0%} of the "

@@ -98,6 +98,7 @@ def test_ordering_quality_counts_distinct_factors_and_invisible_components():
     assert quality["bad"] == {"factors": {"1": 0, "2": 1, "5": 4}, "nameable": {"1": 0, "2": 1, "5": 4},
                               "invisible": {"1": 1, "2": 1, "5": 1}}
     assert 0 < quality["random"]["factors"]["1"] < 2 and quality["random"]["factors"]["5"] == 4
+    assert quality["whole set"] == {"factors": 4, "nameable": 4, "invisible": 1}
     accuracy = FA.category_accuracy(["colour", "other", "sleeve"], [{"colour"}, {"sleeve"}, {"sleeve", "layers"}],
                                     [True, True, False])
     assert accuracy["accuracy"] == 0.5 and accuracy["visible_components"] == 2
@@ -148,8 +149,10 @@ def test_ground_truth_benchmark_shape(trained, reference_dir):
     assert result["spearman"] == pytest.approx(round(float(expected.correlation), 3), abs=1e-3)
     # the ordering table covers the queue, the eigenvalue order and random orders at every depth, and the category
     # accuracy counts only components with a visible effect
-    assert set(result["ordering"]) == {"queue", "eigenvalue", "random"}
-    for row in result["ordering"].values():
+    assert set(result["ordering"]) == {"queue", "eigenvalue", "random", "whole set"}
+    for name, row in result["ordering"].items():
+        if name == "whole set":
+            continue
         assert set(row["factors"]) == {"8", "16", "32"} and all(0 <= v <= 6 for v in row["factors"].values())
     assert result["ordering"]["queue"]["factors"]["8"] == FA.factors_within(order, [
         set().union(*[FA.factors_shown(st) for st in FA._truth_readings(
