@@ -38,6 +38,21 @@ def _write(url: Optional[str], action: Callable[[Session], T]) -> T:
     return _run(body)
 
 
+def _disabling_command(disabled: bool, outcome: str) -> Callable[..., None]:
+    """`users disable` and `users enable`: one command, setting the account's disabled flag one way or the other."""
+
+    def command(
+        name: str = typer.Argument(..., help="The account."),
+        url: Optional[str] = typer.Option(None, "--url", help=URL_HELP),
+    ) -> None:
+        from db import accounts
+
+        account = _write(url, lambda s: accounts.set_disabled(s, name, disabled))
+        typer.echo(f"{account.name!r} is {outcome}.")
+
+    return command
+
+
 def register_users(app: typer.Typer) -> None:
     users = typer.Typer(name="users", no_args_is_help=True,
                         help="Accounts for a team server: who signs in, and who is admin (publishes, manages models).")
@@ -94,26 +109,8 @@ def register_users(app: typer.Typer) -> None:
         account = _write(url, lambda s: accounts.set_role(s, name, role))
         typer.echo(f"{account.name!r} is now {account.role}.")
 
-    @users.command("disable")
-    def disable_command(
-        name: str = typer.Argument(..., help="The account."),
-        url: Optional[str] = typer.Option(None, "--url", help=URL_HELP),
-    ) -> None:
-        """Stop an account from signing in (its reviews stay; its open sessions end)."""
-        from db import accounts
-
-        account = _write(url, lambda s: accounts.set_disabled(s, name, True))
-        typer.echo(f"{account.name!r} is disabled.")
-
-    @users.command("enable")
-    def enable_command(
-        name: str = typer.Argument(..., help="The account."),
-        url: Optional[str] = typer.Option(None, "--url", help=URL_HELP),
-    ) -> None:
-        """Let a disabled account sign in again."""
-        from db import accounts
-
-        account = _write(url, lambda s: accounts.set_disabled(s, name, False))
-        typer.echo(f"{account.name!r} is enabled again.")
+    users.command("disable", help="Stop an account from signing in (its reviews stay; its open sessions end).")(
+        _disabling_command(True, "disabled"))
+    users.command("enable", help="Let a disabled account sign in again.")(_disabling_command(False, "enabled again"))
 
     app.add_typer(users, name="users")
