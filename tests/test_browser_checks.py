@@ -15,22 +15,18 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 from unittest import mock
 from urllib.parse import urlparse
 
 import pytest
 
+from browser_harness import (app_env, assert_page_clean, drop_base_path_probes, heading, launch_browser, nav,
+                             new_page, require_browser, screenshots_folder, serve_app, settle, shot)
 from conftest import REPO
-from test_browser_app import (CHROMIUM, CHROMIUM_ARGS, _assert_page_clean, _free_port, _heading, _nav, _settle,
-                              _shot, _wait_healthy, _watch_browser_errors, require_service)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(600)]
 
 DEMO = REPO / "model" / "assets" / "demo.safetensors"
-FAILURES = Path(os.environ.get("ATELIER_SCREENSHOTS", REPO / "test-artifacts" / "screenshots"))
 SEEDS = [11, 22, 33, 44]
 
 
@@ -52,36 +48,14 @@ def _measure(renderer, vectors, sigmas, presets) -> tuple[int, tuple[int, int], 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
     """The app on the demo model with a prepared database, a map, and the component the checks need."""
-    require_service(CHROMIUM.exists(), f"{CHROMIUM} is missing (install it with .ci/browser.sh)")
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        require_service(False, "playwright is not installed (pip install -e '.[test]')")
+    require_browser()
     home = tmp_path_factory.mktemp("checks-home")
-    env = dict(os.environ, HOME=str(home), ATELIER_HOME=str(home), ATELIER_MODEL=str(DEMO),
-               ATELIER_SCORE_ON_START="0", ATELIER_RUNS=str(home / "runs"), PYTHONUNBUFFERED="1")
-    env.pop("ATELIER_DATABASE_URL", None)
+    env = app_env(home, DEMO, home / "runs")
     with mock.patch.dict(os.environ, env):
         facts = _prepare()
-    port = _free_port()
     log = home / "streamlit.log"
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(REPO / "annotator" / "app.py"),
-             "--server.headless", "true", "--server.address", "127.0.0.1", "--server.port", str(port),
-             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
-             "--client.toolbarMode", "minimal"],
-            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, process, log)
+    with serve_app(env, log) as url:
         yield url, log, facts
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 def _prepare() -> dict:
@@ -110,30 +84,18 @@ def _prepare() -> dict:
             "index": index, "dead": dead, "alive": alive}
 
 
-def _browser(p):
-    return p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-
-
 def _page(browser, url: str, path: str = ""):
-    page = browser.new_context(viewport={"width": 1500, "height": 1100}).new_page()
-    page.set_default_timeout(60_000)
-    errors = _watch_browser_errors(page)
+    page, errors = new_page(browser, 1500, 1100)
     page.goto(f"{url}/{path}")
-    _settle(page)
-    _drop_base_path_probes(errors)
+    settle(page)
+    drop_base_path_probes(errors)
     return page, errors
-
-
-def _drop_base_path_probes(errors: list[str]) -> None:
-    """Opened at /<page>, Streamlit's frontend first looks for its server under that path (404s in the console)
-    before it finds it at the root: its own way of supporting a base URL, not an error of the app."""
-    errors[:] = [e for e in errors if not re.search(r"404 .*/[a-z]+/_stcore/(health|host-config)", e)]
 
 
 def _reload(page, errors: list[str], reviewer: str) -> None:
     page.reload()
-    _settle(page)
-    _drop_base_path_probes(errors)
+    settle(page)
+    drop_base_path_probes(errors)
     _sign_in(page, reviewer)
 
 
@@ -145,7 +107,7 @@ def _sign_in(page, name: str) -> None:
     if field.count():
         field.fill(name)
         sidebar.get_by_role("button", name="Sign in").click()
-    _settle(page)
+    settle(page)
 
 
 def _layers_caption(page) -> str:
@@ -167,8 +129,8 @@ def _press_after_focus_leaves(page, key: str, before: str) -> str:
     page.wait_for_function("(before) => { const h = document.querySelector('h1'); "
                            "return h && h.innerText !== before && h.innerText.startsWith('Component'); }",
                            arg=before, timeout=deadline_ms)
-    _settle(page)
-    return _heading(page)
+    settle(page)
+    return heading(page)
 
 
 def test_each_component_opens_on_its_own_layers_and_keys_come_back_after_typing(app, tmp_path):
@@ -177,19 +139,19 @@ def test_each_component_opens_on_its_own_layers_and_keys_come_back_after_typing(
     url, log, facts = app
     presets, ids, db = facts["presets"], facts["ids"], facts["url"]
     with sync_playwright() as p:
-        browser = _browser(p)
+        browser = launch_browser(p)
         try:
             page, errors = _page(browser, url, "review")  # a URL of its own, not "Page not found"
             assert "Page not found" not in page.content()
             _sign_in(page, "Ana")
             page.get_by_role("heading", name="Component 0", level=1).wait_for()
-            _assert_page_clean(page, errors, "opening /review")
+            assert_page_clean(page, errors, "opening /review")
             coarse, middle, fine, every = (presets[k] for k in ("coarse", "middle", "fine", "all"))
             assert f"layers {coarse[0]}–{coarse[1] - 1} of" in _layers_caption(page)  # its suggested group
 
             # Choose another group for component 0: the strip's caption follows, and A records what it says.
             page.get_by_text("middle", exact=True).first.click()
-            _settle(page)
+            settle(page)
             assert f"layers {middle[0]}–{middle[1] - 1} of" in _layers_caption(page)
             page.get_by_label("Label", exact=True).fill("waist")
             page.keyboard.press("Escape")  # gives the keys back, no click
@@ -207,22 +169,22 @@ def test_each_component_opens_on_its_own_layers_and_keys_come_back_after_typing(
             assert review.label == "hem colour" and review.layer_range == fine
             # Component 2 has no suggestion: every layer.
             assert third == "Component 2" and f"layers {every[0]}–{every[1] - 1} of" in _layers_caption(page)
-            _assert_page_clean(page, errors, "reviewing with the keyboard")
+            assert_page_clean(page, errors, "reviewing with the keyboard")
 
             # Back on component 0 it opens on what Ana approved it on.
             page.get_by_label("Go to #").fill("0")
             page.get_by_label("Go to #").press("Enter")
             page.get_by_role("heading", name="Component 0", level=1).wait_for()
-            _settle(page)
+            settle(page)
             assert f"layers {middle[0]}–{middle[1] - 1} of" in _layers_caption(page)
 
             # A reload keeps the page's URL working.
             _reload(page, errors, "Ana")
             assert urlparse(page.url).path == "/review" and "Page not found" not in page.content()
             page.get_by_role("heading", name=re.compile(r"^Component \d+$"), level=1).wait_for()
-            _assert_page_clean(page, errors, "reloading /review")
+            assert_page_clean(page, errors, "reloading /review")
         except BaseException:
-            _shot(page, FAILURES, "failure-layers")
+            shot(page, screenshots_folder(), "failure-layers")
             print(log.read_text()[-3000:])
             raise
         finally:
@@ -255,32 +217,32 @@ def test_dead_slider_refused_stale_direction_updated_and_conflict_marked(app, tm
     component_id, dead, alive = facts["ids"][index], facts["dead"], facts["alive"]
     _approve(db, "Ana", component_id, dead)  # on the layers where it does nothing (her latest approval of it)
     with sync_playwright() as p:
-        browser = _browser(p)
+        browser = launch_browser(p)
         try:
             page, errors = _page(browser, url, "directions")
             _sign_in(page, "Ana")
             page.get_by_role("heading", name="Directions & export", level=1).wait_for()
-            _settle(page)
+            settle(page)
             choice = page.get_by_label(re.compile(r"^Component to publish"))
             if choice.count():  # several waiting: the form shows one at a time
                 choice.click()
                 page.get_by_role("option", name=re.compile(rf"^Component {index} · ")).click()
-                _settle(page)
+                settle(page)
             card = page.locator('[data-testid="stVerticalBlock"]').filter(
                 has=page.get_by_text(f"Component {index}", exact=True)).last
             expect(card.get_by_text("The slider changes nothing visible")).to_be_visible()
             expect(card.get_by_role("img").first).to_be_visible()  # the effect strip
             expect(card.get_by_text("Measured change at the ends")).to_be_visible()
             card.get_by_role("button", name="Publish").click()
-            _settle(page)
+            settle(page)
             expect(page.get_by_text("Not published:").first).to_be_visible()
             assert _active(db, model_id) == []
-            _assert_page_clean(page, errors, "a refused publish", expected_errors=("Not published:",))
+            assert_page_clean(page, errors, "a refused publish", expected_errors=("Not published:",))
 
             card.get_by_text(re.compile(r"^Publish anyway")).click()
-            _settle(page)
+            settle(page)
             card.get_by_role("button", name="Publish").click()
-            _settle(page)
+            settle(page)
             [direction] = _active(db, model_id)
             assert direction.layer_range == dead and "changes nothing visible" in direction.override_reasons[0]
             # The "overridden" column of the Published table (a canvas grid: its cells are read from the DOM).
@@ -292,11 +254,11 @@ def test_dead_slider_refused_stale_direction_updated_and_conflict_marked(app, tm
             _reload(page, errors, "Ana")
             expect(page.get_by_text("is out of date").first).to_be_visible()
             page.get_by_role("button", name="Update to the approved layers").click()
-            _settle(page)
+            settle(page)
             [updated] = _active(db, model_id)
             assert updated.layer_range == alive and updated.id != direction.id and updated.override_reasons == ()
             expect(page.get_by_text("is out of date")).to_have_count(0)
-            _assert_page_clean(page, errors, "updating an out-of-date direction")
+            assert_page_clean(page, errors, "updating an out-of-date direction")
 
             # Eve rejects it: a conflict, shown on this page and as a mark on Generate's slider.
             from db import queries as q
@@ -306,14 +268,14 @@ def test_dead_slider_refused_stale_direction_updated_and_conflict_marked(app, tm
                 q.record_review(session, "Eve", component_id, "reject")
             _reload(page, errors, "Ana")
             expect(page.locator('[data-testid="stAlertContentError"]').filter(has_text="Eve rejects")).to_be_visible()
-            _assert_page_clean(page, errors, "a conflict on Directions", expected_errors=("conflict",))
-            _nav(page, "Generate")
+            assert_page_clean(page, errors, "a conflict on Directions", expected_errors=("conflict",))
+            nav(page, "Generate")
             slider = page.locator('[data-testid="stSlider"]').filter(has_text=updated.name)
             expect(slider).to_be_visible()
             expect(page.get_by_text(re.compile(r"In conflict: component \d+ is in conflict"))).to_be_visible()
-            _assert_page_clean(page, errors, "the conflict mark on Generate")
+            assert_page_clean(page, errors, "the conflict mark on Generate")
         except BaseException:
-            _shot(page, FAILURES, "failure-publish")
+            shot(page, screenshots_folder(), "failure-publish")
             print(log.read_text()[-3000:])
             raise
         finally:
@@ -341,17 +303,17 @@ def test_saved_look_stays_as_saved_and_the_map_answers_a_click(app, tmp_path):
         first = q.publish_direction(session, model_id, "coat tint", "Setup", component_id=component_id,
                                     category="colour", layer_range=alive, strength_range=(-3.0, 3.0))
     with sync_playwright() as p:
-        browser = _browser(p)
+        browser = launch_browser(p)
         try:
             page, errors = _page(browser, url, f"generate?seed=7&psi=0.7&d.{first.id}=2.5")
             _sign_in(page, "Ana")
             page.get_by_role("heading", name="Generate", level=1).wait_for()
-            _settle(page)
+            settle(page)
             page.get_by_label("Look name", exact=True).fill("coat with stripes")
             page.get_by_role("button", name="Save look").click()
             expect(page.get_by_text("Saved look")).to_be_visible()
 
-            _nav(page, "Looks")
+            nav(page, "Looks")
             card = page.locator('[data-testid="stVerticalBlock"]').filter(
                 has=page.get_by_text("coat with stripes", exact=True)).last
             before = card.get_by_role("img").first.screenshot()
@@ -369,10 +331,10 @@ def test_saved_look_stays_as_saved_and_the_map_answers_a_click(app, tmp_path):
             expect(card.get_by_text("now moves layers")).to_be_visible()
             assert card.get_by_role("img").first.screenshot() == before  # as saved, not with today's slider
             expect(card.get_by_role("button", name="Re-apply today's sliders")).to_be_visible()
-            _assert_page_clean(page, errors, "a look whose direction changed")
+            assert_page_clean(page, errors, "a look whose direction changed")
 
             # Map: coloured points (no fill="0"), and a click shows a look.
-            _nav(page, "Map")
+            nav(page, "Map")
             chart = page.locator('[data-testid="stVegaLiteChart"]')
             chart.locator("path").first.wait_for()
             fills = chart.locator(".mark-symbol path").evaluate_all("(ps) => ps.map(p => p.getAttribute('fill'))")
@@ -381,9 +343,9 @@ def test_saved_look_stays_as_saved_and_the_map_answers_a_click(app, tmp_path):
             page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
             expect(page.get_by_text(re.compile(r"^seed \d+$"))).to_be_visible()
             expect(page.get_by_role("button", name="Open in Generate")).to_be_visible()
-            _assert_page_clean(page, errors, "clicking a point on the Map")
+            assert_page_clean(page, errors, "clicking a point on the Map")
         except BaseException:
-            _shot(page, FAILURES, "failure-looks")
+            shot(page, screenshots_folder(), "failure-looks")
             print(log.read_text()[-3000:])
             raise
         finally:
