@@ -541,3 +541,25 @@ def test_publish_form_keeps_its_range_after_visiting_another_page(env):
                                                    if c.startswith("Component 7 ·"))).run()
     assert not _errors(at)
     assert at.slider(key=f"pub.strength.{component.id}").value == first
+
+
+def test_review_shows_why_a_component_is_there_and_the_suggestion_prefills_the_form(env):
+    from db import queries as q
+    from db.engine import write_session
+
+    at = _app("Kai")
+    with write_session() as session:  # a component Kai has not opened yet (its form does not exist yet)
+        set_id = q.get_component(session, at.session_state["rv.current"]).set_id
+        component_id = q.list_components(session, set_id)[200].id
+        q.update_scores(session, set_id, [q.ComponentScores(
+            index=200, effect=0.05, consistency=0.61, locality=0.4, locality_where="bottom-centre",
+            colour_share=0.1, layer_sensitivity="all", suggested_category="background", priority=0.7, dead=False,
+            score_details={"reason": "12% of the image changes visibly; [a link](https://evil.example)",
+                           "best": {"visible": 0.123}})])
+    at.session_state["rv.current"] = component_id
+    at.run()
+    assert not _errors(at)
+    assert "Why here: 12% of the image changes visibly; [a link](https://evil.example)" in [t.value for t in at.text]
+    assert [m.value for m in at.metric if m.label == "Visible"] == ["12.3%"]
+    # "background" is one of the form's categories now, so the scores' suggestion pre-fills it
+    assert at.selectbox(key=f"rv.category.{component_id}").value == "background"

@@ -253,11 +253,22 @@ with main:
         st.image(imaging.data_url(images.heat), caption="Where it changes", width="stretch")
     with score_col:
         st.subheader("Automatic scores")
+        done, total = q.scoring_progress(all_components)
+        progress_note = (f"Scoring: {done} of {total} components scored so far; the queue places the others by "
+                         "their eigenvalue until their scores arrive.") if total and done < total else ""
+        scoring = services.scoring_state(cset.id)
         if component.effect is None:
-            st.caption(services.scoring_state(cset.id) or "Not scored yet (Models page → Score this set).")
+            failed = scoring.startswith("Scoring failed")
+            st.caption(scoring if failed else progress_note or scoring
+                       or "Not scored yet (Models page → Score this set).")
         else:
+            best = q.parse_score_details(component.score_details).get("best") or {}
             a, b, c = st.columns(3)
-            a.metric("Effect", f"{component.effect:.3f}")
+            if "visible" in best:  # scored with reasons: the share of the look that visibly changes leads
+                a.metric("Visible", f"{best['visible']:.1%}", help="Share of the look whose colour visibly changes "
+                         "at ±2σ, at the strip's size, on the reading the component is ranked by.")
+            else:
+                a.metric("Effect", f"{component.effect:.3f}")
             b.metric("Consistency", f"{component.consistency:.2f}")
             c.metric("Locality", f"{component.locality:.2f}", help=f"Where: {ui.md(component.locality_where or '—')}")
             a.metric("Colour share", f"{component.colour_share:.2f}")
@@ -267,10 +278,8 @@ with main:
                     + ("   (marked dead: barely changes anything)" if component.dead else ""))
             # "Why is this here?": the priority's ingredients in one line, as `atelier queue` prints them.
             st.text(f"Why here: {q.score_reason(component)}")
-        done, total = q.scoring_progress(all_components)
-        if total and done < total:
-            st.caption(f"Scoring: {done} of {total} components measured so far; the queue places the others by "
-                       "their eigenvalue until their scores arrive.")
+            if progress_note:
+                st.caption(progress_note)
 
 with side:
     cats = ui.categories(ctx.url)
