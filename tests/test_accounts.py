@@ -213,6 +213,9 @@ def test_app_on_the_network_needs_an_admin(db_url: str, monkeypatch: pytest.Monk
     assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1") and is_loopback("127.8.0.1")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.20") and not is_loopback("atelier.example")
     monkeypatch.setenv("ATELIER_DATABASE_URL", db_url)
+    # require_team_accounts turns team mode on for the process; monkeypatch takes it back after the test
+    monkeypatch.setenv(a.TEAM_ENV, "0")
+    monkeypatch.delenv(a.TEAM_ENV)
     require_team_accounts("127.0.0.1")  # one person on their machine: no accounts needed
     with pytest.raises(AtelierError, match="atelier users add NAME --admin"):
         require_team_accounts("0.0.0.0")
