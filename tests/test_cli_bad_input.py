@@ -141,8 +141,15 @@ def test_output_file_that_is_a_folder(tmp_path, reference_dir):
     assert_clean_user_error(result, f"the output {folder} is a folder")
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere, so no folder is unwritable for this test")
 def test_output_in_a_folder_without_write_permission(tmp_path, reference_dir):
+    if os.geteuid() == 0:
+        # Root writes anywhere a mode allows, so a chmod-ed folder proves nothing; the kernel's sysfs refuses new
+        # files even to root (permission denied, or read-only where a container mounts it so).
+        result = runner.invoke(app, ["convert", str(reference_dir / "sg2ada_tiny32.pkl"), "/sys/x.safetensors"])
+        assert_clean_user_error(result, "/sys/")
+        assert "permission denied for" in result.output or "Read-only file system" in result.output, result.output
+        assert not any(p.name.endswith(".tmp") for p in Path("/sys").iterdir())
+        return
     locked = tmp_path / "locked"
     locked.mkdir()
     locked.chmod(0o500)
