@@ -138,7 +138,10 @@ def _sign_in_form(team_mode: bool) -> None:
 
 def sidebar_identity() -> None:
     with st.sidebar:
-        script = st.session_state.pop("cookie_script", None)
+        # Rendered on every run, not once: a run that Streamlit replaces before the browser has drawn it (a key
+        # pressed right after signing in) would otherwise drop the script, and a reload would then sign the person
+        # out. Setting the same cookie again is harmless.
+        script = st.session_state.get("cookie_script")
         if script:
             st.html(script, unsafe_allow_javascript=True, width="content")
         name = reviewer()
