@@ -171,10 +171,10 @@ def _strip_times(renderer, vector: np.ndarray, sigma: float) -> dict:
     """A Review-page strip (6 seeds × 7 σ steps at the page's strip resolution): time to its first view, to the
     full strip (cold: nothing cached), and from the cache."""
     from annotator import strips
-    from model.strips import StripCache, StripSpec, sigma_steps
+    from model.strips import StripCache, StripSpec, sigma_steps, strip_resolution
 
     spec = StripSpec("bench", 0, tuple(range(STRIP_SEEDS)), sigma_steps(STRIP_STEPS, 3.0),
-                     resolution=strips.strip_resolution(renderer))
+                     resolution=strip_resolution(renderer))
     with tempfile.TemporaryDirectory(prefix="atelier-bench-review-") as tmp:
         cache = StripCache(tmp, draw=strips.draw_for_page, suffixes=strips.SUFFIXES)
         started = time.perf_counter()

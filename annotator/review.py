@@ -6,11 +6,11 @@ from dataclasses import dataclass, replace
 from typing import Sequence
 
 from annotator import services
-from annotator.strips import StripRequest, strip_resolution
+from annotator.strips import StripRequest
 from db import queries as q
 from db.engine import read_session, write_session
 from model.errors import AtelierError
-from model.strips import StripSpec, sigma_steps
+from model.strips import StripSpec, sigma_steps, strip_resolution
 
 DECISION_KEYS = {"approve": "A", "reject": "X", "unsure": "U", "skip": "S"}
 PRESET_NAMES = ("all", "coarse", "middle", "fine", "custom")

@@ -26,7 +26,6 @@ from model.strips import StripCache, StripResult, StripSpec
 log = logging.getLogger("atelier.annotator")
 
 CELL_TARGET = 112  # px per image in the grid (a whole multiple of the model's resolution)
-MAX_STRIP_RESOLUTION = 128
 SUFFIXES = (".review.jpg", ".review-heat.jpg")  # beside the CLI's .jpg and -heat.png of the same key
 
 
@@ -49,12 +48,6 @@ class StripImages:
     heat: bytes
     grid_path: Path
     heat_path: Path
-
-
-def strip_resolution(renderer) -> int | None:
-    """The resolution strips render at: at most MAX_STRIP_RESOLUTION (None = the model's own)."""
-    resolution = min(renderer.resolution, MAX_STRIP_RESOLUTION)
-    return None if resolution == renderer.resolution else resolution
 
 
 def draw_for_page(result: StripResult, spec: StripSpec) -> tuple[bytes, bytes]:

@@ -146,10 +146,9 @@ def strip(
     from PIL import Image
 
     from model import discovery as D
-    from model.bench import preview_resolution
     from model.files import atomic_write_bytes, image_format, write_image
     from model.render import configure_threads, parse_seeds
-    from model.strips import StripCache, StripSpec, sigma_steps
+    from model.strips import StripCache, StripSpec, sigma_steps, strip_resolution
 
     image_format(out)  # a name Atelier cannot write is refused before anything is rendered
     if not 0 <= trunc <= 2:
@@ -163,7 +162,7 @@ def strip(
     start, stop = D.row_span(renderer.G, D.parse_layers(layers, renderer.num_ws))
     renderer.class_vector(class_index, 1)  # a conditional model needs a valid class: say so before rendering
     spec = StripSpec(str(set_id), component, tuple(seed_list), sigma_steps(steps, span), start, stop, centred,
-                     resolution or (preview_resolution(renderer) if renderer.resolution >= 256 else None),
+                     resolution or strip_resolution(renderer),
                      psi=trunc, class_index=class_index)
     t0 = time.perf_counter()
     cached = StripCache().get_or_render(renderer, vectors[component], float(sigmas[component]), spec)

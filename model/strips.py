@@ -231,3 +231,13 @@ def first_view_spec(renderer, spec: StripSpec, min_gflop: float | None = None) -
     """`spec` at its first view's resolution (same seeds, steps and layers), or None (see first_view_resolution)."""
     resolution = first_view_resolution(renderer, spec, min_gflop=min_gflop)
     return None if resolution is None else replace(spec, resolution=resolution)
+
+
+MAX_STRIP_RESOLUTION = 128  # px: a review strip cell is shown far smaller; larger renders only cost time
+
+
+def strip_resolution(renderer) -> int | None:
+    """The resolution review strips render at, in the app and in `atelier strip` alike: at most
+    MAX_STRIP_RESOLUTION (None = the model's own)."""
+    resolution = min(renderer.resolution, MAX_STRIP_RESOLUTION)
+    return None if resolution == renderer.resolution else resolution

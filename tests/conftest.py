@@ -35,6 +35,26 @@ def assert_clean_user_error(result: Result, *phrases: str, code: int = 1) -> Non
         assert phrase in result.output, (phrase, result.output)
 
 
+def stand_in_persistence(monkeypatch):
+    """Make `torch_utils.persistence._reconstruct_persistent_obj` importable while a test pickles crafted
+    stylegan2-ada 'persistent objects' (a stand-in that only returns its meta; Atelier's loader never imports it).
+    Returns the stand-in function, to put in a pickle's reduce tuple."""
+    import sys
+    import types
+
+    module = types.ModuleType("torch_utils.persistence")
+
+    def _reconstruct_persistent_obj(meta):
+        return meta
+
+    _reconstruct_persistent_obj.__module__ = module.__name__
+    _reconstruct_persistent_obj.__qualname__ = "_reconstruct_persistent_obj"
+    module._reconstruct_persistent_obj = _reconstruct_persistent_obj
+    monkeypatch.setitem(sys.modules, "torch_utils", types.ModuleType("torch_utils"))
+    monkeypatch.setitem(sys.modules, "torch_utils.persistence", module)
+    return _reconstruct_persistent_obj
+
+
 @pytest.fixture(autouse=True)
 def isolated_home(tmp_path_factory, monkeypatch):
     """Every test gets its own ATELIER_HOME so no test touches a real ~/.atelier."""

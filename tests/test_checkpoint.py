@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from conftest import stand_in_persistence
 import torch
 
 from model.checkpoint import (UnsafePickleError, convert, fingerprint, load_network, read_safetensors_metadata,
@@ -184,19 +186,7 @@ def test_crafted_numpy_shape_is_refused_before_allocating(tmp_path):
 @pytest.fixture
 def persistent_pickle(tmp_path, monkeypatch):
     """Write pickles whose objects load as stylegan2-ada 'persistent objects' holding whatever state a test gives."""
-    import sys
-    import types
-
-    module = types.ModuleType("torch_utils.persistence")
-
-    def _reconstruct_persistent_obj(meta):  # stands in for the real one only while pickling
-        return meta
-
-    _reconstruct_persistent_obj.__module__ = module.__name__
-    _reconstruct_persistent_obj.__qualname__ = "_reconstruct_persistent_obj"
-    module._reconstruct_persistent_obj = _reconstruct_persistent_obj
-    monkeypatch.setitem(sys.modules, "torch_utils", types.ModuleType("torch_utils"))
-    monkeypatch.setitem(sys.modules, "torch_utils.persistence", module)
+    _reconstruct_persistent_obj = stand_in_persistence(monkeypatch)
 
     def write(state, class_name="Generator") -> Path:
         meta = {"type": "class", "version": 4, "module_src": "placeholder", "class_name": class_name,

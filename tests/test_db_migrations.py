@@ -35,6 +35,17 @@ def tables(url: str) -> set[str]:
         engine.dispose()
 
 
+def run_sql(url: str, *statements: str) -> None:
+    """Plain SQL in one transaction, as an older Atelier (or a hand edit) would have left the database."""
+    engine = make_engine(url)
+    try:
+        with engine.begin() as c:
+            for statement in statements:
+                c.execute(text(statement))
+    finally:
+        engine.dispose()
+
+
 def columns(url: str, table: str) -> set[str]:
     engine = make_engine(url)
     try:
@@ -207,12 +218,7 @@ def test_database_at_0004_upgrades_to_0005_reviewers_stay_names_without_accounts
 
     url = empty_url
     assert migrate.upgrade(url, "0004") == "0004"
-    engine = make_engine(url)
-    try:
-        with engine.begin() as c:
-            c.execute(text("INSERT INTO reviewers (id, name, created_at) VALUES (1, 'ana', CURRENT_TIMESTAMP)"))
-    finally:
-        engine.dispose()
+    run_sql(url, "INSERT INTO reviewers (id, name, created_at) VALUES (1, 'ana', CURRENT_TIMESTAMP)")
     assert migrate.upgrade(url) == HEAD
     with read_session(url) as session:
         assert accounts.list_accounts(session) == [] and not accounts.accounts_exist(session)
@@ -244,13 +250,8 @@ def test_database_at_0005_upgrades_to_0006_scores_keep_their_priority_and_backgr
         model = q.register_model(session, "m", "/m.safetensors", "a" * 64, {"w_dim": 2, "num_ws": 4})
         info = q.add_component_set(session, model.id, "sefa", {}, 0, np.eye(2, dtype=np.float32), [1.0, 1.0],
                                    [2.0, 1.0], [1, 2])
-    engine = make_engine(url)
-    try:
-        with engine.begin() as c:
-            c.execute(text("UPDATE components SET priority = 0.7 WHERE component_index = 1"))
-            c.execute(text("DELETE FROM categories WHERE name = 'background'"))  # (0001 never had it)
-    finally:
-        engine.dispose()
+    run_sql(url, "UPDATE components SET priority = 0.7 WHERE component_index = 1",
+            "DELETE FROM categories WHERE name = 'background'")  # (0001 never had it)
     assert migrate.upgrade(url) == HEAD
     with read_session(url) as session:
         components = q.list_components(session, info.id)
@@ -271,12 +272,7 @@ def test_database_at_0005_upgrades_to_0006_scores_keep_their_priority_and_backgr
 def test_ensure_current_upgrades_fresh_and_refuses_newer(empty_url: str) -> None:
     assert migrate.ensure_current(empty_url) == HEAD
     assert migrate.ensure_current(empty_url) == HEAD
-    engine = make_engine(empty_url)
-    try:
-        with engine.begin() as c:
-            c.execute(text("UPDATE alembic_version SET version_num = '0099'"))
-    finally:
-        engine.dispose()
+    run_sql(empty_url, "UPDATE alembic_version SET version_num = '0099'")
     with pytest.raises(DatabaseError, match="newer than this Atelier knows"):
         migrate.ensure_current(empty_url)
 

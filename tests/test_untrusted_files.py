@@ -13,6 +13,8 @@ from collections import OrderedDict
 from pathlib import Path
 
 import pytest
+
+from conftest import stand_in_persistence
 import torch
 
 from model.architecture import MAX_NETWORK_ELEMENTS, discriminator_shapes, expected_shapes, generator_shapes
@@ -141,19 +143,7 @@ def test_code_hidden_inside_a_storage_stream_is_refused_by_name(tmp_path):
 @pytest.fixture
 def persistent_record(monkeypatch):
     """Pickle objects as stylegan2-ada 'persistent objects' holding a state the test gives."""
-    import sys
-    import types
-
-    module = types.ModuleType("torch_utils.persistence")
-
-    def _reconstruct_persistent_obj(meta):
-        return meta
-
-    _reconstruct_persistent_obj.__module__ = module.__name__
-    _reconstruct_persistent_obj.__qualname__ = "_reconstruct_persistent_obj"
-    module._reconstruct_persistent_obj = _reconstruct_persistent_obj
-    monkeypatch.setitem(sys.modules, "torch_utils", types.ModuleType("torch_utils"))
-    monkeypatch.setitem(sys.modules, "torch_utils.persistence", module)
+    _reconstruct_persistent_obj = stand_in_persistence(monkeypatch)
 
     def make(state: dict, class_name: str = "Generator") -> _Reduce:
         meta = {"type": "class", "version": 6, "module_src": "", "class_name": class_name, "state": state}
