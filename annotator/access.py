@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from model.errors import AtelierError
-from model.settings import atelier_home, runs_dir, shown_path
+from core.errors import AtelierError
+from core.settings import atelier_home, runs_dir, shown_path
 
 FOLDERS_ENV = "ATELIER_FOLDERS"
 

@@ -134,7 +134,7 @@ class ScoringTimes:
 
 def time_scoring(renderer, vectors: np.ndarray, sigmas: np.ndarray, refine: int | None) -> ScoringTimes:
     """Score as `atelier score` does (its resolution rule, its two passes on large models), timing each batch."""
-    from model import scores
+    from model.directions import scores
 
     times, done, started = ScoringTimes(), 0, time.perf_counter()
 
@@ -171,7 +171,7 @@ def _strip_times(renderer, vector: np.ndarray, sigma: float) -> dict:
     """A Review-page strip (6 seeds × 7 σ steps at the page's strip resolution): time to its first view, to the
     full strip (cold: nothing cached), and from the cache."""
     from annotator import strips
-    from model.strips import StripCache, StripSpec, sigma_steps, strip_resolution
+    from model.directions.strips import StripCache, StripSpec, sigma_steps, strip_resolution
 
     spec = StripSpec("bench", 0, tuple(range(STRIP_SEEDS)), sigma_steps(STRIP_STEPS, 3.0),
                      resolution=strip_resolution(renderer))
@@ -193,7 +193,7 @@ def _generate_times(renderer, vector: np.ndarray, sigma: float, repeats: int = 3
     """One Generate image: a seed's look with one slider moved, at full resolution, encoded as JPEG. Cold is the
     first (the mapping of that seed included); then the best of `repeats` slider moves."""
     from annotator import imaging
-    from model.render import Edit
+    from model.network.render import Edit
 
     def render(value: float) -> bytes:
         image = renderer.render_seeds([42], psi=0.7, edits=[Edit(vector, value * sigma)])[0]
@@ -212,9 +212,9 @@ def bench_review(network: str | Path | None = None, device: str | None = "auto",
     scores only the first N and extrapolates the whole set."""
     import torch
 
-    from model import discovery as D, scores
-    from model.bench import bench_network, peak_rss_mb
-    from model.render import Renderer
+    from model.directions import discovery as D, scores
+    from model.benchmarks.bench import bench_network, peak_rss_mb
+    from model.network.render import Renderer
 
     renderer, load_s = _timed(lambda: Renderer(bench_network(network), device=device, precision=precision))
 

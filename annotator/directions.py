@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from db import queries as q
 from db.engine import read_session, write_session
-from model import publishing
+from model.directions import publishing
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ def candidates(url: str, set_id: int, model: q.ModelInfo) -> list[Candidate]:
 
 def check_name(name: str) -> str:
     """Direction names become keys in the exported file: the export module's rules, checked before publishing."""
-    from model.direction_set import check_direction_name
+    from model.directions.direction_set import check_direction_name
 
     return check_direction_name(name.strip())
 
@@ -72,7 +72,7 @@ def default_span(url: str, renderer, component_id: int, layer_range: tuple[int, 
 def publish(url: str, renderer, reviewer: str, model_id: int, component_id: int, name: str, category: str | None,
             layer_range: tuple[int, int], strength_range: tuple[float, float],
             force: bool = False) -> q.DirectionInfo:
-    """Publish through the checks (model.publishing); ``force`` overrides their refusals and records them."""
+    """Publish through the checks (model.directions.publishing); ``force`` overrides their refusals and records them."""
     clean = check_name(name)
     with write_session(url) as session:
         checked = publishing.propose(session, renderer, model_id, component_id, name=clean,
@@ -97,7 +97,7 @@ def unpublish(url: str, reviewer: str, direction_id: int) -> q.DirectionInfo:
 
 
 def export_bytes(url: str, model_id: int, all_reviewed: bool = False) -> bytes:
-    from model.direction_set import export_direction_set
+    from model.directions.direction_set import export_direction_set
 
     data = export_direction_set(url, model_id, all_reviewed=all_reviewed)
     assert isinstance(data, bytes)

@@ -15,8 +15,8 @@ import numpy as np
 
 from annotator import imaging, services
 from db import queries as q
-from model.errors import AtelierError
-from model.render import MAX_SEED, check_seed
+from core.errors import AtelierError
+from model.network.render import MAX_SEED, check_seed
 
 DEFAULT_PSI = 0.7
 PSI_RANGE = (0.0, 1.5)
@@ -53,7 +53,8 @@ class Slider:
 
 def sliders(directions: Sequence[q.DirectionInfo], sigma_of: Callable[[q.DirectionInfo], float],
             warnings: Mapping[int, str] | None = None) -> list[Slider]:
-    """``warnings``: direction id → why its slider is marked (model.publishing.direction_flags' conflicts)."""
+    """``warnings``: direction id → why its slider is marked (model.directions.publishing.direction_flags'
+    conflicts)."""
     marks = warnings or {}
     return [Slider(id=d.id, name=d.name, category=d.category or "other", vector=np.asarray(d.vector),
                    sigma=float(sigma_of(d)), layer_range=tuple(d.layer_range),  # type: ignore[arg-type]
@@ -64,7 +65,7 @@ def sliders(directions: Sequence[q.DirectionInfo], sigma_of: Callable[[q.Directi
 def conflict_marks(url: str, model_id: int) -> dict[int, str]:
     """Direction id → the conflict its component is in, for the mark on Generate's slider."""
     from db.engine import read_session
-    from model.publishing import direction_flags
+    from model.directions.publishing import direction_flags
 
     with read_session(url) as session:
         return {d: flag.conflict for d, flag in direction_flags(session, model_id).items() if flag.conflict}

@@ -1,7 +1,8 @@
 """Images for the browser: display-size JPEG/PNG bytes and data URLs (no Streamlit).
 
 Pages show these bytes directly, so nothing is re-encoded on a rerun. Strip grids and heat maps are drawn by
-model.drawing (one drawing for the app, the CLI and exported previews); its names are re-exported here for the pages.
+model.directions.drawing (one drawing for the app, the CLI and exported previews); its names are re-exported here for
+the pages.
 """
 from __future__ import annotations
 
@@ -12,10 +13,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from model.drawing import display_size as display_size
-from model.drawing import heat_image as heat_image
-from model.drawing import strip_grid as strip_grid
-from model.drawing import upscale as upscale
+from model.directions.drawing import display_size as display_size
+from model.directions.drawing import heat_image as heat_image
+from model.directions.drawing import strip_grid as strip_grid
+from model.directions.drawing import upscale as upscale
 
 
 def to_jpeg(image: np.ndarray | Image.Image, quality: int = 90) -> bytes:

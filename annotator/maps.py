@@ -4,20 +4,20 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from model.errors import AtelierError
+from core.errors import AtelierError
 
 DEFAULT_POINTS = 1500
 
 
 def load(renderer) -> tuple[np.ndarray, np.ndarray] | None:
-    from model.discovery import load_map
+    from model.directions.discovery import load_map
 
     return load_map(renderer.fingerprint)
 
 
 def compute(renderer, points: int = DEFAULT_POINTS, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Sample `points` renderable w (by seed), embed them with UMAP and cache the result for this model."""
-    from model.discovery import sample_w, save_map, umap_embedding
+    from model.directions.discovery import sample_w, save_map, umap_embedding
 
     if points < 20:
         raise AtelierError("The map needs at least 20 points.")

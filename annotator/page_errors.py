@@ -13,7 +13,7 @@ from typing import Any
 
 import streamlit as st
 
-from model.errors import AtelierError
+from core.errors import AtelierError
 
 LOG = logging.getLogger("atelier.app")
 SERVER_ERROR = ("Something went wrong on the server while showing this page. Reload the page; if it happens again, "

@@ -9,8 +9,8 @@ from annotator import services
 from annotator.strips import StripRequest
 from db import queries as q
 from db.engine import read_session, write_session
-from model.errors import AtelierError
-from model.strips import StripSpec, sigma_steps, strip_resolution
+from core.errors import AtelierError
+from model.directions.strips import StripSpec, sigma_steps, strip_resolution
 
 DECISION_KEYS = {"approve": "A", "reject": "X", "unsure": "U", "skip": "S"}
 PRESET_NAMES = ("all", "coarse", "middle", "fine", "custom")
@@ -113,7 +113,7 @@ def upcoming(items: Sequence[q.QueueItem], current_id: int | None, count: int = 
 def resample_seeds(url: str, set_id: int, count: int, rng_seed: int | None = None) -> tuple[list[int], list[int]]:
     """Give the whole team a fresh review seed set for this component set; returns (new seeds, previous seeds) so
     the page can offer to put the previous ones back."""
-    from model.discovery import choose_review_seeds
+    from model.directions.discovery import choose_review_seeds
 
     with write_session(url) as session:
         previous = q.get_component_set(session, set_id).review_seeds

@@ -1,6 +1,6 @@
 """What the pages need from the model and the database, without Streamlit (so it is testable and benchmarkable).
 
-- one :class:`~model.render.Renderer` per model file per process (:func:`get_renderer`);
+- one :class:`~model.network.render.Renderer` per model file per process (:func:`get_renderer`);
 - the first-start bootstrap: migrate the database, register the default (demo) model, compute its component
   set so the Review page has every component at once, and score it in the background (:func:`bootstrap`);
 - which model is active (:func:`active_model_id`), stored beside the SQLite file so it survives restarts;
@@ -23,9 +23,9 @@ import numpy as np
 from db import queries as q
 from db.engine import read_session, write_session
 from db.migrate import ensure_current
-from model.errors import AtelierError
-from model.files import atomic_write_bytes
-from model.settings import atelier_home, database_url, default_model_path
+from core.errors import AtelierError
+from core.files import atomic_write_bytes
+from core.settings import atelier_home, database_url, default_model_path
 
 log = logging.getLogger("atelier.annotator")
 
@@ -51,7 +51,7 @@ def _url(url: str | None) -> str:
 
 def get_renderer(path: str | Path | None = None):
     """The process-wide renderer for a model file (loaded on first use, CPU unless a GPU is there)."""
-    from model.render import Renderer
+    from model.network.render import Renderer
 
     resolved = Path(path or default_model_path()).expanduser().resolve()
     try:
@@ -208,7 +208,7 @@ def register_run_generator(run_dir: str | Path, which: str = "best", url: str | 
     The file is copied into ATELIER_HOME/uploads first: the trainer replaces network-best.safetensors when a better
     snapshot comes and deletes old snapshots, and a registered model must keep the weights it was registered with.
     """
-    from model.runs import read_run
+    from model.training.runs import read_run
 
     run = read_run(run_dir)
     if which == "best":
@@ -261,7 +261,7 @@ def set_active_component_set(model_id: int, set_id: int) -> None:
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Discovery and scoring: the only places that call model.discovery / model.scores
+# Discovery and scoring: the only places that call model.directions.discovery / model.directions.scores
 
 
 def discover_components(renderer, method: str = "sefa", layers: str | tuple[int, int] = "all",
@@ -269,7 +269,7 @@ def discover_components(renderer, method: str = "sefa", layers: str | tuple[int,
     """Run discovery; returns vectors, sigmas, eigenvalues, params, sample_count for :func:`q.add_component_set`."""
     report = progress or (lambda fraction, text: None)
     report(0.05, f"{method}: sampling w and factorising")
-    from model import discovery
+    from model.directions import discovery
 
     found = discovery.discover(renderer, method, layers if isinstance(layers, str) else f"{layers[0]}-{layers[1] - 1}")
     report(0.9, "storing")
@@ -284,7 +284,7 @@ def create_component_set(model: q.ModelInfo, url: str | None = None, method: str
                          progress: Progress | None = None) -> q.ComponentSetInfo:
     renderer = renderer_for(model)
     found = discover_components(renderer, method, layers, progress)
-    from model.discovery import choose_review_seeds
+    from model.directions.discovery import choose_review_seeds
 
     seeds = choose_review_seeds(rng_seed=model.id)  # the CLI's rule (distinct, sorted), seeded by the model id
     with write_session(_url(url)) as session:
@@ -299,8 +299,8 @@ def create_component_set(model: q.ModelInfo, url: str | None = None, method: str
 def score_components(set_id: int, model: q.ModelInfo, url: str | None = None,
                      progress: Callable[[int], None] | None = None) -> int:
     """Compute and store the automatic scores; returns how many components were scored."""
-    from model import scores
-    from model.render import Renderer
+    from model.directions import scores
+    from model.network.render import Renderer
 
     # Its own copy of the generator: the interactive renderer's lock stays free for the pages meanwhile.
     renderer = Renderer(Path(model.path), device=None, precision=None)
@@ -360,15 +360,16 @@ def scoring_on_start() -> bool:
 
 
 def layer_presets(renderer) -> dict[str, tuple[int, int]]:
-    """ws row ranges (stop exclusive) for coarse, middle, fine and all: model.discovery's rule, the CLI's too."""
-    from model.discovery import layer_presets as presets_of
+    """ws row ranges (stop exclusive) for coarse, middle, fine and all: model.directions.discovery's rule, the CLI's
+    too."""
+    from model.directions.discovery import layer_presets as presets_of
 
     return presets_of(renderer.G)
 
 
 def direction_sigma(direction: q.DirectionInfo, url: str | None = None) -> float:
     """The σ a published direction's slider counts in: its component's σ; for supervised directions, 1."""
-    from model.direction_set import direction_sigma as shared_sigma
+    from model.directions.direction_set import direction_sigma as shared_sigma
 
     with read_session(_url(url)) as session:
         return float(shared_sigma(session, direction))
@@ -376,6 +377,6 @@ def direction_sigma(direction: q.DirectionInfo, url: str | None = None) -> float
 
 def edit_for(vector: np.ndarray, sigma: float, value: float, layer_start: int, layer_stop: int):
     """A slider value in σ → an Edit: the export module's own function, so exports render identically."""
-    from model.direction_set import edit_for as shared_edit_for
+    from model.directions.direction_set import edit_for as shared_edit_for
 
     return shared_edit_for(vector, sigma, value, layer_start, layer_stop)

@@ -1,8 +1,11 @@
-"""Review strips for the Review page: model.strips' cache drawn for the page, and prefetch of the next components.
+"""Review strips for the Review page: model.directions.strips' cache drawn for the page, and prefetch of the next
+components.
 
 A strip is seeds × steps: each seed's w moved along the component by each step (in σ of that component), on the
-chosen ws rows. Rendering, the key and the folder are model.strips.StripCache's, shared with `atelier strip`; this
-module encodes the grid and the change heat map (drawn by model.drawing, as everywhere) as display-size JPEGs under
+chosen ws rows. Rendering, the key and the folder are model.directions.strips.StripCache's, shared with `atelier
+strip`; this
+module encodes the grid and the change heat map (drawn by model.directions.drawing, as everywhere) as display-size
+JPEGs under
 their own suffixes, so moving back and forth, and every teammate, reuses them.
 
 The direction is rendered as stored, never normalised: a step of t σ moves w by float32(t · σ) · vector, exactly
@@ -21,7 +24,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from annotator import imaging
-from model.strips import StripCache, StripResult, StripSpec
+from model.directions.strips import StripCache, StripResult, StripSpec
 
 log = logging.getLogger("atelier.annotator")
 
@@ -51,7 +54,8 @@ class StripImages:
 
 
 def draw_for_page(result: StripResult, spec: StripSpec) -> tuple[bytes, bytes]:
-    """The grid and the heat map as JPEG bytes (pixels from model.strips; the drawing is model.drawing's)."""
+    """The grid and the heat map as JPEG bytes (pixels from model.directions.strips; the drawing is
+    model.directions.drawing's)."""
     cell = imaging.display_size(result.images.shape[2], CELL_TARGET)
     grid = imaging.strip_grid(result.images, spec.seeds, spec.steps, cell=cell)
     return imaging.to_jpeg(grid), imaging.to_jpeg(imaging.heat_image(result.heatmap, 256))
@@ -84,7 +88,7 @@ def get_strip(request: StripRequest, renderer,
               on_first_view: Callable[[StripImages], None] | None = None) -> StripImages:
     """From the cache, waiting for a prefetch already rendering it, or rendered now. Rendered now and given
     `on_first_view`, a strip expensive enough (a real-size network's on a CPU) first renders a cheap low-resolution
-    view and hands it over while the full strip renders (model.strips.StripCache.render_progressively)."""
+    view and hands it over while the full strip renders (model.directions.strips.StripCache.render_progressively)."""
     found = cached(request)
     if found is not None:
         return found

@@ -12,7 +12,7 @@ from annotator import services
 from db import accounts
 from db import queries as q
 from db.engine import read_session, write_session
-from model.errors import AtelierError
+from core.errors import AtelierError
 
 PAGES_DIR = Path(__file__).resolve().parent / "views"
 REVIEWER_KEY = "reviewer"
@@ -29,7 +29,7 @@ def _boot(url: str) -> bool:
 
 def context() -> services.Context:
     """The active model and component set; the first call in a process migrates and bootstraps."""
-    from model.settings import database_url
+    from core.settings import database_url
 
     url = database_url()
     try:

@@ -32,8 +32,8 @@ from sqlalchemy.orm import Session
 
 from db.queries import InvalidInput, NotFound, _changed, _name
 from db.schema import ROLES, Reviewer, utcnow
-from model.errors import AtelierError
-from model.settings import atelier_home
+from core.errors import AtelierError
+from core.settings import atelier_home
 
 # scrypt's cost: 2**14 × 8 × 128 bytes = 16 MiB and about 50 ms per check; the parameters are stored in each hash,
 # so raising them later leaves older hashes readable.

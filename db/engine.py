@@ -23,8 +23,8 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session
 
-from model.errors import AtelierError
-from model.settings import database_url
+from core.errors import AtelierError
+from core.settings import database_url
 
 # How long a SQLite writer waits for another writer before giving up. Generous: a waiting reviewer is fine,
 # a lost label is not.

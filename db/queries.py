@@ -43,8 +43,8 @@ from db.schema import (
     vector_from_bytes,
     vector_to_bytes,
 )
-from model.errors import AtelierError
-from model.settings import min_approvals_setting
+from core.errors import AtelierError
+from core.settings import min_approvals_setting
 
 STATUSES: tuple[str, ...] = ("approved", "rejected", "conflict", "unsure", "in_review", "unreviewed")
 # Decisions that are an opinion about the component; skip and withdrawn are "no opinion (yet)".
@@ -136,7 +136,7 @@ class ComponentInfo:
     suggested_category: str | None
     priority: float | None
     dead: bool
-    score_details: str | None = None  # JSON: the priority's ingredients and reason (model.scores)
+    score_details: str | None = None  # JSON: the priority's ingredients and reason (model.directions.scores)
 
 
 @dataclass(frozen=True)
@@ -245,7 +245,8 @@ class DirectionInfo:
     vector: np.ndarray = field(compare=False, repr=False)
     layer_range: tuple[int, int]
     strength_range: tuple[float, float]
-    # The σ its sliders count in, as stored; None means 1.0 (model.direction_set.direction_sigma resolves it).
+    # The σ its sliders count in, as stored; None means 1.0 (model.directions.direction_set.direction_sigma resolves
+    # it).
     sigma: float | None
     source: str  # "component" or "supervised"
     component_id: int | None
@@ -359,7 +360,8 @@ def _name(name: str, value: Any, max_length: int) -> str:
 def check_direction_name(name: Any, where: str = "direction name") -> str:
     """A direction name is a safetensors key and shows in file listings: no separators, no '..', no controls.
 
-    The one rule for direction names: publishing refuses what the export (``model.direction_set``) would refuse,
+    The one rule for direction names: publishing refuses what the export (``model.directions.direction_set``) would
+    refuse,
     and importing a file refuses the same names.
     """
     if not isinstance(name, str):
@@ -1081,7 +1083,7 @@ NEIGHBOURS_FOR_UNSCORED = 8  # scored components, nearest in eigenvalue order, w
 
 def review_order(components: Sequence[ComponentInfo], *, include_dead: bool = False) -> list[ComponentInfo]:
     """The review order of a set, the one rule behind every queue (the Review page, ``atelier queue``):
-    highest priority first (as model.scores assigns it), ties by index.
+    highest priority first (as model.directions.scores assigns it), ties by index.
 
     While scoring is still running (it goes in eigenvalue order) a component without scores is placed by what is
     known: it gets the median priority of the scored components nearest above it in eigenvalue order (the ones
@@ -1153,7 +1155,8 @@ class QueueEntry:
 
 
 def score_reason(component: ComponentInfo) -> str:
-    """Why a component sits where it does in the queue, in one line (written by the scorer, see model.scores)."""
+    """Why a component sits where it does in the queue, in one line (written by the scorer, see
+    model.directions.scores)."""
     if component.priority is None:
         return "not scored yet: placed by its eigenvalue among the components scored so far"
     details = parse_score_details(component.score_details)
@@ -1299,7 +1302,8 @@ def publish_direction(
     "supervised"). Layer range defaults to every layer, strength range to ``DEFAULT_STRENGTH_RANGE``. ``sigma``
     (the σ its sliders count in) defaults to the component's; a supervised direction without one counts in
     vector units (σ 1). ``published_at`` defaults to now; an import passes the original time.
-    ``measured_effect`` and ``override_reasons`` record what the publish check (``model.publishing``) measured and
+    ``measured_effect`` and ``override_reasons`` record what the publish check (``model.directions.publishing``)
+    measured and
     which of its refusals were overridden; this function does not render, so it checks only what the database can.
     The name must be one the export accepts (:func:`check_direction_name`); surrounding spaces are trimmed.
     """

@@ -170,7 +170,8 @@ class Component(Base):
     priority: Mapped[float | None]
     # Added by revision 0002: a component the scorer found to do nothing visible.
     dead: Mapped[bool] = mapped_column(default=False, server_default=false())
-    # Added by revision 0006: the priority's ingredients and reason as JSON (model.scores.ComponentScore.details).
+    # Added by revision 0006: the priority's ingredients and reason as JSON
+    # (model.directions.scores.ComponentScore.details).
     score_details: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (UniqueConstraint("set_id", "component_index", name="uq_components_set_id_index"),)

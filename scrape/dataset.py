@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from model.errors import AtelierError
+from core.errors import AtelierError
 
 DATASET_JSON = "dataset.json"
 # What stylegan2-ada's loader picks up as images; anything else in the archive is ignored, as it does.

@@ -21,8 +21,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageOps
 from tqdm import tqdm
 
-from model.errors import AtelierError
-from model.files import atomic_write_bytes, write_image
+from core.errors import AtelierError
+from core.files import atomic_write_bytes, write_image
 from scrape.dataset import DatasetWriter, is_power_of_two, validate_dataset
 from scrape.images import ImageRejected, decode_image
 from scrape.scraper import METADATA_FILE

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import soupsieve
 
-from model.errors import AtelierError
+from core.errors import AtelierError
 
 USER_AGENT_NAME = "AtelierScraper"
 USER_AGENT_VERSION = "0.1"

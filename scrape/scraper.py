@@ -24,8 +24,8 @@ import requests
 from bs4 import BeautifulSoup, Tag
 from tqdm import tqdm
 
-from model.errors import AtelierError
-from model.files import atomic_write_bytes
+from core.errors import AtelierError
+from core.files import atomic_write_bytes
 from scrape.fetch import Fetched, Fetcher, FetchError, SiteUnreachable
 from scrape.images import ImageRejected, NearDuplicateIndex, check_image, hash_to_hex, hex_to_hash
 from scrape.profile import FieldRule, SiteProfile, placeholder_contact_problem

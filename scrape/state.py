@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from model.errors import AtelierError
+from core.errors import AtelierError
 
 KINDS = ("image", "look", "collection", "listing")
 # Images first, then looks, then collections, then listings: the crawl reaches images early (so limits give

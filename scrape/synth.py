@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import numpy as np
 from PIL import Image, ImageChops, ImageDraw
 
-from model.errors import AtelierError
+from core.errors import AtelierError
 from scrape.dataset import DatasetWriter
 
 Color = tuple[int, int, int]

@@ -19,4 +19,4 @@ if [[ -z "$python" ]]; then
 fi
 cd "$root"
 export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}"
-exec "$python" -c "import sys; from model.cli import main; sys.argv[0] = 'atelier'; main()" bench gpu --out "$target"
+exec "$python" -c "import sys; from cli.main import main; sys.argv[0] = 'atelier'; main()" bench gpu --out "$target"

@@ -12,8 +12,8 @@ import threading
 import time
 from pathlib import Path
 
-from model.checkpoint import fingerprint
-from model.train import TrainConfig, train
+from model.network.checkpoint import fingerprint
+from model.training.train import TrainConfig, train
 
 
 def main() -> None:

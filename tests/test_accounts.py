@@ -11,7 +11,7 @@ import pytest
 
 from annotator.access import PathRefused, server_path
 from db import accounts as a
-from model.errors import AtelierError
+from core.errors import AtelierError
 from db import queries as q
 from db.engine import read_session, write_session
 from db_fixtures import Seeded, backend, db_url, empty_url, seeded  # noqa: F401
@@ -177,7 +177,7 @@ def test_users_commands(db_url: str) -> None:
     from typer.testing import CliRunner
 
     from conftest import assert_clean_user_error
-    from db.users_commands import register_users
+    from cli.users_commands import register_users
 
     app = typer.Typer()
     register_users(app)
@@ -208,7 +208,7 @@ def test_users_commands(db_url: str) -> None:
 
 
 def test_app_on_the_network_needs_an_admin(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from annotator.commands import is_loopback, require_team_accounts
+    from cli.app_commands import is_loopback, require_team_accounts
 
     assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1") and is_loopback("127.8.0.1")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.20") and not is_loopback("atelier.example")
@@ -235,7 +235,7 @@ def team_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     from conftest import REFERENCE
     from db.engine import dispose_engines
     from db.migrate import ensure_current
-    from model.checkpoint import convert
+    from model.network.checkpoint import convert
 
     home = tmp_path / "team-app"
     home.mkdir()

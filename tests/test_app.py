@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import REFERENCE, REPO
-from model.errors import AtelierError
+from core.errors import AtelierError
 
 APP = str(REPO / "annotator" / "app.py")
 INJECTION = "<script>alert(1)</script> **bold**"
@@ -17,7 +17,7 @@ INJECTION = "<script>alert(1)</script> **bold**"
 
 @pytest.fixture(scope="module")
 def app_env(tmp_path_factory):
-    from model.checkpoint import convert
+    from model.network.checkpoint import convert
 
     home = tmp_path_factory.mktemp("app-home")
     model = home / "tiny32.safetensors"
@@ -354,7 +354,7 @@ def test_slider_moves_only_its_layer_range_by_value_times_sigma(env):
     import torch
 
     from annotator import services
-    from model.render import apply_edits
+    from model.network.render import apply_edits
 
     vector = np.random.default_rng(0).standard_normal(8).astype(np.float32)
     vector /= np.linalg.norm(vector)
@@ -372,7 +372,7 @@ def test_a_strip_step_and_a_slider_step_at_the_same_sigma_move_w_alike_for_a_non
     from annotator import generate, review, services, strips
     from db import queries as q
     from db.engine import read_session
-    from model.render import apply_edits
+    from model.network.render import apply_edits
 
     ctx = services.bootstrap()
     renderer = services.renderer_for(ctx.model)
@@ -413,8 +413,8 @@ def test_a_strip_step_and_a_slider_step_at_the_same_sigma_move_w_alike_for_a_non
 def test_cli_registers_app_and_bench(env):
     from typer.testing import CliRunner
 
-    from annotator.commands import streamlit_command
-    from model.cli import app
+    from cli.app_commands import streamlit_command
+    from cli.main import app
 
     runner = CliRunner()
     assert runner.invoke(app, ["app", "--help"]).exit_code == 0

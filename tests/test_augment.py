@@ -1,10 +1,11 @@
-"""The ADA pipeline (model.augment): which transformations each named pipeline applies, and the controller of p."""
+"""The ADA pipeline (model.training.augment): which transformations each named pipeline applies, and the controller of
+p."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from model.augment import BLIT, COLOUR, GEOMETRIC, PIPES, AdaController, AugmentPipe
+from model.training.augment import BLIT, COLOUR, GEOMETRIC, PIPES, AdaController, AugmentPipe
 
 PALETTE = torch.tensor([[0.9, 0.9, 0.85], [-0.8, 0.2, 0.4], [0.1, -0.7, -0.2]])  # background, two garment colours
 

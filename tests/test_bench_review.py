@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from annotator.bench import ScoringTimes, all_scored_seconds
 from conftest import assert_clean_user_error
-from model.cli import app
+from cli.main import app
 
 
 def test_bench_review_json_on_a_small_random_network():
@@ -42,8 +42,8 @@ def test_bench_review_refuses_bad_options():
 
 
 def test_synthesis_flops_are_counted_from_the_shapes():
-    from model.bench import RandomShape, heaviest_conv, random_network
-    from model.render import synthesis_flops
+    from model.benchmarks.bench import RandomShape, heaviest_conv, random_network
+    from model.network.render import synthesis_flops
 
     G = random_network(RandomShape(8, 16, channel_base=128)).module  # 16 channels at 4 and 8 px
     block4 = 2 * 16 * 16 * 9 * 4 * 4 + 2 * 16 * 3 * 4 * 4  # conv1 + toRGB

@@ -41,7 +41,7 @@ def server(tmp_path_factory):
     model = os.environ.get("ATELIER_BROWSER_MODEL")
     if not model:
         model = str(home / "tiny32.safetensors")
-        from model.checkpoint import convert
+        from model.network.checkpoint import convert
 
         convert(REFERENCE / "sg2ada_tiny32.pkl", model)
     runs = home / ".cache" / "atelier" / "runs"  # where runs live by default, under the app's own home folder

@@ -33,7 +33,7 @@ SEEDS = [11, 22, 33, 44]
 def _measure(renderer, vectors, sigmas, presets) -> tuple[int, tuple[int, int], tuple[int, int]]:
     """(component, layers where it changes nothing visible, layers where it clearly acts), measured like the
     publish check does, so the test does not depend on which component that happens to be."""
-    from model import publishing
+    from model.directions import publishing
 
     for index in range(8):
         measured = {name: publishing.measure_effect(renderer, vectors[index], float(sigmas[index]), span,

@@ -52,7 +52,7 @@ def team_server(tmp_path_factory):
     require_browser()
     home = tmp_path_factory.mktemp("team-home")
     model = home / "tiny32.safetensors"
-    from model.checkpoint import convert
+    from model.network.checkpoint import convert
 
     convert(REFERENCE / "sg2ada_tiny32.pkl", model)
     # Team mode comes from the accounts in the database, not from ATELIER_TEAM.

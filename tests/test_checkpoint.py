@@ -12,10 +12,10 @@ import pytest
 from conftest import stand_in_persistence
 import torch
 
-from model.checkpoint import (UnsafePickleError, convert, fingerprint, load_network, read_safetensors_metadata,
+from model.network.checkpoint import (UnsafePickleError, convert, fingerprint, load_network, read_safetensors_metadata,
                               save_safetensors)
-from model.errors import AtelierError
-from model.render import Renderer
+from core.errors import AtelierError
+from model.network.render import Renderer
 
 
 def rename_global_module(data: bytes, old: str, new: str) -> bytes:

@@ -12,8 +12,8 @@ from collections import OrderedDict
 import numpy as np
 import torch
 
-from model.checkpoint import EasyDict, PersistentRecord, load_network, read_pickle
-from model.render import Renderer
+from model.network.checkpoint import EasyDict, PersistentRecord, load_network, read_pickle
+from model.network.render import Renderer
 
 
 def _fake_module(name: str, **attrs) -> types.ModuleType:

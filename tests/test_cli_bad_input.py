@@ -17,7 +17,7 @@ import pytest
 from conftest import assert_clean_user_error
 from typer.testing import CliRunner
 
-from model.cli import app
+from cli.main import app
 
 runner = CliRunner()
 
@@ -163,7 +163,7 @@ def test_output_in_a_folder_without_write_permission(tmp_path, reference_dir):
 
 def test_a_write_error_during_the_command_is_a_message(tmp_path):
     """The central handler turns file-system errors raised deep inside a command into a message naming the path."""
-    from model.errors import os_error_message
+    from core.errors import os_error_message
 
     for exc, phrase in [(IsADirectoryError(21, "Is a directory", "/x/out"), "/x/out is a folder"),
                         (NotADirectoryError(20, "Not a directory", "/x/f/out"), "part of that path is a file"),
@@ -175,7 +175,7 @@ def test_a_write_error_during_the_command_is_a_message(tmp_path):
 def test_malformed_safetensors_metadata_on_the_cli(tmp_path, reference_dir):
     from safetensors.torch import load_file, save_file
 
-    from model.checkpoint import convert, read_safetensors_metadata
+    from model.network.checkpoint import convert, read_safetensors_metadata
 
     good = convert(reference_dir / "sg2ada_tiny32.pkl", tmp_path / "good.safetensors", generator_only=True)
     meta = {**read_safetensors_metadata(good), "architecture": "{\"G_ema\": {\"z_dim\": "}
@@ -267,8 +267,8 @@ def test_generate_truncation_and_cutoff(tmp_path):
 
 
 def test_seed_ranges_cannot_add_up_past_the_limit():
-    from model.errors import AtelierError
-    from model.render import MAX_SEEDS, parse_seeds
+    from core.errors import AtelierError
+    from model.network.render import MAX_SEEDS, parse_seeds
 
     many = ",".join(f"{i * 100_001}-{i * 100_001 + 100_000}" for i in range(10_000))
     with pytest.raises(AtelierError, match="more than 100,000 seeds"):
@@ -281,8 +281,8 @@ def test_seed_ranges_cannot_add_up_past_the_limit():
 
 
 def test_strip_size_is_bounded():
-    from model.errors import AtelierError
-    from model.strips import MAX_STEPS, StripSpec, sigma_steps
+    from core.errors import AtelierError
+    from model.directions.strips import MAX_STEPS, StripSpec, sigma_steps
 
     for steps, span in [(1_000_000, 3.0), (1, 3.0), (7, float("nan")), (7, 0.0), (7, 1e9)]:
         with pytest.raises(AtelierError):
@@ -332,8 +332,8 @@ def test_refused_import_does_not_register_its_network(tmp_path, reference_dir):
 
 def test_refused_upload_is_not_kept(tmp_path, reference_dir):
     from annotator import services
-    from model.errors import AtelierError
-    from model.settings import atelier_home
+    from core.errors import AtelierError
+    from core.settings import atelier_home
 
     url = f"sqlite:///{tmp_path / 'app.db'}"
     from db.migrate import ensure_current
@@ -352,7 +352,7 @@ def test_refused_upload_is_not_kept(tmp_path, reference_dir):
 # ---- the app never shows a server traceback to a team ---------------------------------------------------------
 
 def test_served_app_hides_error_details(monkeypatch):
-    from annotator.commands import streamlit_command
+    from cli.app_commands import streamlit_command
 
     def details(host: str) -> str:
         command = streamlit_command(8501, host)
@@ -366,7 +366,7 @@ def test_served_app_hides_error_details(monkeypatch):
 
 def _failing_page_script(served_to_team: bool, error: str) -> None:
     from annotator.page_errors import run_page
-    from model.errors import AtelierError
+    from core.errors import AtelierError
 
     class Page:
         title = "failing"

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from conftest import assert_clean_user_error
 from db import migrate, queries as q
-from db.commands import register
+from cli.db_commands import register
 from db.engine import DatabaseError, make_engine, normalise_url, read_session, write_session
 from db.schema import Base, vector_to_bytes
 from db_fixtures import backend, empty_url  # noqa: F401

@@ -11,7 +11,7 @@ from sqlalchemy import event, func, select
 from db import queries as q
 from db.engine import read_session, write_session
 from db.schema import Look, PublishedDirection, Review
-from model.errors import AtelierError
+from core.errors import AtelierError
 from db_fixtures import NUM_WS, W_DIM, Seeded, backend, db_url, empty_url, seeded  # noqa: F401
 
 
@@ -176,7 +176,7 @@ def test_queue_is_priority_order_with_skips_last(seeded: Seeded) -> None:
             # eigenvalue order (5, 1, 3 -> 3), after the scored component of that priority.
         ])
     with read_session(s.url) as session:
-        # Higher priority first (model.scores gives the most promising components the highest numbers).
+        # Higher priority first (model.directions.scores gives the most promising components the highest numbers).
         assert [i.index for i in q.queue_for(session, "ana", s.set_id)] == [0, 2, 4, 5, 1]
         assert [i.index for i in q.queue_for(session, "ana", s.set_id, include_dead=True)] == [0, 2, 4, 5, 1, 3]
     review(s, "ana", 1, "skip")

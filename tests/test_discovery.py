@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from model import discovery as D
-from model.errors import AtelierError
-from model.render import Renderer
+from model.directions import discovery as D
+from core.errors import AtelierError
+from model.network.render import Renderer
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +118,7 @@ def test_layer_presets_are_the_layer_groups_own_rows(tiny):
 
 
 def test_a_model_too_small_for_a_group_is_not_offered_it():
-    from model.networks import Generator
+    from model.network.networks import Generator
 
     G = Generator(z_dim=8, c_dim=0, w_dim=8, img_resolution=16, img_channels=3,
                   mapping_kwargs=dict(num_layers=1), synthesis_kwargs=dict(channel_base=64, channel_max=8))

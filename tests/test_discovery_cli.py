@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 from typer.testing import CliRunner
 
-from model.cli import app
+from cli.main import app
 
 
 def test_discover_strip_score(reference_dir, tmp_path):

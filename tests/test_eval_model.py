@@ -9,11 +9,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from model import factors as FA
-from model.checkpoint import save_safetensors
-from model.cli import app
-from model.networks import Generator
-from model.render import Renderer
+from model.evaluation import factors as FA
+from model.network.checkpoint import save_safetensors
+from cli.main import app
+from model.network.networks import Generator
+from model.network.render import Renderer
 
 runner = CliRunner()
 
@@ -87,7 +87,7 @@ def test_eval_model_plot_and_text_report(tmp_path):
     with Image.open(plot) as image:
         assert image.format == "PNG" and image.width == 4 * 260 and image.height > 3 * 150
         pixels = np.asarray(image.convert("RGB"))
-    from model.eval_plot import GENERATED_COLOUR, REAL_COLOUR
+    from model.evaluation.eval_plot import GENERATED_COLOUR, REAL_COLOUR
     for colour in (GENERATED_COLOUR, REAL_COLOUR):  # both distributions are drawn
         assert (pixels == colour).all(axis=-1).sum() > 500, colour
 

@@ -16,7 +16,7 @@ from db.engine import read_session, write_session
 from db.migrate import ensure_current
 from db.schema import PublishedDirection
 from direction_fixtures import _close_engines, architecture, fresh_db, members, populate, runner  # noqa: F401
-from model.direction_set import (
+from model.directions.direction_set import (
     JSON_MEMBER,
     LABELS_MEMBER,
     VECTORS_MEMBER,
@@ -40,7 +40,7 @@ def renderer(reference_dir):
     threads make these tiny renders 100x slower), restored afterwards."""
     import torch
 
-    from model.render import Renderer
+    from model.network.render import Renderer
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -217,7 +217,7 @@ def test_export_refuses_what_it_cannot_write(tmp_path, renderer):
 
 
 def test_cli_export(tmp_path, source):
-    from model.cli import app
+    from cli.main import app
 
     url, _ = source
     out = tmp_path / "cli.zip"
@@ -233,7 +233,7 @@ def test_cli_export(tmp_path, source):
 
 
 def test_cli_import_into_an_empty_database_registers_the_network(tmp_path, reference_dir, source):
-    from model.cli import app
+    from cli.main import app
 
     url, model_id = source
     path = export_direction_set(url, model_id, tmp_path / "team.zip", all_reviewed=True)

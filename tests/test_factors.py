@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from model import factors as FA
+from model.evaluation import factors as FA
 
 
 @pytest.fixture(scope="module")
@@ -106,8 +106,8 @@ def test_ordering_quality_counts_distinct_factors_and_invisible_components():
 
 
 def test_ground_truth_benchmark_shape(trained, reference_dir):
-    from model import discovery as D
-    from model.render import Renderer
+    from model.directions import discovery as D
+    from model.network.render import Renderer
 
     predictor, _ = trained
     r = Renderer(reference_dir / "sg2ada_tiny32.pkl", device="cpu")
@@ -132,12 +132,12 @@ def test_ground_truth_benchmark_shape(trained, reference_dir):
     # measured on the ground-truth seeds, in that queue's order.
     from scipy.stats import spearmanr
 
-    from model import scores as S
+    from model.directions import scores as S
 
     order = S.priority_order(result["scores"])
     assert all(row["rank"] == order.index(row["component"]) + 1 for row in result["factors"])
     # ... of the reading the queue chose for each component (its side and layers)
-    from model.discovery import row_span
+    from model.directions.discovery import row_span
 
     truth = []
     for i in order:
@@ -255,7 +255,7 @@ def test_an_outdated_predictor_is_refused_until_recalibrated(trained, tmp_path):
     from safetensors.numpy import save_file
     from typer.testing import CliRunner
 
-    from model.cli import app
+    from cli.main import app
 
     predictor, (images, _) = trained
     path = predictor.save(tmp_path / "old.safetensors")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from model.gpu_check import MAX_ABS, check_network, parity
+from model.benchmarks.gpu_check import MAX_ABS, check_network, parity
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -27,7 +27,7 @@ from direction_fixtures import (  # noqa: F401
     target,
     untouched,
 )
-from model.direction_set import (
+from model.directions.direction_set import (
     JSON_MEMBER,
     LABELS_MEMBER,
     VECTORS_MEMBER,
@@ -342,7 +342,7 @@ def test_a_plan_made_earlier_is_checked_again_when_applied(good, target):
 
 
 def test_cli_import_shows_the_plan_and_asks(tmp_path, good, reference_dir):
-    from model.cli import app
+    from cli.main import app
 
     path = tmp_path / "team.zip"
     path.write_bytes(good)
@@ -370,7 +370,7 @@ def test_cli_import_shows_the_plan_and_asks(tmp_path, good, reference_dir):
 
 
 def test_names_may_hold_any_printable_text():
-    from model.direction_set import check_direction_name
+    from model.directions.direction_set import check_direction_name
 
     assert check_direction_name is queries.check_direction_name  # one rule for the file and for publishing
     for name in ("Ärmel länger", "Colour: red (warm)", "袖の長さ", "👩\u200d🎨 artsy", "-Hemline", "a.b"):
@@ -408,7 +408,7 @@ def test_team_mode_import_keeps_the_files_reviewers_only_as_provenance(good, tar
 
     from db import accounts
     from db.engine import write_session
-    from model.errors import AtelierError
+    from core.errors import AtelierError
 
     monkeypatch.delenv(accounts.TEAM_ENV, raising=False)
     url, model_id = target

@@ -22,8 +22,8 @@ from direction_fixtures import (  # noqa: F401
     target,
     untouched,
 )
-from model.direction_set import apply_import, export_direction_set, load_direction_set, plan_import
-from model.importers import detect_kind, load_npy, read_raw
+from model.directions.direction_set import apply_import, export_direction_set, load_direction_set, plan_import
+from model.directions.importers import detect_kind, load_npy, read_raw
 
 
 def unit_rows(n: int, w_dim: int = W_DIM, seed: int = 0) -> np.ndarray:
@@ -127,8 +127,8 @@ def test_npz_with_pickled_objects_is_refused_without_unpickling(untouched):
 
 
 def test_interfacegan_boundary_is_normalised_and_gets_sigma_from_the_model(tmp_path, reference_dir, monkeypatch):
-    from model import importers
-    from model.render import Renderer
+    from model.directions import importers
+    from model.network.render import Renderer
 
     monkeypatch.setattr(importers, "SIGMA_SAMPLES", 2000)
     threads = torch.get_num_threads()
@@ -247,7 +247,7 @@ def test_bad_sefa_files(untouched, obj, message):
 
 
 def test_cli_imports_foreign_files(tmp_path, target):
-    from model.cli import app
+    from cli.main import app
 
     url, model_id = target
     path = tmp_path / "comps.npz"

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from model.checkpoint import load_network
-from model.render import Edit, apply_edits, to_uint8
+from model.network.checkpoint import load_network
+from model.network.render import Edit, apply_edits, to_uint8
 
 TOL = 1e-4
 NAMES = ["sg2ada_tiny32", "sg2ada_tiny32_cond"]
@@ -26,7 +26,7 @@ def _max_err(a: torch.Tensor, b: np.ndarray) -> float:
 
 
 def test_seeds_to_z_matches(case):
-    from model.render import seeds_to_z
+    from model.network.render import seeds_to_z
     _, G, _, ref = case
     assert np.array_equal(seeds_to_z([int(s) for s in ref["seeds"]], G.z_dim), ref["z"])
 

@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from conftest import assert_clean_user_error
 from fixture_site import FixtureServer, build_archive, draw_look, write_profile
-from model.errors import AtelierError
-from scrape.commands import register
+from core.errors import AtelierError
+from cli.scrape_commands import register
 from scrape.dataset import open_dataset, validate_dataset
 from scrape.prepare import PrepareOptions, border_colour, figure_box, frame, prepare, whiten
 from scrape.profile import load_profile
@@ -176,7 +176,7 @@ def test_cli_prepare_prints_the_summary_and_errors_cleanly(scraped, tmp_path):
 
 def test_the_trainer_reads_the_prepared_dataset(scraped, tmp_path):
     """The trainer's own data path (validation, labels as classes, batches) on a dataset made from the scrape."""
-    import model.train as train
+    import model.training.train as train
     dst = tmp_path / "train.zip"
     prepare(scraped, dst, PrepareOptions(resolution=32, label_field="season", sample=0), progress=False)
     config = train.TrainConfig(data=str(dst), conditional=True)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from model.errors import AtelierError
+from core.errors import AtelierError
 from scrape.dataset import DatasetWriter, image_name, open_dataset, validate_dataset
 
 

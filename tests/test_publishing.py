@@ -1,4 +1,5 @@
-"""Publishing is checked (model/publishing.py): dead sliders, conflicts and disagreeing approvals are refused with
+"""Publishing is checked (model/directions/publishing.py): dead sliders, conflicts and disagreeing approvals are
+refused with
 the reason unless forced (and the override is recorded), from the app's functions and from `atelier publish`;
 out-of-date and conflicted directions are flagged; looks keep the directions they were made with.
 
@@ -15,8 +16,8 @@ from conftest import assert_clean_user_error
 from db import queries as q
 from db.engine import dispose_engines, read_session, write_session
 from db.migrate import ensure_current
-from model import publishing
-from model.settings import DEMO_MODEL_PATH
+from model.directions import publishing
+from core.settings import DEMO_MODEL_PATH
 
 runner = CliRunner()
 SEEDS = [11, 22, 33, 44]
@@ -27,8 +28,8 @@ COMPONENTS = 6
 def demo():
     """The demo generator and its first SeFa components (discovery once per module)."""
     from annotator.services import layer_presets
-    from model import discovery
-    from model.render import Renderer
+    from model.directions import discovery
+    from model.network.render import Renderer
 
     renderer = Renderer(DEMO_MODEL_PATH, device="cpu")
     found = discovery.discover(renderer, "sefa", "all")
@@ -76,7 +77,7 @@ def _approve(url: str, who: str, component_id: int, layers: tuple[int, int], lab
 
 
 def _publish_cli(url: str, index: int, *extra: str):
-    from model.cli import app
+    from cli.main import app
 
     return runner.invoke(app, ["publish", str(index), "--database", url, "--reviewer", "Ana", *extra])
 
@@ -100,7 +101,7 @@ def test_dead_slider_is_refused_on_the_cli_and_force_records_the_override(db, de
     assert len(direction.override_reasons) == 1 and "changes nothing visible" in direction.override_reasons[0]
     assert direction.measured_effect is not None and direction.measured_effect < publishing.VISIBLE_CHANGE
 
-    from model.cli import app
+    from cli.main import app
 
     unpublished = runner.invoke(app, ["unpublish", "tint", "--database", url, "--reviewer", "Eve"])
     assert unpublished.exit_code == 0, unpublished.output
@@ -118,7 +119,7 @@ def test_dead_slider_is_refused_on_the_cli_and_force_records_the_override(db, de
 
 
 def test_cli_refuses_bad_options_and_unknown_names_cleanly(db):
-    from model.cli import app
+    from cli.main import app
 
     url, _, _ = db
     assert_clean_user_error(_publish_cli(url, 0, "--layers", "nine"), "--layers 'nine' is not FIRST-LAST")
@@ -217,7 +218,7 @@ def test_plausible_span_on_the_demo_model_keeps_the_figure(demo):
 
 def test_saved_look_keeps_its_direction_after_republishing(db, demo, dead_and_alive):
     from annotator import directions as page, generate
-    from model.direction_set import direction_sigma
+    from model.directions.direction_set import direction_sigma
 
     renderer = demo[0]
     url, model, ids = db

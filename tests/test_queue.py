@@ -11,7 +11,7 @@ from conftest import assert_clean_user_error
 from db import queries as q
 from db.engine import read_session, write_session
 from db_fixtures import backend, db_url, empty_url, seed  # noqa: F401
-from model.discovery_commands import register
+from cli.discovery_commands import register
 
 
 def _score(url, set_id, rows):

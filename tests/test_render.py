@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from model.errors import AtelierError
-from model.render import (MAX_SEED, Edit, Renderer, apply_edits, check_seed, image_grid, parse_seeds, seed_to_z,
+from core.errors import AtelierError
+from model.network.render import (MAX_SEED, Edit, Renderer, apply_edits, check_seed, image_grid, parse_seeds, seed_to_z,
                           strip_ws)
 
 

@@ -11,9 +11,9 @@ import torch
 from typer.testing import CliRunner
 
 from conftest import assert_clean_user_error
-from model.bench import RandomShape, parse_random_shape, random_network, synthesis_flops
-from model.errors import AtelierError
-from model.render import (DEVICE_ENV, PRECISION_ENV, Renderer, pick_device, render_block_dtypes,
+from model.benchmarks.bench import RandomShape, parse_random_shape, random_network, synthesis_flops
+from core.errors import AtelierError
+from model.network.render import (DEVICE_ENV, PRECISION_ENV, Renderer, pick_device, render_block_dtypes,
                           resolve_precision)
 
 # The bound bfloat16 rendering is held to against float32 (uint8 pixels). Measured on this project's machine: the
@@ -55,7 +55,7 @@ def test_cuda_without_a_gpu_is_a_clear_error():
 @pytest.mark.parametrize("command", [["generate", "--seeds", "0", "--outdir", "{tmp}"],
                                      ["bench", "render", "--batches", "1", "--repeats", "1"]])
 def test_commands_refuse_cuda_without_a_gpu(tmp_path, reference_dir, command):
-    from model.cli import app
+    from cli.main import app
 
     args = [part.replace("{tmp}", str(tmp_path)) for part in command]
     args += ["--network", str(reference_dir / "sg2ada_tiny32.pkl"), "--device", "cuda"]
@@ -66,7 +66,7 @@ def test_commands_refuse_cuda_without_a_gpu(tmp_path, reference_dir, command):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 def test_app_refuses_cuda_without_a_gpu_before_starting(monkeypatch):
-    from model.cli import app
+    from cli.main import app
 
     monkeypatch.delenv(DEVICE_ENV, raising=False)
     result = CliRunner().invoke(app, ["app", "--headless", "--port", "1", "--device", "cuda"])
@@ -144,7 +144,7 @@ def test_a_single_image_renders_in_float32_in_bfloat16_mode():
 def test_renderers_of_different_precision_share_one_network(reference_dir):
     """The precision travels with each call, not as flags on the network, so a float32 renderer on the same loaded
     network still draws the exact pixels after a bfloat16 one rendered."""
-    from model.checkpoint import load_network
+    from model.network.checkpoint import load_network
 
     network = load_network(reference_dir / "sg2ada_tiny32.pkl")
     exact = Renderer(network, device="cpu")
@@ -155,7 +155,8 @@ def test_renderers_of_different_precision_share_one_network(reference_dir):
 
 
 def test_cached_weights_follow_weights_changed_in_place():
-    """Rendering keeps weight-derived tensors between calls (model.ops.WeightCache); weights changed in place, as
+    """Rendering keeps weight-derived tensors between calls (model.network.ops.WeightCache); weights changed in place,
+    as
     an EMA update or load_state_dict changes them, must be rendered with their new values."""
     shape = RandomShape(16, 16, channel_base=256)
     network = random_network(shape)

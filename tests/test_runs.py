@@ -1,4 +1,5 @@
-"""Training runs as the Training page reads them (model.runs), the command that continues one, and registering a
+"""Training runs as the Training page reads them (model.training.runs), the command that continues one, and registering
+a
 run's generator as a model (annotator.services.register_run_generator)."""
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ import shlex
 import pytest
 from typer.testing import CliRunner
 
-from model.cli import app
-from model.errors import AtelierError
-from model.runs import list_runs, read_run, resume_command, snapshot_rows
-from model.train import TrainConfig, train
+from cli.main import app
+from core.errors import AtelierError
+from model.training.runs import list_runs, read_run, resume_command, snapshot_rows
+from model.training.train import TrainConfig, train
 
 runner = CliRunner()
 CLI_TINY = ["--data", "synthetic", "--resolution", "16", "--cbase", "128", "--cmax", "16", "--batch", "8",
@@ -108,7 +109,7 @@ def test_runs_under_home_are_shown_with_a_tilde_that_a_shell_expands(measured_ru
     import shutil
     import subprocess
 
-    from model.settings import shown_path
+    from core.settings import shown_path
 
     home = tmp_path / "home"
     run_dir = home / ".cache" / "atelier" / "runs" / "spring looks"
@@ -138,7 +139,7 @@ def test_register_a_runs_best_generator_or_newest_snapshot(measured_run, tmp_pat
     from annotator import services
     from db import queries as q
     from db.engine import read_session
-    from model.checkpoint import load_network
+    from model.network.checkpoint import load_network
 
     monkeypatch.setenv("ATELIER_HOME", str(tmp_path / "home"))
     url = f"sqlite:///{tmp_path / 'atelier.db'}"
@@ -194,7 +195,7 @@ def test_a_run_shipped_in_the_checkout_is_continued_in_a_copy(tmp_path, monkeypa
     looking for runs creates no folder."""
     import subprocess
 
-    from model.settings import runs_dir, shipped_runs_dir
+    from core.settings import runs_dir, shipped_runs_dir
 
     shipped = shipped_runs_dir()
     assert shipped is not None and (shipped / "demo64").is_dir()

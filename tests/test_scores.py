@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from model import scores as S
+from model.directions import scores as S
 
 
 def _figures(n=4, size=32, colour=(200, 40, 40)):
@@ -186,7 +186,7 @@ def test_the_chosen_layers_are_the_best_reading_and_the_details_say_why():
 
 def _tiny_generator_and_directions(reference_dir, count: int, seed: int):
     """The 32-px reference generator and `count` random unit directions in its W."""
-    from model.render import Renderer
+    from model.network.render import Renderer
 
     torch.set_num_threads(1)
     r = Renderer(reference_dir / "sg2ada_tiny32.pkl", device="cpu")

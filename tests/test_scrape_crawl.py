@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from conftest import assert_clean_user_error
 from fixture_site import Archive, FixtureServer, Route, build_archive, draw_look, jpeg_bytes, write_profile
-from scrape.commands import register
+from cli.scrape_commands import register
 from scrape.profile import load_profile
 from scrape.scraper import METADATA_FILE, STATE_FILE, scrape
 
@@ -174,14 +174,14 @@ def test_another_profile_cannot_reuse_the_output_folder(archive, tmp_path):
         path = write_profile(tmp_path / "site.toml", server.base_url)
         scrape(load_profile(path), tmp_path / "out", max_pages=1, progress=False)
         path.write_text(path.read_text().replace('name = "fixture-runway"', 'name = "other-site"'))
-        from model.errors import AtelierError
+        from core.errors import AtelierError
         with pytest.raises(AtelierError, match="holds a crawl made with profile 'fixture-runway'"):
             scrape(load_profile(path), tmp_path / "out", progress=False)
 
 
 # ---------------------------------------------------------------------------------------------------- kill, resume
 
-CLI = "import typer; from scrape.commands import register; app = typer.Typer(); register(app); app()"
+CLI = "import typer; from cli.scrape_commands import register; app = typer.Typer(); register(app); app()"
 
 
 def count_downloads(state: Path) -> int:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from model.errors import AtelierError
+from core.errors import AtelierError
 from scrape.profile import load_profile
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "scrape" / "profiles" / "example-runway.toml"

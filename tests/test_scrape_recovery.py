@@ -27,8 +27,8 @@ from fixture_site import (
     jpeg_bytes,
     write_profile,
 )
-from model.errors import AtelierError
-from scrape.commands import register
+from core.errors import AtelierError
+from cli.scrape_commands import register
 from scrape.profile import load_profile
 from scrape.scraper import METADATA_FILE, STATE_FILE, scrape
 

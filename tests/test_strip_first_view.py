@@ -6,9 +6,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from model.bench import RandomShape, parse_random_shape, random_network
-from model.render import Renderer, synthesis_flops
-from model.strips import (FIRST_VIEW_SHARE, StripCache, StripSpec, draw_strip, first_view_resolution,
+from model.benchmarks.bench import RandomShape, parse_random_shape, random_network
+from model.network.render import Renderer, synthesis_flops
+from model.directions.strips import (FIRST_VIEW_SHARE, StripCache, StripSpec, draw_strip, first_view_resolution,
                           render_strip, sigma_steps)
 
 SPEC = StripSpec("first-view", 0, (1, 2), sigma_steps(3, 2.0))
@@ -65,7 +65,7 @@ def test_cheap_strips_go_straight_to_the_full_view(tmp_path, small, direction):
 
 def test_review_page_strip_hands_over_the_first_view(monkeypatch, small, direction):
     from annotator import strips as page_strips
-    from model import strips as model_strips
+    from model.directions import strips as model_strips
 
     monkeypatch.setattr(model_strips, "FIRST_VIEW_MIN_GFLOP", 0.0)  # the small network as if it were a real one
     request = page_strips.StripRequest(small.fingerprint, SPEC, 1.5, direction)

@@ -7,10 +7,10 @@ import torch
 from PIL import Image
 
 from conftest import require_service
-from model.errors import AtelierError
-from model.render import Edit, Renderer, apply_edits
-from model.drawing import SEED_MARGIN, STEP_MARGIN, strip_grid
-from model.strips import (StripCache, StripSpec, change_heatmap, range_steps, render_strip, sigma_steps,
+from core.errors import AtelierError
+from model.network.render import Edit, Renderer, apply_edits
+from model.directions.drawing import SEED_MARGIN, STEP_MARGIN, strip_grid
+from model.directions.strips import (StripCache, StripSpec, change_heatmap, range_steps, render_strip, sigma_steps,
                           strip_offsets)
 
 
@@ -83,7 +83,8 @@ def test_cache_hit_returns_the_same_files_without_rendering(tiny, direction, tmp
         del tiny.synthesize
     with Image.open(first.image) as img:
         assert img.format == "JPEG"
-        # model.drawing's grid, as on the Review page: 7 cells of 128 px with 4-px gaps after the seed labels,
+        # model.directions.drawing's grid, as on the Review page: 7 cells of 128 px with 4-px gaps after the seed
+        # labels,
         # 2 rows above the σ labels.
         assert img.size == (SEED_MARGIN + 7 * 128 + 6 * 4, 2 * 128 + 4 + STEP_MARGIN)
     assert not list((tmp_path / "strips").rglob("*.tmp*"))
@@ -118,7 +119,7 @@ def test_sigma_labels_are_drawn_with_a_font_that_has_sigma():
 
     from PIL import ImageFont
 
-    from model.render import FONT_FILES, can_draw, label_font, sigma_label
+    from model.network.render import FONT_FILES, can_draw, label_font, sigma_label
 
     builtin = ImageFont.load_default(size=12)  # Pillow's own font has no σ and no − (U+2212)
     assert not can_draw(builtin, "σ") and can_draw(builtin, "+3")

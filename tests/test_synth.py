@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from model.errors import AtelierError
+from core.errors import AtelierError
 from scrape.dataset import image_name
 from scrape.synth import (RunwayFactors, frame_for, palette, preview_grid, read_factors, render_batch,
                           render_runway, sample_factors, shard_seeds, write_dataset)
@@ -289,7 +289,7 @@ def test_stream_ranks_are_disjoint_and_endless():
 def cli():
     from typer.testing import CliRunner
 
-    from model.cli import app
+    from cli.main import app
 
     return lambda *args: CliRunner().invoke(app, ["synth", *args])
 

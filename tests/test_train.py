@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from model.checkpoint import load_network
-from model.errors import AtelierError
-from model.train import TrainConfig, snapshot_paths, train
+from model.network.checkpoint import load_network
+from core.errors import AtelierError
+from model.training.train import TrainConfig, snapshot_paths, train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -72,7 +72,7 @@ def test_resume_refuses_a_pair_whose_weights_and_state_disagree(tmp_path):
 
 
 def test_resume_auto_prefers_the_run_in_outdir(tmp_path):
-    from model.train import find_resume
+    from model.training.train import find_resume
 
     mine = train(tiny(kimg=0.016), tmp_path / "runs" / "mine", progress=False)
     newer = train(tiny(kimg=0.016), tmp_path / "runs" / "other", progress=False)
@@ -86,7 +86,7 @@ def test_cli_refuses_resume_with_finetune(tmp_path):
     from typer.testing import CliRunner
 
     from conftest import assert_clean_user_error
-    from model.cli import app
+    from cli.main import app
 
     result = CliRunner().invoke(app, ["train", "--resume", "auto", "--finetune", str(tmp_path / "x.pkl"),
                                       "--outdir", str(tmp_path / "run")])
@@ -98,7 +98,7 @@ def test_cli_refuses_an_unknown_augmentation_pipeline(tmp_path):
     from typer.testing import CliRunner
 
     from conftest import assert_clean_user_error
-    from model.cli import app
+    from cli.main import app
 
     result = CliRunner().invoke(app, ["train", "--augpipe", "bgcfnc", "--outdir", str(tmp_path / "run")])
     assert_clean_user_error(result, "--augpipe must be one of", "bgc")
@@ -131,7 +131,7 @@ def test_resume_may_change_the_float16_and_bfloat16_settings(tmp_path):
 
 
 def test_resume_uses_this_runs_learning_rate_and_keeps_the_moments(tmp_path):
-    from model.train import training_state_path
+    from model.training.train import training_state_path
 
     snap = train(tiny(kimg=0.016), tmp_path / "run", progress=False)
     before = torch.load(training_state_path(snap), weights_only=True)["opt_G"]
@@ -155,7 +155,7 @@ def test_more_minibatch_std_channels_train_and_reload(tmp_path):
 
 
 def test_conditional_training_uses_labels(tmp_path, monkeypatch):
-    from model.networks import Discriminator
+    from model.network.networks import Discriminator
 
     seen: list[torch.Tensor] = []  # every class vector D is shown, real and generated
     plain_forward = Discriminator.forward
@@ -236,7 +236,7 @@ def test_ddp_a_stop_on_one_rank_stops_both_at_the_same_step(tmp_path):
 
 
 def _tiny_nets(seed: int = 0):
-    from model.networks import Discriminator, Generator
+    from model.network.networks import Discriminator, Generator
 
     cfg = tiny(resolution=32, channel_base=512, channel_max=32)
     torch.manual_seed(seed)
@@ -248,7 +248,7 @@ def _flat_grads(module: torch.nn.Module) -> torch.Tensor:
 
 
 def test_cpu_bfloat16_blocks_compute_in_bfloat16_and_keep_float32_weights():
-    from model.networks import use_cpu_bfloat16
+    from model.network.networks import use_cpu_bfloat16
 
     _, G, D = _tiny_nets()
     ws = G.mapping(torch.randn(4, 16), None)
@@ -282,7 +282,7 @@ def test_cpu_bfloat16_blocks_compute_in_bfloat16_and_keep_float32_weights():
 
 def test_cpu_bfloat16_gradients_point_where_float32_gradients_do():
     """The generator loss and the discriminator loss with R1 (a double backward through bfloat16 convolutions)."""
-    from model.networks import use_cpu_bfloat16
+    from model.network.networks import use_cpu_bfloat16
 
     z, real = torch.randn(8, 16), torch.rand(8, 3, 32, 32) * 2 - 1
     grads = {}
@@ -314,7 +314,7 @@ def test_training_with_cpu_bfloat16(tmp_path):
 
 
 def test_each_snapshot_is_measured_and_the_best_generator_is_kept(tmp_path):
-    from model.quality import BEST_NETWORK, read_best
+    from model.training.quality import BEST_NETWORK, read_best
 
     run = tmp_path / "run"
     train(tiny(kimg=0.064, snap_kimg=0.016, quality_samples=40, keep_snapshots=1), run, progress=False)
@@ -330,7 +330,7 @@ def test_each_snapshot_is_measured_and_the_best_generator_is_kept(tmp_path):
 
 
 def test_a_better_snapshot_replaces_the_best_and_a_worse_one_does_not(tmp_path):
-    from model.quality import BEST_NETWORK, keep_if_best, read_best
+    from model.training.quality import BEST_NETWORK, keep_if_best, read_best
 
     saved = []
 
@@ -380,7 +380,7 @@ def test_a_stop_signal_writes_a_snapshot_and_the_run_resumes_from_it(tmp_path, s
     """Ctrl-C, or the SIGTERM a session or job manager sends, must not throw away the work since the last snapshot."""
     from typer.testing import CliRunner
 
-    from model.cli import app
+    from cli.main import app
 
     run = tmp_path / "run"
     handlers_before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)

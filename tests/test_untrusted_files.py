@@ -17,11 +17,11 @@ import pytest
 from conftest import stand_in_persistence
 import torch
 
-from model.architecture import MAX_NETWORK_ELEMENTS, discriminator_shapes, expected_shapes, generator_shapes
-from model.checkpoint import (UnsafePickleError, load_network, read_pickle, read_safetensors_metadata,
+from model.network.architecture import MAX_NETWORK_ELEMENTS, discriminator_shapes, expected_shapes, generator_shapes
+from model.network.checkpoint import (UnsafePickleError, load_network, read_pickle, read_safetensors_metadata,
                               save_safetensors)
-from model.errors import AtelierError
-from model.networks import Discriminator, Generator
+from core.errors import AtelierError
+from model.network.networks import Discriminator, Generator
 
 
 class _Reduce:
@@ -343,7 +343,7 @@ class _NotATensor:
     (None, "cannot be read"),
 ])
 def test_a_refused_training_state_never_suggests_weights_only_false(tmp_path, content, phrase):
-    from model.train import resumed_nimg
+    from model.training.train import resumed_nimg
 
     snapshot = tmp_path / "network-snapshot-000004.safetensors"
     state = tmp_path / "training-state-000004.pt"

@@ -6,7 +6,7 @@ import streamlit as st
 from annotator import generate, imaging, services, ui
 from db import queries as q
 from db.engine import read_session
-from model.errors import AtelierError
+from core.errors import AtelierError
 
 ctx = ui.context()
 renderer = ui.renderer(ctx)

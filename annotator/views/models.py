@@ -7,7 +7,7 @@ import streamlit as st
 from annotator import access, services, ui
 from db import queries as q
 from db.engine import read_session
-from model.errors import AtelierError
+from core.errors import AtelierError
 
 ctx = ui.context()
 st.title("Models")

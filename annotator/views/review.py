@@ -9,7 +9,7 @@ import streamlit as st
 from annotator import imaging, review, services, strips, ui
 from db import queries as q
 from db.engine import read_session
-from model.errors import AtelierError
+from core.errors import AtelierError
 
 ctx = ui.context()
 cset = ui.require_set(ctx)

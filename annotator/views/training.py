@@ -7,9 +7,9 @@ import pandas as pd
 import streamlit as st
 
 from annotator import access, imaging, services, ui
-from model.errors import AtelierError
-from model.runs import RunSummary, list_runs, read_run, resume_command, snapshot_rows
-from model.settings import runs_dir, shipped_runs_dir, shown_path
+from core.errors import AtelierError
+from model.training.runs import RunSummary, list_runs, read_run, resume_command, snapshot_rows
+from core.settings import runs_dir, shipped_runs_dir, shown_path
 
 ctx = ui.context()
 st.title("Training")

@@ -1,0 +1,1 @@
+"""The `atelier` command-line tool: one module of sub-commands per pipeline stage."""

@@ -1,0 +1,1 @@
+"""Atelier's base: errors, settings, atomic files and name rules that every package may import."""

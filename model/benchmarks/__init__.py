@@ -1,0 +1,1 @@
+"""Benchmarks behind `atelier bench`: rendering, training and the GPU check."""

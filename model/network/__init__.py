@@ -1,0 +1,1 @@
+"""The generator and discriminator, their checkpoints (safetensors and untrusted pickles) and rendering."""
