@@ -19,6 +19,12 @@ class AtelierError(Exception):
     """A problem with the user's input or files, explained in plain words."""
 
 
+class InvalidInput(AtelierError):
+    """Input the database or a name rule refuses; the message names the problem and what to do instead.
+
+    It lives here, not in db, because the name rules (core.names) raise it and model/ may not import db."""
+
+
 def _option_label(name: str, parameter: inspect.Parameter) -> str:
     """How the user typed a parameter: its first long option name (--trunc), or its name for an argument."""
     decls = [d for d in getattr(parameter.default, "param_decls", None) or () if d.startswith("--")]

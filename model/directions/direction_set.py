@@ -34,8 +34,8 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from db.queries import MAX_DIRECTION_NAME_LENGTH, InvalidInput, check_direction_name
-from core.errors import AtelierError
+from core.errors import AtelierError, InvalidInput
+from core.names import MAX_DIRECTION_NAME_LENGTH, check_direction_name
 from core.files import atomic_write_bytes
 from model.network.render import Edit
 
