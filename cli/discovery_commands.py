@@ -259,7 +259,8 @@ def eval_model(
                                                    "over the real one."),
 ) -> None:
     """Factor distributions (TV per factor) and Fréchet distance in the factor predictor's feature space."""
-    from model.evaluation.factors import Predictor, eval_model as run_eval, format_eval
+    from model.evaluation.evaluate import eval_model as run_eval, format_eval
+    from model.evaluation.predictor import Predictor
     from model.network.render import Renderer, configure_threads
 
     configure_threads()
@@ -291,7 +292,8 @@ def factors_train(
                                         "model/assets/factor_predictor.safetensors)."),
 ) -> None:
     """(Re)train the factor predictor on synthetic runway images (CPU: ~14 minutes with one thread)."""
-    from model.evaluation.factors import PREDICTOR_PATH, train_predictor
+    from model.evaluation.calibration import train_predictor
+    from model.evaluation.predictor import PREDICTOR_PATH
     from core.files import check_output_path
 
     if count < 64 or epochs < 1:
@@ -307,7 +309,9 @@ def factors_calibrate(
     count: int = typer.Option(256, help="Synthetic images per factor for the crosstalk calibration."),
 ) -> None:
     """Recompute a predictor's factor scales and crosstalk (how its readings leak between factors), in place."""
-    from model.evaluation.factors import CROSSTALK_POWER, FACTORS, PREDICTOR_PATH, recalibrate
+    from model.evaluation.calibration import recalibrate
+    from model.evaluation.factor_changes import CROSSTALK_POWER
+    from model.evaluation.predictor import FACTORS, PREDICTOR_PATH
 
     if count < 16:
         raise AtelierError(f"--count {count} is too few images to calibrate on; use 16 or more (default 256)")
@@ -333,7 +337,8 @@ def bench_discovery(
     """Ground truth (factor predictor on synthetic factors) and speed: SeFa, PCA, strips, scoring, peak memory."""
     from model.directions import discovery as D
     from model.benchmarks.bench import peak_rss_mb
-    from model.evaluation.factors import Predictor, format_benchmark, ground_truth_benchmark
+    from model.evaluation.benchmark import format_benchmark, ground_truth_benchmark
+    from model.evaluation.predictor import Predictor
     from model.network.render import Renderer, configure_threads
     from model.directions.strips import StripCache, StripSpec, sigma_steps
 

@@ -9,7 +9,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from model.evaluation import factors as FA
+from core.errors import AtelierError
+from model.evaluation.distributions import SPREAD_FACTORS, spread_ratios, tv_distance
+from model.evaluation.evaluate import eval_model
+from model.evaluation.predictor import FACTORS, REAL_SEED0, Predictor
+from model.evaluation.samples import generated_predictions, synthetic_classes
 from model.network.checkpoint import save_safetensors
 from cli.main import app
 from model.network.networks import Generator
@@ -30,7 +34,7 @@ def test_eval_model_json_on_the_demo_generator():
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert set(report) == {"tv", "frechet", "frechet_real_baseline"}
-    assert set(report["tv"]) == set(FA.FACTORS)
+    assert set(report["tv"]) == set(FACTORS)
     assert all(0.0 <= v <= 1.0 for v in report["tv"].values())
     assert np.isfinite(report["frechet"]) and report["frechet"] > 0
     assert np.isfinite(report["frechet_real_baseline"]) and report["frechet_real_baseline"] >= 0
@@ -40,22 +44,22 @@ def test_conditional_samples_take_the_garment_of_the_matching_real_image(tmp_pat
     from scrape.synth import sample_factors
 
     renderer = Renderer(conditional_generator(tmp_path / "cond.safetensors", 4), device="cpu")
-    classes = FA.synthetic_classes(renderer, 12, FA.REAL_SEED0)
-    assert classes == [sample_factors(FA.REAL_SEED0 + i).garment_index for i in range(12)]
+    classes = synthetic_classes(renderer, 12, REAL_SEED0)
+    assert classes == [sample_factors(REAL_SEED0 + i).garment_index for i in range(12)]
     assert len(set(classes)) > 1  # twelve draws of four kinds: more than one kind is present
 
-    predictor = FA.Predictor.load()
-    grouped = FA.generated_predictions(predictor, renderer, 12, seed0=7, classes=classes, chunk=5)
+    predictor = Predictor.load()
+    grouped = generated_predictions(predictor, renderer, 12, seed0=7, classes=classes, chunk=5)
     one_by_one = np.concatenate([renderer.render_seeds([7 + i], class_index=c) for i, c in enumerate(classes)])
     np.testing.assert_allclose(grouped.features, predictor.predict(one_by_one).features, atol=1e-4)
 
-    with pytest.raises(FA.AtelierError, match="class-conditional"):
-        FA.generated_predictions(predictor, renderer, 12)
+    with pytest.raises(AtelierError, match="class-conditional"):
+        generated_predictions(predictor, renderer, 12)
 
     result = runner.invoke(app, ["eval-model", "--network", str(tmp_path / "cond.safetensors"), "--samples", "20",
                                  "--json"])
     assert result.exit_code == 0, result.output
-    assert set(json.loads(result.stdout.strip().splitlines()[-1])["tv"]) == set(FA.FACTORS)
+    assert set(json.loads(result.stdout.strip().splitlines()[-1])["tv"]) == set(FACTORS)
 
 
 def test_eval_model_refuses_classes_that_are_not_the_garment_kinds(tmp_path):
@@ -67,12 +71,12 @@ def test_eval_model_refuses_classes_that_are_not_the_garment_kinds(tmp_path):
 
 def test_spread_ratio_tells_a_narrow_distribution_from_a_shifted_one():
     rng = np.random.default_rng(0)
-    real = {name: rng.uniform(0, 1, 4000) for name in FA.SPREAD_FACTORS}
+    real = {name: rng.uniform(0, 1, 4000) for name in SPREAD_FACTORS}
     narrow = {name: 0.5 + 0.3 * (v - 0.5) for name, v in real.items()}
     shifted = {name: v + 0.2 for name, v in real.items()}
-    assert all(abs(r - 0.3) < 0.01 for r in FA.spread_ratios(narrow, real).values())
-    assert all(abs(r - 1.0) < 0.01 for r in FA.spread_ratios(shifted, real).values())
-    assert "hue" not in FA.spread_ratios(real, real)  # circular: a standard deviation would mislead
+    assert all(abs(r - 0.3) < 0.01 for r in spread_ratios(narrow, real).values())
+    assert all(abs(r - 1.0) < 0.01 for r in spread_ratios(shifted, real).values())
+    assert "hue" not in spread_ratios(real, real)  # circular: a standard deviation would mislead
 
 
 def test_eval_model_plot_and_text_report(tmp_path):
@@ -82,7 +86,7 @@ def test_eval_model_plot_and_text_report(tmp_path):
     result = runner.invoke(app, ["eval-model", "--samples", "30", "--plot", str(plot)])
     assert result.exit_code == 0, result.output
     assert "spread" in result.stdout and f"wrote {plot}" in result.stdout
-    for name in FA.FACTORS:
+    for name in FACTORS:
         assert any(line.startswith(name) for line in result.stdout.splitlines()), name
     with Image.open(plot) as image:
         assert image.format == "PNG" and image.width == 4 * 260 and image.height > 3 * 150
@@ -94,12 +98,12 @@ def test_eval_model_plot_and_text_report(tmp_path):
 
 def test_eval_model_histograms_count_every_sample():
     renderer = Renderer(device="cpu")
-    report = FA.eval_model(renderer, FA.Predictor.load(), samples=25)
-    assert set(report["histograms"]) == set(FA.FACTORS)
+    report = eval_model(renderer, Predictor.load(), samples=25)
+    assert set(report["histograms"]) == set(FACTORS)
     for name, pair in report["histograms"].items():
         assert sum(pair["generated"]) == 25 and sum(pair["real"]) == 25, name
-        assert FA.tv_distance(pair["generated"], pair["real"]) == pytest.approx(report["tv"][name], abs=1e-4)
-    assert set(report["spread"]) == set(FA.SPREAD_FACTORS)
+        assert tv_distance(pair["generated"], pair["real"]) == pytest.approx(report["tv"][name], abs=1e-4)
+    assert set(report["spread"]) == set(SPREAD_FACTORS)
     assert all(value > 0 for value in report["spread"].values())
 
 

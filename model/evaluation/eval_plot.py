@@ -9,7 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from model.evaluation.factors import CATEGORICAL, FACTOR_RANGES, FACTORS
+from model.evaluation.distributions import FACTOR_RANGES
+from model.evaluation.predictor import CATEGORICAL, FACTORS
 
 REAL_COLOUR = (190, 190, 196)
 GENERATED_COLOUR = (196, 64, 96)

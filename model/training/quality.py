@@ -2,7 +2,7 @@
 
 At every snapshot the trainer renders a fixed set of latents with G_ema and compares them with a fixed set of
 training images: the Fréchet distance between the two in the factor predictor's feature space
-(model.evaluation.factors).
+(model.evaluation.predictor, model.evaluation.distributions).
 On the synthetic runway stream that is exactly eval-model's Fréchet distance (on fewer samples). On a team's own
 archive the predictor, trained on synthetic looks, is only a proxy feature space: it sees figures, garments,
 colours and layout, not photographic detail. It needs no network download and is the same for every run, so it
@@ -41,7 +41,8 @@ class QualityProbe:
 
     @classmethod
     def from_chunks(cls, chunks: Iterator[np.ndarray], samples: int, predictor=None) -> "QualityProbe":
-        from model.evaluation.factors import Predictor, gaussian_stats
+        from model.evaluation.distributions import gaussian_stats
+        from model.evaluation.predictor import Predictor
 
         predictor = predictor or Predictor.load(require_current=False)
         features = np.concatenate([predictor.predict(images).features for images in chunks])
@@ -51,7 +52,7 @@ class QualityProbe:
     @torch.no_grad()
     def frechet(self, G, c_dim: int) -> float:
         """Fréchet distance of G's samples (ψ = 1, constant noise; classes in turn) from the reference images."""
-        from model.evaluation.factors import frechet_distance, gaussian_stats
+        from model.evaluation.distributions import frechet_distance, gaussian_stats
         from model.network.render import seeds_to_z, to_uint8
 
         device = next(G.parameters()).device
