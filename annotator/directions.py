@@ -4,6 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from db import queries as q
+from db import review_queue
+from db.records import DirectionInfo, ModelInfo
+from db.rules import DEFAULT_STRENGTH_RANGE
 from db.engine import read_session, write_session
 from model.directions import publishing
 
@@ -21,13 +24,13 @@ class Candidate:
     approvals: int
 
 
-def candidates(url: str, set_id: int, model: q.ModelInfo) -> list[Candidate]:
+def candidates(url: str, set_id: int, model: ModelInfo) -> list[Candidate]:
     """Approved components not published yet, and components in conflict that someone approved (shown so the
     refusal and its reason are visible where people publish, not only on the command line)."""
     with read_session(url) as session:
         published = {d.component_id for d in q.active_directions(session, model.id)}
         out = []
-        for status in q.component_statuses(session, set_id):
+        for status in review_queue.component_statuses(session, set_id):
             wanted = status.status == "approved" or (status.status == "conflict" and status.approvals)
             if not wanted or status.component_id in published:
                 continue
@@ -35,7 +38,7 @@ def candidates(url: str, set_id: int, model: q.ModelInfo) -> list[Candidate]:
                          if r.decision == "approve"]
             latest = approvals[0] if approvals else None
             layers = (latest.layer_range if latest and latest.layer_range else (0, model.num_ws))
-            strengths = (latest.strength_range if latest and latest.strength_range else q.DEFAULT_STRENGTH_RANGE)
+            strengths = (latest.strength_range if latest and latest.strength_range else DEFAULT_STRENGTH_RANGE)
             out.append(Candidate(
                 component_id=status.component_id, index=status.index,
                 name=(status.latest_label or f"component {status.index}").strip(),
@@ -71,7 +74,7 @@ def default_span(url: str, renderer, component_id: int, layer_range: tuple[int, 
 
 def publish(url: str, renderer, reviewer: str, model_id: int, component_id: int, name: str, category: str | None,
             layer_range: tuple[int, int], strength_range: tuple[float, float],
-            force: bool = False) -> q.DirectionInfo:
+            force: bool = False) -> DirectionInfo:
     """Publish through the checks (model.directions.publishing); ``force`` overrides their refusals and records them."""
     clean = check_name(name)
     with write_session(url) as session:
@@ -86,12 +89,12 @@ def flags(url: str, model_id: int) -> dict[int, publishing.DirectionFlags]:
         return publishing.direction_flags(session, model_id)
 
 
-def update(url: str, renderer, reviewer: str, direction_id: int, force: bool = False) -> q.DirectionInfo:
+def update(url: str, renderer, reviewer: str, direction_id: int, force: bool = False) -> DirectionInfo:
     with write_session(url) as session:
         return publishing.update_direction(session, renderer, direction_id, reviewer, force=force)
 
 
-def unpublish(url: str, reviewer: str, direction_id: int) -> q.DirectionInfo:
+def unpublish(url: str, reviewer: str, direction_id: int) -> DirectionInfo:
     with write_session(url) as session:
         return q.unpublish_direction(session, direction_id, reviewer)
 
@@ -104,6 +107,6 @@ def export_bytes(url: str, model_id: int, all_reviewed: bool = False) -> bytes:
     return data
 
 
-def export_file_name(model: q.ModelInfo) -> str:
+def export_file_name(model: ModelInfo) -> str:
     safe = "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in model.name).strip("-") or "model"
     return f"atelier-directions-{safe}.zip"

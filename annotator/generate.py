@@ -15,6 +15,7 @@ import numpy as np
 
 from annotator import imaging, services
 from db import queries as q
+from db.records import DirectionInfo, LookEdit, LookInfo
 from core.errors import AtelierError
 from model.network.render import MAX_SEED, check_seed
 
@@ -51,7 +52,7 @@ class Slider:
         return float(min(max(value, low), high))
 
 
-def sliders(directions: Sequence[q.DirectionInfo], sigma_of: Callable[[q.DirectionInfo], float],
+def sliders(directions: Sequence[DirectionInfo], sigma_of: Callable[[DirectionInfo], float],
             warnings: Mapping[int, str] | None = None) -> list[Slider]:
     """``warnings``: direction id → why its slider is marked (model.directions.publishing.direction_flags'
     conflicts)."""
@@ -180,7 +181,7 @@ def to_query(look: LookState) -> dict[str, str]:
     return params
 
 
-def look_from_saved(look: q.LookInfo, available: Sequence[Slider]) -> tuple[LookState, list[str]]:
+def look_from_saved(look: LookInfo, available: Sequence[Slider]) -> tuple[LookState, list[str]]:
     """A saved look as a state; edits whose direction is no longer published are reported, not applied."""
     by_id = {s.id: s for s in available}
     by_name = {s.name: s for s in available}
@@ -198,7 +199,7 @@ def look_from_saved(look: q.LookInfo, available: Sequence[Slider]) -> tuple[Look
                      values=tuple(sorted(values.items()))), warnings
 
 
-def look_differences(look: q.LookInfo, available: Sequence[Slider], fingerprint: str) -> list[str]:
+def look_differences(look: LookInfo, available: Sequence[Slider], fingerprint: str) -> list[str]:
     """How today's sliders would render this saved look differently; empty when they match it exactly.
 
     A look keeps the directions it was made with, so it always reopens as saved; this is what the page says
@@ -228,7 +229,7 @@ def look_differences(look: q.LookInfo, available: Sequence[Slider], fingerprint:
     return found
 
 
-def saved_edits(look: q.LookInfo, available: Sequence[Slider]) -> list:
+def saved_edits(look: LookInfo, available: Sequence[Slider]) -> list:
     """The edits exactly as the look was saved. Looks from before directions were kept with them fall back to
     today's slider of the same direction (or name), as they always did."""
     by_id = {s.id: s for s in available}
@@ -247,7 +248,7 @@ def saved_edits(look: q.LookInfo, available: Sequence[Slider]) -> list:
     return edits
 
 
-def render_saved_jpeg(renderer, look: q.LookInfo, available: Sequence[Slider], display: int = DISPLAY_TARGET) -> bytes:
+def render_saved_jpeg(renderer, look: LookInfo, available: Sequence[Slider], display: int = DISPLAY_TARGET) -> bytes:
     """A saved look as it was saved (its own directions, layers and σ), as JPEG bytes."""
     frozen = all(e.frozen for e in look.edits)
     # A frozen look never changes, so its id (and time, should an id be reused) is enough of a key.
@@ -341,14 +342,14 @@ def random_seed(rng: np.random.Generator | None = None) -> int:
 
 
 def save(url: str, model_id: int, reviewer: str, name: str, look: LookState,
-         available: Sequence[Slider]) -> q.LookInfo:
+         available: Sequence[Slider]) -> LookInfo:
     from db.engine import write_session
 
     if look.seed is None:
         raise AtelierError("Choose a seed before saving the look.")
     by_id = {s.id: s for s in available}
     # Each edit keeps its exact direction (vector, layers, σ), so re-publishing never changes the saved look.
-    edits = [q.LookEdit(name=by_id[d].name, value=v, direction_id=d, vector=by_id[d].vector,
+    edits = [LookEdit(name=by_id[d].name, value=v, direction_id=d, vector=by_id[d].vector,
                         layer_range=by_id[d].layer_range, sigma=by_id[d].sigma)
              for d, v in look.values if d in by_id and v]
     with write_session(url) as session:

@@ -8,6 +8,8 @@ from typing import Sequence
 from annotator import services
 from annotator.strips import StripRequest
 from db import queries as q
+from db import review_queue
+from db.records import ComponentInfo, QueueItem, ReviewRecord
 from db.engine import read_session, write_session
 from core.errors import AtelierError
 from model.directions.strips import StripSpec, sigma_steps, strip_resolution
@@ -43,7 +45,7 @@ class OpeningLayers:
     why: str = ""
 
 
-def opening_layers(component: q.ComponentInfo, last_approved: tuple[int, int] | None,
+def opening_layers(component: ComponentInfo, last_approved: tuple[int, int] | None,
                    presets: dict[str, tuple[int, int]]) -> OpeningLayers:
     """Where a component's strip starts: the layers this reviewer last approved it on, else the group where the
     scores say it acts most, else every layer. Never the previous component's choice, which is how a colour
@@ -70,7 +72,7 @@ def last_approved_layers(url: str, reviewer: str, component_ids: Sequence[int]) 
     return found
 
 
-def strip_request(ctx: services.Context, component: q.ComponentInfo, vector, settings: StripSettings,
+def strip_request(ctx: services.Context, component: ComponentInfo, vector, settings: StripSettings,
                   renderer, seeds: Sequence[int]) -> StripRequest:
     start, stop = settings.layers(renderer)
     spec = StripSpec(
@@ -83,13 +85,13 @@ def strip_request(ctx: services.Context, component: q.ComponentInfo, vector, set
                         vector=vector)
 
 
-def queue(url: str, reviewer: str, set_id: int) -> list[q.QueueItem]:
+def queue(url: str, reviewer: str, set_id: int) -> list[QueueItem]:
     """This reviewer's queue: unreviewed components best-first, skipped ones last."""
     with read_session(url) as session:
-        return q.queue_for(session, reviewer, set_id)
+        return review_queue.queue_for(session, reviewer, set_id)
 
 
-def after(items: Sequence[q.QueueItem], current_id: int | None) -> int | None:
+def after(items: Sequence[QueueItem], current_id: int | None) -> int | None:
     """The component after `current_id` in the queue (the first one if current is not queued)."""
     ids = [item.component_id for item in items]
     if not ids:
@@ -101,7 +103,7 @@ def after(items: Sequence[q.QueueItem], current_id: int | None) -> int | None:
     return ids[0]
 
 
-def upcoming(items: Sequence[q.QueueItem], current_id: int | None, count: int = 2) -> list[int]:
+def upcoming(items: Sequence[QueueItem], current_id: int | None, count: int = 2) -> list[int]:
     """The next `count` components after the current one (what to prefetch)."""
     ids = [item.component_id for item in items if item.component_id != current_id]
     if current_id is not None and current_id in [i.component_id for i in items]:
@@ -129,7 +131,7 @@ def restore_seeds(url: str, set_id: int, seeds: Sequence[int]) -> list[int]:
         return q.set_review_seeds(session, set_id, seeds).review_seeds
 
 
-def component_by_index(url: str, set_id: int, index: int) -> q.ComponentInfo:
+def component_by_index(url: str, set_id: int, index: int) -> ComponentInfo:
     with read_session(url) as session:
         for component in q.list_components(session, set_id):
             if component.index == index:
@@ -147,7 +149,7 @@ class ReviewForm:
 
 def record(url: str, reviewer: str, component_id: int, decision: str, form: ReviewForm,
            layer_range: tuple[int, int] | None = None, strength_range: tuple[float, float] | None = None,
-           seconds_spent: float | None = None) -> q.ReviewRecord:
+           seconds_spent: float | None = None) -> ReviewRecord:
     """Store one decision (skip keeps no label). Raises InvalidInput with a readable message."""
     if decision == "skip":
         form = replace(form, label="", category=None, consistency=None)
@@ -159,7 +161,7 @@ def record(url: str, reviewer: str, component_id: int, decision: str, form: Revi
         )
 
 
-def teammates(url: str, component_id: int, reviewer: str | None) -> list[q.ReviewRecord]:
+def teammates(url: str, component_id: int, reviewer: str | None) -> list[ReviewRecord]:
     """Everyone else's reviews of this component, newest first (what teammates said before)."""
     with read_session(url) as session:
         history = q.review_history(session, component_id)

@@ -4,6 +4,9 @@ from __future__ import annotations
 import pandas as pd
 
 from db import queries as q
+from db import review_queue
+from db.records import Progress
+from db.rules import VOTES
 from db.engine import read_session, write_session
 
 COLUMNS = ("index", "status", "label", "category", "suggested", "effect", "consistency", "locality", "where",
@@ -15,7 +18,7 @@ def components_frame(url: str, set_id: int) -> pd.DataFrame:
     """One row per component: status, label and category from reviews, the automatic scores."""
     with read_session(url) as session:
         components = q.list_components(session, set_id)
-        statuses = {s.component_id: s for s in q.component_statuses(session, set_id)}
+        statuses = {s.component_id: s for s in review_queue.component_statuses(session, set_id)}
     rows = []
     for c in components:
         s = statuses[c.id]
@@ -24,7 +27,7 @@ def components_frame(url: str, set_id: int) -> pd.DataFrame:
             "category": s.latest_category or "", "suggested": c.suggested_category or "", "effect": c.effect,
             "consistency": c.consistency, "locality": c.locality, "where": c.locality_where or "",
             "colour": c.colour_share, "layers": c.layer_sensitivity or "", "priority": c.priority,
-            "why": q.score_reason(c), "dead": c.dead,
+            "why": review_queue.score_reason(c), "dead": c.dead,
             "approvals": s.approvals, "rejections": s.rejections, "unsure": s.unsure,
             "human consistency": s.mean_consistency, "sigma": c.sigma, "component_id": c.id,
         })
@@ -54,14 +57,14 @@ def reject_dead(url: str, set_id: int, reviewer: str) -> int:
         done = 0
         for c in components:
             mine = q.latest_review(session, reviewer, c.id)
-            if mine is not None and mine.decision in q.VOTES:
+            if mine is not None and mine.decision in VOTES:
                 continue
             q.record_review(session, reviewer, c.id, "reject", note="bulk: marked dead by the scores")
             done += 1
     return done
 
 
-def reviewer_frame(progress: q.Progress) -> pd.DataFrame:
+def reviewer_frame(progress: Progress) -> pd.DataFrame:
     return pd.DataFrame([{
         "reviewer": p.reviewer, "reviewed": p.reviewed, "approved": p.approved, "rejected": p.rejected,
         "unsure": p.unsure, "skipped": p.skipped, "remaining": p.remaining,

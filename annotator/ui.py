@@ -11,6 +11,7 @@ import streamlit as st
 from annotator import services
 from db import accounts
 from db import queries as q
+from db.records import ComponentSetInfo
 from db.engine import read_session, write_session
 from core.errors import AtelierError
 
@@ -186,7 +187,7 @@ def require_reviewer(action: str) -> str:
     return name  # type: ignore[return-value]
 
 
-def require_set(ctx: services.Context) -> q.ComponentSetInfo:
+def require_set(ctx: services.Context) -> ComponentSetInfo:
     if ctx.component_set is None:
         st.info("The active model has no component set yet: compute one on the Models page.")
         st.stop()

@@ -229,7 +229,8 @@ def queue(
 
     from db.engine import read_session
     from db.migrate import ensure_current
-    from db.queries import list_components, queue_entries, scoring_progress
+    from db.queries import list_components
+    from db.review_queue import queue_entries, scoring_progress
 
     if top < 0:
         raise AtelierError(f"--top must be 0 (all) or a positive number, not {top}")

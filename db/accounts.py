@@ -30,9 +30,9 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from db.queries import InvalidInput, NotFound, _changed, _name
+from db.rules import NotFound, apply_if_unchanged, check_name
 from db.schema import ROLES, Reviewer, utcnow
-from core.errors import AtelierError
+from core.errors import AtelierError, InvalidInput
 from core.settings import atelier_home
 
 # scrypt's cost: 2**14 × 8 × 128 bytes = 16 MiB and about 50 ms per check; the parameters are stored in each hash,
@@ -151,7 +151,7 @@ def list_accounts(session: Session) -> list[Account]:
 def add_account(session: Session, name: str, password: str, *, admin: bool = False) -> Account:
     """Create an account. A name that already has reviews but no password (from single-user use) becomes the
     account, so that person keeps their reviews."""
-    clean = _name("account name", name, 100)
+    clean = check_name("account name", name, 100)
     encoded = hash_password(check_password_rules(password))
     role = "admin" if admin else "reviewer"
     row = session.scalar(select(Reviewer).where(Reviewer.name == clean))
@@ -165,8 +165,9 @@ def add_account(session: Session, name: str, password: str, *, admin: bool = Fal
             raise AccountError(f"{clean!r} was just created by someone else.") from None
         return _account(row)
     # The epoch moves on: a cookie handed out for this name in single-user mode must not sign in as the account.
-    if not _changed(session, update(Reviewer).where(Reviewer.id == row.id, Reviewer.password_hash.is_(None))
-                    .values(password_hash=encoded, role=role, session_epoch=Reviewer.session_epoch + 1)):
+    if not apply_if_unchanged(session, update(Reviewer)
+                              .where(Reviewer.id == row.id, Reviewer.password_hash.is_(None))
+                              .values(password_hash=encoded, role=role, session_epoch=Reviewer.session_epoch + 1)):
         raise AccountError(f"{clean!r} already has an account: `atelier users passwd {clean}` sets a new password.")
     session.refresh(row)
     return _account(row)
@@ -176,8 +177,8 @@ def set_password(session: Session, name: str, password: str) -> Account:
     """A new password; every session signed in with the old one ends (the epoch moves on)."""
     row = _row(session, name)
     encoded = hash_password(check_password_rules(password))
-    _changed(session, update(Reviewer).where(Reviewer.id == row.id)
-             .values(password_hash=encoded, session_epoch=Reviewer.session_epoch + 1))
+    apply_if_unchanged(session, update(Reviewer).where(Reviewer.id == row.id)
+                       .values(password_hash=encoded, session_epoch=Reviewer.session_epoch + 1))
     session.refresh(row)
     return _account(row)
 
@@ -195,8 +196,8 @@ def set_role(session: Session, name: str, role: str) -> Account:
     session.execute(select(Reviewer.id).where(Reviewer.role == "admin").with_for_update())
     if row.role == "admin" and role != "admin" and row.disabled_at is None and _active_admins(session) <= 1:
         raise AccountError(f"{row.name!r} is the last admin; make someone else admin first.")
-    if not _changed(session, update(Reviewer).where(Reviewer.id == row.id, Reviewer.role == row.role)
-                    .values(role=role)):
+    if not apply_if_unchanged(session, update(Reviewer).where(Reviewer.id == row.id, Reviewer.role == row.role)
+                              .values(role=role)):
         raise AccountError(f"{row.name!r}'s role was just changed by someone else; see `atelier users list`.")
     session.refresh(row)
     return _account(row)
@@ -210,7 +211,7 @@ def set_disabled(session: Session, name: str, disabled: bool) -> Account:
         raise AccountError(f"{row.name!r} is the last admin; make someone else admin first.")
     condition = Reviewer.disabled_at.is_(None) if disabled else Reviewer.disabled_at.is_not(None)
     values = {"disabled_at": utcnow() if disabled else None, "session_epoch": Reviewer.session_epoch + 1}
-    if not _changed(session, update(Reviewer).where(Reviewer.id == row.id, condition).values(**values)):
+    if not apply_if_unchanged(session, update(Reviewer).where(Reviewer.id == row.id, condition).values(**values)):
         raise AccountError(f"{row.name!r} is already {'disabled' if disabled else 'enabled'}.")
     session.refresh(row)
     return _account(row)

@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import text  # noqa: E402
 
+from core.errors import InvalidInput  # noqa: E402
 from db import queries  # noqa: E402
 from db.engine import is_sqlite, sqlite_path, write_session  # noqa: E402
 
@@ -49,7 +50,7 @@ def unpublish(url: str, reviewer: str, direction_id: int) -> None:
     try:
         with write_session(url) as session:
             queries.unpublish_direction(session, direction_id, reviewer)
-    except queries.InvalidInput as exc:
+    except InvalidInput as exc:
         print(f"REFUSED {exc}", flush=True)
         return
     print("OK", flush=True)

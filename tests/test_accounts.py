@@ -12,7 +12,7 @@ import pytest
 from annotator.access import PathRefused, server_path
 from db import accounts as a
 from core.errors import AtelierError
-from db import queries as q
+from db.rules import NotFound
 from db.engine import read_session, write_session
 from db_fixtures import Seeded, backend, db_url, empty_url, seeded  # noqa: F401
 
@@ -86,7 +86,7 @@ def test_accounts_roles_and_sign_in(seeded: Seeded) -> None:
         a.set_role(session, "dora", "admin")
         a.set_role(session, "ana", "reviewer")  # now allowed: dora is an admin
         a.set_disabled(session, "ana", True)
-        with pytest.raises(q.NotFound, match="no account 'ben'"):
+        with pytest.raises(NotFound, match="no account 'ben'"):
             a.set_password(session, "ben", PASSWORD)
     with read_session(s.url) as session:
         with pytest.raises(a.AccountError, match="Wrong name or password"):

@@ -321,7 +321,7 @@ def test_escape_markdown_shows_text_literally():
 
 def test_queue_navigation_helpers():
     from annotator.review import after, upcoming
-    from db.queries import QueueItem
+    from db.records import QueueItem
 
     items = [QueueItem(component_id=i, index=i, priority=None, skipped=False) for i in (4, 5, 6)]
     assert after(items, 5) == 6 and after(items, 6) is None and after(items, 99) == 4
@@ -546,12 +546,13 @@ def test_publish_form_keeps_its_range_after_visiting_another_page(env):
 def test_review_shows_why_a_component_is_there_and_the_suggestion_prefills_the_form(env):
     from db import queries as q
     from db.engine import write_session
+    from db.records import ComponentScores
 
     at = _app("Kai")
     with write_session() as session:  # a component Kai has not opened yet (its form does not exist yet)
         set_id = q.get_component(session, at.session_state["rv.current"]).set_id
         component_id = q.list_components(session, set_id)[200].id
-        q.update_scores(session, set_id, [q.ComponentScores(
+        q.update_scores(session, set_id, [ComponentScores(
             index=200, effect=0.05, consistency=0.61, locality=0.4, locality_where="bottom-centre",
             colour_share=0.1, layer_sensitivity="all", suggested_category="background", priority=0.7, dead=False,
             score_details={"reason": "12% of the image changes visibly; [a link](https://evil.example)",

@@ -64,6 +64,7 @@ def _prepare() -> dict:
     from annotator import maps, services
     from db import queries as q
     from db.engine import read_session, write_session
+    from db.records import ComponentScores
 
     ctx = services.bootstrap(score_in_background=False)
     renderer = services.renderer_for(ctx.model)
@@ -75,8 +76,8 @@ def _prepare() -> dict:
     with write_session(ctx.url) as session:
         q.set_review_seeds(session, ctx.component_set.id, SEEDS)
         # The queue is in index order while nothing is scored; 0 and 1 get a suggested group, 2 none.
-        q.update_scores(session, ctx.component_set.id, [q.ComponentScores(index=0, layer_sensitivity="coarse"),
-                                                        q.ComponentScores(index=1, layer_sensitivity="fine")])
+        q.update_scores(session, ctx.component_set.id, [ComponentScores(index=0, layer_sensitivity="coarse"),
+                                                        ComponentScores(index=1, layer_sensitivity="fine")])
         for name in ("Ana", "Eve", "Setup"):
             q.ensure_reviewer(session, name)
     maps.compute(renderer, 200)

@@ -1,8 +1,9 @@
 """Lost updates: two people changing the same state at once must not both be told "done" (SQLite and PostgreSQL).
 
-Each state change in db/queries.py is conditional on the state it read (or locks the row). These tests make the
-dangerous interleaving happen for real: one writer changes a row inside an open transaction, a second writer reads
-the old state and then has to wait; when the first commits, the second must be refused, not overwrite it.
+Each state change in db/queries.py is conditional on the state it read (db.rules.apply_if_unchanged) or locks the
+row. These tests make the dangerous interleaving happen for real: one writer changes a row inside an open
+transaction, a second writer reads the old state and then has to wait; when the first commits, the second must be
+refused, not overwrite it.
 """
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ import pytest
 from sqlalchemy.orm import Session
 
 from db import queries as q
+from db.rules import NotFound
+from core.errors import InvalidInput
 from db.engine import read_session, write_session
 from db_fixtures import Seeded, backend, db_url, empty_url, seeded  # noqa: F401
 
@@ -71,7 +74,7 @@ def test_unpublish_after_a_teammate_is_refused(seeded: Seeded) -> None:
         lambda session: q.unpublish_direction(session, direction, "ana"),
         lambda session: q.unpublish_direction(session, direction, "ben"),
     )
-    assert isinstance(error, q.InvalidInput)
+    assert isinstance(error, InvalidInput)
     assert "'longer sleeves' is already unpublished (by ana)" in str(error)
     with read_session(s.url) as session:
         info = q.get_direction(session, direction)
@@ -115,13 +118,13 @@ def test_retire_and_rename_after_a_teammate_are_refused(seeded: Seeded) -> None:
         lambda session: q.retire_category(session, "pattern"),
     )
     # The second reader found the category still active and lost the race; or (SQLite, serial) found it retired.
-    assert isinstance(error, q.InvalidInput) and "pattern" in str(error)
+    assert isinstance(error, InvalidInput) and "pattern" in str(error)
     error = second_writer_after_first(
         s.url,
         lambda session: q.rename_category(session, "colour", "color"),
         lambda session: q.rename_category(session, "colour", "hue"),
     )
-    assert isinstance(error, q.InvalidInput)
+    assert isinstance(error, InvalidInput)
     with read_session(s.url) as session:
         names = [c.name for c in q.list_categories(session, include_retired=True)]
     assert "color" in names and "hue" not in names and "colour" not in names
@@ -136,7 +139,7 @@ def test_resampling_seeds_after_a_teammate_is_refused(seeded: Seeded) -> None:
         lambda session: q.set_review_seeds(session, s.set_id, [10, 11], expected=seen),
         lambda session: q.set_review_seeds(session, s.set_id, [20, 21], expected=seen),
     )
-    assert isinstance(error, q.InvalidInput) and "changed this set's review seeds" in str(error)
+    assert isinstance(error, InvalidInput) and "changed this set's review seeds" in str(error)
     with read_session(s.url) as session:
         assert q.get_component_set(session, s.set_id).review_seeds == [10, 11]
 
@@ -164,7 +167,7 @@ def test_deleting_a_look_twice(seeded: Seeded) -> None:
         look = q.save_look(session, s.model_id, "ana", "coat", 3, 0.7, [])
     error = second_writer_after_first(
         s.url, lambda session: q.delete_look(session, look.id), lambda session: q.delete_look(session, look.id))
-    assert isinstance(error, q.NotFound) and "deleted already" in str(error)
+    assert isinstance(error, NotFound) and "deleted already" in str(error)
 
 
 def test_moving_a_model_after_a_teammate_is_refused(seeded: Seeded, backend: str) -> None:
@@ -181,7 +184,7 @@ def test_moving_a_model_after_a_teammate_is_refused(seeded: Seeded, backend: str
     with read_session(s.url) as session:
         path = q.get_model(session, s.model_id).path
     if backend == "postgres":
-        assert isinstance(error, q.InvalidInput) and "just registered from /models/moved-a" in str(error)
+        assert isinstance(error, InvalidInput) and "just registered from /models/moved-a" in str(error)
         assert path == "/models/moved-a.safetensors"
     else:
         assert error is None and path == "/models/moved-b.safetensors"

@@ -15,7 +15,9 @@ from sqlalchemy.exc import IntegrityError
 from typer.testing import CliRunner
 
 from conftest import assert_clean_user_error
-from db import migrate, queries as q
+from db import migrate, queries as q, review_queue
+from db.records import LookEdit
+from core.errors import InvalidInput
 from cli.db_commands import register
 from db.engine import DatabaseError, make_engine, normalise_url, read_session, write_session
 from db.schema import Base, vector_to_bytes
@@ -119,7 +121,7 @@ def test_database_made_by_first_revision_upgrades_with_data_intact(empty_url: st
 
     def check() -> None:
         with read_session(url) as session:
-            statuses = q.component_statuses(session, 1)
+            statuses = review_queue.component_statuses(session, 1)
             assert [(s.status, s.latest_label, s.latest_category, s.mean_consistency) for s in statuses] == [
                 ("approved", label, "sleeve", 5.0), ("rejected", None, None, None)]
             assert [c.dead for c in q.list_components(session, 1)] == [False, False]  # new column's default
@@ -186,11 +188,11 @@ def test_database_at_0002_upgrades_to_0003_with_data_intact(empty_url: str) -> N
             assert history[2].published_at.isoformat() == "2025-01-31T12:00:00+00:00"
             np.testing.assert_allclose(history[2].vector, vector * 3, rtol=1e-6)
             assert [c.dead for c in q.list_components(session, 1)] == [True]
-            assert q.list_looks(session, 1)[0].edits == (q.LookEdit("Sleeves", 1.5, 1),)
+            assert q.list_looks(session, 1)[0].edits == (LookEdit("Sleeves", 1.5, 1),)
 
     check(None)
     with write_session(url) as session:  # the new column is written, and the active-name index still holds
-        with pytest.raises(q.InvalidInput, match="already published"):
+        with pytest.raises(InvalidInput, match="already published"):
             q.publish_direction(session, 1, "Sleeves", "ana", vector=vector)
         q.unpublish_direction(session, 3, "ana")
         assert q.publish_direction(session, 1, "Shine", "ana", vector=vector, sigma=0.25).sigma == 0.25
@@ -256,7 +258,7 @@ def test_database_at_0005_upgrades_to_0006_scores_keep_their_priority_and_backgr
     with read_session(url) as session:
         components = q.list_components(session, info.id)
         assert [(c.index, c.priority, c.score_details) for c in components] == [(0, None, None), (1, 0.7, None)]
-        assert "priority 0.70 (scored before reasons were kept" in q.score_reason(components[1])
+        assert "priority 0.70 (scored before reasons were kept" in review_queue.score_reason(components[1])
         names = [c.name for c in q.list_categories(session)]
         assert names.count("background") == 1 and names[-1] == "background"
     assert migrate.downgrade(url, "0005") == "0005"
@@ -382,7 +384,7 @@ def test_database_at_0003_upgrades_to_0004_and_back_with_data_intact(empty_url: 
         q.unpublish_direction(session, old.id, "ana")
         new = q.publish_direction(session, 1, "Sleeves", "ana", vector=np.ones(4), measured_effect=0.002,
                                   override_reasons=["The slider changes nothing visible."])
-        edit = q.LookEdit("Sleeves", 1.5, new.id, vector=np.arange(4) / 3, layer_range=(1, 3), sigma=0.5)
+        edit = LookEdit("Sleeves", 1.5, new.id, vector=np.arange(4) / 3, layer_range=(1, 3), sigma=0.5)
         saved = q.save_look(session, 1, "ana", "gown 2", 7, 0.7, [edit])
     with read_session(url) as session:
         again = q.get_look(session, saved.id)

@@ -8,23 +8,25 @@ import numpy as np
 import pytest
 from sqlalchemy import event, func, select
 
-from db import queries as q
+from db import queries as q, review_queue
+from db.records import ComponentScores, ComponentStatus, LookEdit, ReviewRecord, ReviewerProgress
+from db.rules import DEFAULT_STRENGTH_RANGE, NotFound, VOTES
 from db.engine import read_session, write_session
 from db.schema import Look, PublishedDirection, Review
-from core.errors import AtelierError
+from core.errors import AtelierError, InvalidInput
 from db_fixtures import NUM_WS, W_DIM, Seeded, backend, db_url, empty_url, seeded  # noqa: F401
 
 
-def review(s: Seeded, who: str, index: int, decision: str, **kwargs) -> q.ReviewRecord:
+def review(s: Seeded, who: str, index: int, decision: str, **kwargs) -> ReviewRecord:
     if decision == "approve":
         kwargs.setdefault("label", f"label {index}")
     with write_session(s.url) as session:
         return q.record_review(session, who, s.component_ids[index], decision, **kwargs)
 
 
-def statuses(s: Seeded, k: int | None = None) -> dict[int, q.ComponentStatus]:
+def statuses(s: Seeded, k: int | None = None) -> dict[int, ComponentStatus]:
     with read_session(s.url) as session:
-        return {st.index: st for st in q.component_statuses(session, s.set_id, k)}
+        return {st.index: st for st in review_queue.component_statuses(session, s.set_id, k)}
 
 
 def review_count(s: Seeded) -> int:
@@ -70,7 +72,7 @@ def test_min_approvals_k(seeded: Seeded, monkeypatch: pytest.MonkeyPatch) -> Non
     assert statuses(s)[0].status == "conflict"
     monkeypatch.setenv("ATELIER_MIN_APPROVALS", "zero")
     with read_session(s.url) as session, pytest.raises(AtelierError, match="ATELIER_MIN_APPROVALS must be"):
-        q.component_statuses(session, s.set_id)
+        review_queue.component_statuses(session, s.set_id)
 
 
 def test_category_disagreement_among_approvers_is_listed(seeded: Seeded) -> None:
@@ -104,9 +106,9 @@ def test_undo_walks_back_and_history_keeps_everything(seeded: Seeded) -> None:
         assert q.latest_review(session, "ana", s.component_ids[0]) is None
         assert q.latest_review(session, "ben", s.component_ids[0]).label == "skirt"
         # Withdrawn: the component is back in ana's queue at its normal place.
-        assert q.queue_for(session, "ana", s.set_id)[0].component_id == s.component_ids[0]
+        assert review_queue.queue_for(session, "ana", s.set_id)[0].component_id == s.component_ids[0]
 
-    with write_session(s.url) as session, pytest.raises(q.InvalidInput, match="no review .* to undo"):
+    with write_session(s.url) as session, pytest.raises(InvalidInput, match="no review .* to undo"):
         q.undo_last_review(session, "ana", s.component_ids[0])
 
     with read_session(s.url) as session:
@@ -155,9 +157,9 @@ def test_latest_votes_per_component_in_one_query(seeded: Seeded) -> None:
         # The same as replaying each component's history.
         for cid in s.component_ids:
             latest = {r.reviewer: r for r in q.review_history(session, cid)}
-            expected = sorted((r for r in latest.values() if r.decision in q.VOTES), key=lambda r: r.id)
+            expected = sorted((r for r in latest.values() if r.decision in VOTES), key=lambda r: r.id)
             assert votes.get(cid, []) == expected
-        with pytest.raises(q.NotFound, match="Unknown component set 999"):
+        with pytest.raises(NotFound, match="Unknown component set 999"):
             q.latest_votes(session, 999)
 
 
@@ -168,31 +170,32 @@ def test_queue_is_priority_order_with_skips_last(seeded: Seeded) -> None:
     s = seeded
     with write_session(s.url) as session:
         q.update_scores(session, s.set_id, [
-            q.ComponentScores(index=0, priority=5.0),
-            q.ComponentScores(index=1, priority=1.0),
-            q.ComponentScores(index=2, priority=3.0),
+            ComponentScores(index=0, priority=5.0),
+            ComponentScores(index=1, priority=1.0),
+            ComponentScores(index=2, priority=3.0),
             {"index": 3, "priority": 2.0, "dead": True},
             # 4 and 5 are not scored yet: placed by the median priority of the live ones scored above them in
             # eigenvalue order (5, 1, 3 -> 3), after the scored component of that priority.
         ])
     with read_session(s.url) as session:
         # Higher priority first (model.directions.scores gives the most promising components the highest numbers).
-        assert [i.index for i in q.queue_for(session, "ana", s.set_id)] == [0, 2, 4, 5, 1]
-        assert [i.index for i in q.queue_for(session, "ana", s.set_id, include_dead=True)] == [0, 2, 4, 5, 1, 3]
+        assert [i.index for i in review_queue.queue_for(session, "ana", s.set_id)] == [0, 2, 4, 5, 1]
+        everything = review_queue.queue_for(session, "ana", s.set_id, include_dead=True)
+        assert [i.index for i in everything] == [0, 2, 4, 5, 1, 3]
     review(s, "ana", 1, "skip")
     review(s, "ana", 2, "approve")
     review(s, "ana", 0, "skip")
     review(s, "ben", 4, "reject")  # someone else's review does not take it out of ana's queue
     with read_session(s.url) as session:
-        queue = q.queue_for(session, "ana", s.set_id)
+        queue = review_queue.queue_for(session, "ana", s.set_id)
         assert [(i.index, i.skipped) for i in queue] == [(4, False), (5, False), (1, True), (0, True)]
-        assert [i.index for i in q.queue_for(session, "ana", s.set_id, limit=2)] == [4, 5]
-        assert [i.index for i in q.queue_for(session, "ben", s.set_id)] == [0, 2, 5, 1]
+        assert [i.index for i in review_queue.queue_for(session, "ana", s.set_id, limit=2)] == [4, 5]
+        assert [i.index for i in review_queue.queue_for(session, "ben", s.set_id)] == [0, 2, 5, 1]
     review(s, "ana", 1, "skip")  # skipped again: goes behind 0
     with read_session(s.url) as session:
-        assert [i.index for i in q.queue_for(session, "ana", s.set_id)][-2:] == [0, 1]
-        with pytest.raises(q.NotFound, match="Unknown reviewer 'zoe'"):
-            q.queue_for(session, "zoe", s.set_id)
+        assert [i.index for i in review_queue.queue_for(session, "ana", s.set_id)][-2:] == [0, 1]
+        with pytest.raises(NotFound, match="Unknown reviewer 'zoe'"):
+            review_queue.queue_for(session, "zoe", s.set_id)
 
 
 def test_progress_counts(seeded: Seeded) -> None:
@@ -204,12 +207,12 @@ def test_progress_counts(seeded: Seeded) -> None:
     with write_session(s.url) as session:
         q.update_scores(session, s.set_id, [{"index": 5, "dead": True}])
     with read_session(s.url) as session:
-        p = q.progress(session, s.set_id)
-        queue_length = len(q.queue_for(session, "ana", s.set_id))
+        p = review_queue.progress(session, s.set_id)
+        queue_length = len(review_queue.queue_for(session, "ana", s.set_id))
     assert p.total == 6
     assert p.by_status == {"approved": 1, "rejected": 1, "conflict": 0, "unsure": 0, "in_review": 0, "unreviewed": 4}
     # remaining: 6 components - 1 dead - 2 voted on (the skipped one is still to do), as long as the queue.
-    assert p.by_reviewer["ana"] == q.ReviewerProgress("ana", approved=1, rejected=1, unsure=0, skipped=1, remaining=3)
+    assert p.by_reviewer["ana"] == ReviewerProgress("ana", approved=1, rejected=1, unsure=0, skipped=1, remaining=3)
     assert p.by_reviewer["ana"].remaining == queue_length
     assert p.by_reviewer["ana"].reviewed == 2
     assert p.by_reviewer["cleo"].remaining == 5
@@ -225,7 +228,7 @@ def test_agreement_on_decisions_categories_and_consistency(seeded: Seeded) -> No
             review(s, who, index, decision, **extra)
     review(s, "cleo", 5, "skip")  # a skip is a missing rating, not a value
     with read_session(s.url) as session:
-        a = q.agreement(session, s.set_id)
+        a = review_queue.agreement(session, s.set_id)
     # Coincidences: approve-approve 2, reject-reject 4, approve-reject 1 + 1 → n = 8, n_a = 3, n_r = 5.
     # alpha = 1 - (n - 1) * 2 / (2 * n_a * n_r) = 1 - 7 * 2 / 30.
     assert a.decision_alpha == pytest.approx(1 - 14 / 30)
@@ -262,7 +265,7 @@ def test_bad_reviews_are_refused_and_nothing_is_written(seeded: Seeded) -> None:
     s = seeded
     for kwargs, message in BAD_REVIEWS:
         args = {"reviewer": "ana", "component_id": s.component_ids[0], "decision": "approve", "label": "ok"} | kwargs
-        with pytest.raises(q.InvalidInput, match=message):
+        with pytest.raises(InvalidInput, match=message):
             with write_session(s.url) as session:
                 # A valid review first in the same transaction: the failure must take it back too.
                 q.record_review(session, "ben", s.component_ids[1], "reject")
@@ -280,7 +283,7 @@ def test_labels_are_stored_exactly_as_typed(seeded: Seeded) -> None:
     with read_session(seeded.url) as session:
         stored = q.review_history(session, seeded.component_ids[0])[0]
         assert stored.label == label and stored.note == "<b>note</b>"
-        assert q.component_statuses(session, seeded.set_id)[0].latest_label == label
+        assert review_queue.component_statuses(session, seeded.set_id)[0].latest_label == label
 
 
 # --------------------------------------------------------------------------------- reviewers, taxonomy
@@ -291,9 +294,9 @@ def test_reviewers_and_taxonomy(seeded: Seeded) -> None:
     with write_session(s.url) as session:
         assert q.ensure_reviewer(session, "  dora ").name == "dora"
         assert q.ensure_reviewer(session, "dora").id == q.ensure_reviewer(session, "dora").id
-        with pytest.raises(q.InvalidInput, match="already exists"):
+        with pytest.raises(InvalidInput, match="already exists"):
             q.add_reviewer(session, "ana")
-        with pytest.raises(q.InvalidInput, match="empty"):
+        with pytest.raises(InvalidInput, match="empty"):
             q.add_reviewer(session, " ")
     with read_session(s.url) as session:
         assert [r.name for r in q.list_reviewers(session)] == ["ana", "ben", "cleo", "dora"]
@@ -305,7 +308,7 @@ def test_reviewers_and_taxonomy(seeded: Seeded) -> None:
         q.rename_category(session, "colour", "color")
         q.add_category(session, "hem")
         q.retire_category(session, "pattern")
-        with pytest.raises(q.InvalidInput, match="already exists"):
+        with pytest.raises(InvalidInput, match="already exists"):
             q.rename_category(session, "color", "sleeve")
     with read_session(s.url) as session:
         names = [c.name for c in q.list_categories(session)]
@@ -313,7 +316,7 @@ def test_reviewers_and_taxonomy(seeded: Seeded) -> None:
         assert [c.name for c in q.list_categories(session, include_retired=True)].count("pattern") == 1
         # Past reviews follow the rename.
         assert q.review_history(session, s.component_ids[0])[0].category == "color"
-    with pytest.raises(q.NotFound, match="Category 'pattern' is retired"), write_session(s.url) as session:
+    with pytest.raises(NotFound, match="Category 'pattern' is retired"), write_session(s.url) as session:
         q.record_review(session, "ana", s.component_ids[1], "reject", category="pattern")
     with write_session(s.url) as session:
         assert q.add_category(session, "pattern").retired is False  # adding a retired one restores it
@@ -327,11 +330,11 @@ def test_models_sets_vectors_and_scores(seeded: Seeded) -> None:
     with write_session(s.url) as session:
         again = q.register_model(session, "demo", "/moved/demo.safetensors", "AB" * 32, {"w_dim": 8, "num_ws": 6})
         assert again.id == s.model_id and again.path == "/moved/demo.safetensors"
-        with pytest.raises(q.InvalidInput, match="already registered as 'demo'"):
+        with pytest.raises(InvalidInput, match="already registered as 'demo'"):
             q.register_model(session, "demo", "/x", "cd" * 32, {"w_dim": 8, "num_ws": 6})
-        with pytest.raises(q.InvalidInput, match="64 hex digits"):
+        with pytest.raises(InvalidInput, match="64 hex digits"):
             q.register_model(session, "other", "/x", "xyz", {"w_dim": 8, "num_ws": 6})
-        with pytest.raises(q.InvalidInput, match="lacks 'num_ws'"):
+        with pytest.raises(InvalidInput, match="lacks 'num_ws'"):
             q.register_model(session, "other", "/x", "cd" * 32, {"w_dim": 8})
 
         vectors = np.arange(3 * W_DIM, dtype=np.float64).reshape(3, W_DIM) / 7
@@ -342,23 +345,23 @@ def test_models_sets_vectors_and_scores(seeded: Seeded) -> None:
         np.testing.assert_array_equal(q.component_vector(session, first.id), vectors[0].astype(np.float32))
         assert q.set_review_seeds(session, info.id, [7, 2**32 - 1]).review_seeds == [7, 2**32 - 1]
 
-        with pytest.raises(q.InvalidInput, match=r"shape \(3, 5\)"):
+        with pytest.raises(InvalidInput, match=r"shape \(3, 5\)"):
             q.add_component_set(session, s.model_id, "pca", {}, 1, np.zeros((3, 5)), [1, 1, 1])
-        with pytest.raises(q.InvalidInput, match="sigmas must be 3"):
+        with pytest.raises(InvalidInput, match="sigmas must be 3"):
             q.add_component_set(session, s.model_id, "pca", {}, 1, vectors, [1, 1])
-        with pytest.raises(q.InvalidInput, match="plain JSON"):
+        with pytest.raises(InvalidInput, match="plain JSON"):
             q.add_component_set(session, s.model_id, "pca", {"x": object()}, 1, vectors, [1, 1, 1])
-        with pytest.raises(q.InvalidInput, match="review seed must be between"):
+        with pytest.raises(InvalidInput, match="review seed must be between"):
             q.set_review_seeds(session, info.id, [-1])
 
         assert q.update_scores(session, info.id, [
             {"index": 0, "effect": 0.5, "locality": 0.2, "locality_where": "sleeves", "layer_sensitivity": "coarse",
              "suggested_category": "sleeve", "colour_share": 0.1, "consistency": 0.9, "priority": 1.5},
-            q.ComponentScores(index=2, effect=np.float32(0.25)),
+            ComponentScores(index=2, effect=np.float32(0.25)),
         ]) == 2
-        with pytest.raises(q.InvalidInput, match="Unknown score field"):
+        with pytest.raises(InvalidInput, match="Unknown score field"):
             q.update_scores(session, info.id, [{"index": 0, "bogus": 1}])
-        with pytest.raises(q.NotFound, match="index 9 is not in set"):
+        with pytest.raises(NotFound, match="index 9 is not in set"):
             q.update_scores(session, info.id, [{"index": 9, "effect": 1}])
     with read_session(s.url) as session:
         comps = q.list_components(session, info.id)
@@ -382,20 +385,20 @@ def test_publish_unpublish_republish_keeps_history(seeded: Seeded) -> None:
         np.testing.assert_array_equal(d.vector, q.component_vector(session, s.component_ids[0]))
         sup = q.publish_direction(session, s.model_id, "Brightness", "ben", vector=np.ones(W_DIM))
         assert sup.source == "supervised" and sup.layer_range == (0, NUM_WS)
-        assert sup.strength_range == q.DEFAULT_STRENGTH_RANGE
-        with pytest.raises(q.InvalidInput, match="already published"):
+        assert sup.strength_range == DEFAULT_STRENGTH_RANGE
+        with pytest.raises(InvalidInput, match="already published"):
             q.publish_direction(session, s.model_id, "Sleeve length", "ben", vector=np.ones(W_DIM))
-        with pytest.raises(q.InvalidInput, match="outside this model's"):
+        with pytest.raises(InvalidInput, match="outside this model's"):
             q.publish_direction(session, s.model_id, "x", "ben", vector=np.ones(W_DIM), layer_range=(0, 99))
-        with pytest.raises(q.InvalidInput, match=r"needs \(8,\)"):
+        with pytest.raises(InvalidInput, match=r"needs \(8,\)"):
             q.publish_direction(session, s.model_id, "x", "ben", vector=np.ones(3))
-        with pytest.raises(q.InvalidInput, match="all zeros"):
+        with pytest.raises(InvalidInput, match="all zeros"):
             q.publish_direction(session, s.model_id, "x", "ben", vector=np.zeros(W_DIM))
 
     with write_session(s.url) as session:
         gone = q.unpublish_direction(session, d.id, "ben")
         assert (gone.active, gone.unpublished_by) == (False, "ben")
-        with pytest.raises(q.InvalidInput, match="already unpublished"):
+        with pytest.raises(InvalidInput, match="already unpublished"):
             q.unpublish_direction(session, d.id, "ben")
         again = q.publish_direction(session, s.model_id, "Sleeve length", "cleo", vector=np.full(W_DIM, 0.5))
     with read_session(s.url) as session:
@@ -422,7 +425,7 @@ def test_publish_keeps_sigma_and_time(seeded: Seeded) -> None:
                              ({"sigma": "2"}, "sigma must be a number"),
                              ({"published_at": datetime(2025, 1, 31)}, "published_at must be a datetime with a time"),
                              ({"published_at": "2025-01-31T12:00:00+00:00"}, "published_at must be a datetime")]:
-            with pytest.raises(q.InvalidInput, match=message):
+            with pytest.raises(InvalidInput, match=message):
                 q.publish_direction(session, s.model_id, "x", "ana", vector=np.ones(W_DIM), **bad)
     with read_session(s.url) as session:
         stored = {d.name: (d.sigma, d.published_at) for d in q.active_directions(session, s.model_id)}
@@ -443,7 +446,7 @@ def test_publish_keeps_sigma_and_time(seeded: Seeded) -> None:
 def test_publish_refuses_names_the_export_would_refuse(seeded: Seeded, name: object, message: str) -> None:
     s = seeded
     with write_session(s.url) as session:
-        with pytest.raises(q.InvalidInput, match="^Cannot publish: .*" + message):
+        with pytest.raises(InvalidInput, match="^Cannot publish: .*" + message):
             q.publish_direction(session, s.model_id, name, "ana", vector=np.ones(W_DIM))  # type: ignore[arg-type]
         # Surrounding spaces are trimmed as before; any other printable text is a fine name.
         assert q.publish_direction(session, s.model_id, "  Ärmel: länger (a.b) ", "ana",
@@ -458,9 +461,9 @@ def test_looks_save_list_delete(seeded: Seeded) -> None:
     with write_session(s.url) as session:
         d = q.publish_direction(session, s.model_id, "Sleeve", "ana", vector=np.ones(W_DIM))
         look = q.save_look(session, s.model_id, "ana", "Red gown", 2**32 - 1, 0.7,
-                           [{"direction_id": d.id, "value": 1.5}, q.LookEdit(name="Sleeve", value=-0.5)],
+                           [{"direction_id": d.id, "value": 1.5}, LookEdit(name="Sleeve", value=-0.5)],
                            class_index=2)
-        assert look.edits == (q.LookEdit("Sleeve", 1.5, d.id), q.LookEdit("Sleeve", -0.5, None))
+        assert look.edits == (LookEdit("Sleeve", 1.5, d.id), LookEdit("Sleeve", -0.5, None))
         q.save_look(session, s.model_id, "ben", "Plain", 0, 1.0, [])
         for bad, message in [({"seed": 2**32}, "seed must be between"), ({"psi": float("inf")}, "psi must be a finite"),
                              ({"class_index": 3}, "class must be between 0 and 2"),
@@ -468,7 +471,7 @@ def test_looks_save_list_delete(seeded: Seeded) -> None:
                              ({"edits": [{"value": 1}]}, "needs a direction name"),
                              ({"name": ""}, "look name is empty")]:
             args = {"model_id": s.model_id, "reviewer": "ana", "name": "x", "seed": 1, "psi": 0.5, "edits": []} | bad
-            with pytest.raises(q.InvalidInput, match=message):
+            with pytest.raises(InvalidInput, match=message):
                 q.save_look(session, **args)
     with read_session(s.url) as session:
         assert [x.name for x in q.list_looks(session, s.model_id)] == ["Plain", "Red gown"]
@@ -476,7 +479,7 @@ def test_looks_save_list_delete(seeded: Seeded) -> None:
         assert q.get_look(session, look.id).seed == 2**32 - 1
     with write_session(s.url) as session:
         q.delete_look(session, look.id)
-        with pytest.raises(q.NotFound):
+        with pytest.raises(NotFound):
             q.delete_look(session, look.id)
     with read_session(s.url) as session:
         assert session.scalar(select(func.count()).select_from(Look)) == 1
@@ -486,5 +489,5 @@ def test_unconditional_model_refuses_a_class(db_url: str) -> None:
     with write_session(db_url) as session:
         model = q.register_model(session, "plain", "/p", "ef" * 32, {"w_dim": 4, "num_ws": 2, "c_dim": 0})
         q.add_reviewer(session, "ana")
-        with pytest.raises(q.InvalidInput, match="unconditional"):
+        with pytest.raises(InvalidInput, match="unconditional"):
             q.save_look(session, model.id, "ana", "x", 1, 0.5, [], class_index=0)

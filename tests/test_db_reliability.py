@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, text
 
-from db import queries as q
+from db import queries as q, review_queue
 from db.engine import get_engine, is_sqlite, read_session, sqlite_path, write_session
 from db.schema import Review, Reviewer
 from db_fixtures import backend, db_url, empty_url, seed  # noqa: F401
@@ -99,7 +99,7 @@ def test_concurrent_writer_processes(db_url: str) -> None:
     status_of = {"approve": "approved", "reject": "rejected", "unsure": "unsure", "skip": "unreviewed"}
     expected = Counter(status_of[last.get(c, "skip")] for c in s.component_ids)
     with read_session(s.url) as session:
-        progress = q.progress(session, s.set_id, min_approvals=1)
+        progress = review_queue.progress(session, s.set_id, min_approvals=1)
     assert {k: v for k, v in progress.by_status.items() if v} == dict(expected)
     decided = Counter(last.values())
     assert sorted(progress.by_reviewer) == sorted(s.reviewers)

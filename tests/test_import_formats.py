@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from conftest import assert_clean_user_error
-from db import queries
+from db import queries, review_queue
 from db.engine import read_session
 from direction_fixtures import (  # noqa: F401
     FINGERPRINT,
@@ -72,7 +72,7 @@ def test_ganspace_components_become_a_set_to_review(target):
         (info,) = queries.list_component_sets(s, model_id)
         components = queries.list_components(s, info.id)
         vectors = queries.component_vectors(s, info.id)
-        queue = queries.queue_for(s, "ana", info.id)
+        queue = review_queue.queue_for(s, "ana", info.id)
         assert queries.active_directions(s, model_id) == []
     assert result.component_set_ids == [info.id] and info.method == "ganspace" and len(queue) == 5
     assert [c.sigma for c in components] == pytest.approx(np.linspace(3.0, 1.0, 5))

@@ -14,6 +14,8 @@ from typer.testing import CliRunner
 
 from conftest import assert_clean_user_error
 from db import queries as q
+from db.records import ComponentInfo, LookEdit
+from core.errors import InvalidInput
 from db.engine import dispose_engines, read_session, write_session
 from db.migrate import ensure_current
 from model.directions import publishing
@@ -256,20 +258,20 @@ def test_saved_look_keeps_its_direction_after_republishing(db, demo, dead_and_al
 
 def test_looks_refuse_a_partial_direction(db):
     url, model, _ = db
-    with write_session(url) as session, pytest.raises(q.InvalidInput, match="only part of its direction"):
-        q.save_look(session, model.id, "Ana", "half", 1, 0.7, [q.LookEdit("x", 1.0, None, vector=np.ones(512))])
+    with write_session(url) as session, pytest.raises(InvalidInput, match="only part of its direction"):
+        q.save_look(session, model.id, "Ana", "half", 1, 0.7, [LookEdit("x", 1.0, None, vector=np.ones(512))])
 
 
 def test_component_opens_on_its_own_layers():
     from annotator.review import opening_layers
 
     presets = {"coarse": (0, 3), "middle": (3, 7), "fine": (7, 10), "all": (0, 10)}
-    component = q.ComponentInfo(id=1, set_id=1, index=5, w_dim=512, sigma=1.0, eigenvalue=None, effect=None,
+    component = ComponentInfo(id=1, set_id=1, index=5, w_dim=512, sigma=1.0, eigenvalue=None, effect=None,
                                 consistency=None, locality=None, locality_where=None, colour_share=None,
                                 layer_sensitivity="fine", suggested_category=None, priority=None, dead=False)
     assert opening_layers(component, None, presets).preset == "fine"
     assert opening_layers(component, (3, 7), presets).preset == "middle"  # what you approved wins
     custom = opening_layers(component, (2, 5), presets)
     assert (custom.preset, custom.custom) == ("custom", (2, 5))
-    unscored = q.ComponentInfo(**{**component.__dict__, "layer_sensitivity": None})
+    unscored = ComponentInfo(**{**component.__dict__, "layer_sensitivity": None})
     assert opening_layers(unscored, None, presets).preset == "all"

@@ -7,6 +7,7 @@ import streamlit as st
 
 from annotator import services, tables, ui
 from db import queries as q
+from db import review_queue
 from db.engine import read_session
 
 ctx = ui.context()
@@ -19,8 +20,8 @@ if services.scoring_state(cset.id):
     st.info(ui.md(services.scoring_state(cset.id)))
 
 with read_session(ctx.url) as session:
-    progress = q.progress(session, cset.id)
-    agreement = q.agreement(session, cset.id)
+    progress = review_queue.progress(session, cset.id)
+    agreement = review_queue.agreement(session, cset.id)
     components = q.list_components(session, cset.id)
 
 reviewed = progress.total - progress.by_status.get("unreviewed", 0)

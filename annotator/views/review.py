@@ -8,6 +8,8 @@ import streamlit as st
 
 from annotator import imaging, review, services, strips, ui
 from db import queries as q
+from db import review_queue
+from db.records import ComponentInfo, QueueItem
 from db.engine import read_session
 from core.errors import AtelierError
 
@@ -42,7 +44,7 @@ def layer_key(component_id: int, part: str = "preset") -> str:
     return f"rv.{part}.{component_id}"
 
 
-def open_layers(component: q.ComponentInfo, last_approved: tuple[int, int] | None) -> review.OpeningLayers:
+def open_layers(component: ComponentInfo, last_approved: tuple[int, int] | None) -> review.OpeningLayers:
     """The layer choice a component opens on, set once per visit before its widgets exist."""
     opening = review.opening_layers(component, last_approved, presets)
     # Not a widget key, so it outlives the widgets Streamlit forgets while another component is shown.
@@ -73,7 +75,7 @@ def seeds() -> list[int]:
     return cset.review_seeds or [0, 1, 2, 3, 4, 5]
 
 
-def current_queue() -> list[q.QueueItem]:
+def current_queue() -> list[QueueItem]:
     return review.queue(ctx.url, name, cset.id)
 
 
@@ -168,7 +170,7 @@ with read_session(ctx.url) as session:
     by_id = {c.id: c for c in all_components}
     component = by_id.get(state.get("rv.current")) or all_components[0]
     vector = q.component_vector(session, component.id)
-    status = q.component_status(session, component.id)
+    status = review_queue.component_status(session, component.id)
     mine = q.latest_review(session, name, component.id)
 state["rv.current"] = component.id
 state["rv.index"] = component.index
@@ -253,7 +255,7 @@ with main:
         st.image(imaging.data_url(images.heat), caption="Where it changes", width="stretch")
     with score_col:
         st.subheader("Automatic scores")
-        done, total = q.scoring_progress(all_components)
+        done, total = review_queue.scoring_progress(all_components)
         progress_note = (f"Scoring: {done} of {total} components scored so far; the queue places the others by "
                          "their eigenvalue until their scores arrive.") if total and done < total else ""
         scoring = services.scoring_state(cset.id)
@@ -262,7 +264,7 @@ with main:
             st.caption(scoring if failed else progress_note or scoring
                        or "Not scored yet (Models page → Score this set).")
         else:
-            best = q.parse_score_details(component.score_details).get("best") or {}
+            best = review_queue.parse_score_details(component.score_details).get("best") or {}
             a, b, c = st.columns(3)
             if "visible" in best:  # scored with reasons: the share of the look that visibly changes leads
                 a.metric("Visible", f"{best['visible']:.1%}", help="Share of the look whose colour visibly changes "
@@ -277,7 +279,7 @@ with main:
             st.text(f"Suggested category: {component.suggested_category or '—'}"
                     + ("   (marked dead: barely changes anything)" if component.dead else ""))
             # "Why is this here?": the priority's ingredients in one line, as `atelier queue` prints them.
-            st.text(f"Why here: {q.score_reason(component)}")
+            st.text(f"Why here: {review_queue.score_reason(component)}")
             if progress_note:
                 st.caption(progress_note)
 
