@@ -177,7 +177,9 @@ def train(
 ) -> None:
     """Train StyleGAN2-ADA (resumable; run several processes with torchrun for multi-GPU)."""
     from core.settings import runs_dir
-    from model.training.train import TrainConfig, find_resume, resumed_nimg, train as run_training
+    from model.training.config import TrainConfig
+    from model.training.snapshots import find_resume, resumed_nimg
+    from model.training.train import train as run_training
 
     _check_training_options(aug, batch, fp16_res, bf16_res)
     # --resolution sizes the synthetic stream only; a dataset brings its own (checked when it is opened)
@@ -252,7 +254,7 @@ def bench_train(
     """Training images/s and seconds per kimg for a config (default: the demo model's architecture, without
     path-length regularisation), on fresh weights."""
     from model.benchmarks.bench import bench_train as run_bench, format_train_table
-    from model.training.train import TrainConfig
+    from model.training.config import TrainConfig
 
     _check_training_options(aug, batch, fp16_res, bf16_res)
     _check_model_options(resolution, cbase, cmax, map_layers, gamma, pl_weight)

@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 
 from model.network.checkpoint import fingerprint
-from model.training.train import TrainConfig, train
+from model.training.config import TrainConfig
+from model.training.train import train
 
 
 def main() -> None:

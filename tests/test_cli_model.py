@@ -111,7 +111,8 @@ def test_train_refuses_a_learning_rate_outside_zero_to_one(tmp_path):
 
 def test_convert_slims_a_training_snapshot(tmp_path):
     from model.network.checkpoint import load_network, read_safetensors_metadata
-    from model.training.train import TrainConfig, train
+    from model.training.config import TrainConfig
+    from model.training.train import train
 
     cfg = TrainConfig(resolution=16, batch=8, channel_base=128, channel_max=16, z_dim=16, w_dim=16, kimg=0.016,
                       grid_seeds=(0,), threads=1)

@@ -176,11 +176,12 @@ def test_cli_prepare_prints_the_summary_and_errors_cleanly(scraped, tmp_path):
 
 def test_the_trainer_reads_the_prepared_dataset(scraped, tmp_path):
     """The trainer's own data path (validation, labels as classes, batches) on a dataset made from the scrape."""
-    import model.training.train as train
+    from model.training.config import TrainConfig
+    from model.training.data import open_training_data
     dst = tmp_path / "train.zip"
     prepare(scraped, dst, PrepareOptions(resolution=32, label_field="season", sample=0), progress=False)
-    config = train.TrainConfig(data=str(dst), conditional=True)
-    info, stream = train.open_training_data(config, 0, 1)
+    config = TrainConfig(data=str(dst), conditional=True)
+    info, stream = open_training_data(config, 0, 1)
     assert (info.resolution, info.c_dim, info.num_images) == (32, 2, KEPT_BY_SCRAPER - len(DROPPED))
     image, label = next(stream)
     assert image.shape == (32, 32, 3) and label in (0, 1)

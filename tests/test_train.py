@@ -16,7 +16,9 @@ import torch
 
 from model.network.checkpoint import load_network
 from core.errors import AtelierError
-from model.training.train import TrainConfig, snapshot_paths, train
+from model.training.config import TrainConfig
+from model.training.snapshots import snapshot_paths
+from model.training.train import train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -72,7 +74,7 @@ def test_resume_refuses_a_pair_whose_weights_and_state_disagree(tmp_path):
 
 
 def test_resume_auto_prefers_the_run_in_outdir(tmp_path):
-    from model.training.train import find_resume
+    from model.training.snapshots import find_resume
 
     mine = train(tiny(kimg=0.016), tmp_path / "runs" / "mine", progress=False)
     newer = train(tiny(kimg=0.016), tmp_path / "runs" / "other", progress=False)
@@ -131,7 +133,7 @@ def test_resume_may_change_the_float16_and_bfloat16_settings(tmp_path):
 
 
 def test_resume_uses_this_runs_learning_rate_and_keeps_the_moments(tmp_path):
-    from model.training.train import training_state_path
+    from model.training.snapshots import training_state_path
 
     snap = train(tiny(kimg=0.016), tmp_path / "run", progress=False)
     before = torch.load(training_state_path(snap), weights_only=True)["opt_G"]

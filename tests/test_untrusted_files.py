@@ -343,7 +343,7 @@ class _NotATensor:
     (None, "cannot be read"),
 ])
 def test_a_refused_training_state_never_suggests_weights_only_false(tmp_path, content, phrase):
-    from model.training.train import resumed_nimg
+    from model.training.snapshots import resumed_nimg
 
     snapshot = tmp_path / "network-snapshot-000004.safetensors"
     state = tmp_path / "training-state-000004.pt"

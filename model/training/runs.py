@@ -1,11 +1,10 @@
 """Training runs as the app and the CLI see them: a run folder's config, log, snapshots, best generator and newest
 sample grid, read without torch, and the command that continues the run.
 
-A run folder is what ``atelier train`` writes (model.training.train): ``config.json``, ``log.jsonl`` (one JSON object
-per
-snapshot), ``network-snapshot-KKKKKK.safetensors`` with ``training-state-KKKKKK.pt``, ``samples-KKKKKK.png``, and
-once the per-snapshot Fréchet distance is on, ``network-best.safetensors`` with ``best.json``. The trainer may be
-writing while this reads, so a half-written last log line is skipped, not an error.
+A run folder is what ``atelier train`` writes (model.training.snapshots): ``config.json``, ``log.jsonl`` (one JSON
+object per snapshot), ``network-snapshot-KKKKKK.safetensors`` with ``training-state-KKKKKK.pt``,
+``samples-KKKKKK.png``, and once the per-snapshot Fréchet distance is on, ``network-best.safetensors`` with
+``best.json``. The trainer may be writing while this reads, so a half-written last log line is skipped, not an error.
 """
 from __future__ import annotations
 
