@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 from cli.main import app
 from core.errors import AtelierError
 from model.training.runs import list_runs, read_run, resume_command, snapshot_rows
-from model.training.train import TrainConfig, train
+from model.training.config import TrainConfig
+from model.training.train import train
 
 runner = CliRunner()
 CLI_TINY = ["--data", "synthetic", "--resolution", "16", "--cbase", "128", "--cmax", "16", "--batch", "8",
