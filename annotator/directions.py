@@ -48,8 +48,8 @@ def candidates(url: str, set_id: int, model: ModelInfo) -> list[Candidate]:
 
 
 def check_name(name: str) -> str:
-    """Direction names become keys in the exported file: the export module's rules, checked before publishing."""
-    from model.directions.direction_set import check_direction_name
+    """Direction names become keys in the exported file: the one name rule (core.names), checked before publishing."""
+    from core.names import check_direction_name
 
     return check_direction_name(name.strip())
 
@@ -100,7 +100,7 @@ def unpublish(url: str, reviewer: str, direction_id: int) -> DirectionInfo:
 
 
 def export_bytes(url: str, model_id: int, all_reviewed: bool = False) -> bytes:
-    from model.directions.direction_set import export_direction_set
+    from workflows.exchange import export_direction_set
 
     data = export_direction_set(url, model_id, all_reviewed=all_reviewed)
     assert isinstance(data, bytes)

@@ -369,14 +369,14 @@ def layer_presets(renderer) -> dict[str, tuple[int, int]]:
 
 def direction_sigma(direction: q.DirectionInfo, url: str | None = None) -> float:
     """The σ a published direction's slider counts in: its component's σ; for supervised directions, 1."""
-    from model.directions.direction_set import direction_sigma as shared_sigma
+    from workflows.exchange import direction_sigma as shared_sigma
 
     with read_session(_url(url)) as session:
         return float(shared_sigma(session, direction))
 
 
 def edit_for(vector: np.ndarray, sigma: float, value: float, layer_start: int, layer_stop: int):
-    """A slider value in σ → an Edit: the export module's own function, so exports render identically."""
-    from model.directions.direction_set import edit_for as shared_edit_for
+    """A slider value in σ → an Edit: the direction-set format's own function, so exports render identically."""
+    from model.directions.set_format import edit_for as shared_edit_for
 
     return shared_edit_for(vector, sigma, value, layer_start, layer_stop)

@@ -65,7 +65,8 @@ def export_directions(
     """Export the published directions (or every reviewed one) as a direction-set .zip."""
     from db.engine import read_session
     from db.migrate import ensure_current
-    from model.directions.direction_set import export_direction_set, load_direction_set
+    from model.directions.set_reader import load_direction_set
+    from workflows.exchange import export_direction_set
 
     if out.suffix.lower() != ".zip":
         raise AtelierError(f"the output must end in .zip, got {out.name}")
@@ -150,7 +151,7 @@ def import_directions(
     """Import directions: validate the file, show what will be added, then write it in one transaction."""
     from db.migrate import ensure_current
     from model.directions import importers
-    from model.directions.direction_set import read_source
+    from model.directions.set_reader import read_source
 
     ensure_current(database)
     data, label = read_source(file)
@@ -172,7 +173,7 @@ def _plan_and_apply(data: bytes, label: str, kind: str, renderer: Any, model: Op
                     dry_run: bool, database: Optional[str]) -> bool:
     """Plan the import, show it, and write it when asked; True when something was written."""
     from db.engine import read_session
-    from model.directions.direction_set import apply_import, plan_import
+    from workflows.exchange import apply_import, plan_import
 
     target: str | None = None
     with read_session(database) as session:

@@ -16,19 +16,16 @@ from db.engine import read_session, write_session
 from db.migrate import ensure_current
 from db.schema import PublishedDirection
 from direction_fixtures import _close_engines, architecture, fresh_db, members, populate, runner  # noqa: F401
-from model.directions.direction_set import (
+from model.directions.set_format import (
     JSON_MEMBER,
     LABELS_MEMBER,
     VECTORS_MEMBER,
     DirectionSetError,
-    apply_import,
-    direction_edit,
     edit_for,
-    export_direction_set,
-    load_direction_set,
     labels_csv,
-    plan_import,
 )
+from model.directions.set_reader import load_direction_set
+from workflows.exchange import apply_import, direction_edit, export_direction_set, plan_import
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "docs" / "direction-set.schema.json"

@@ -27,16 +27,9 @@ from direction_fixtures import (  # noqa: F401
     target,
     untouched,
 )
-from model.directions.direction_set import (
-    JSON_MEMBER,
-    LABELS_MEMBER,
-    VECTORS_MEMBER,
-    DirectionSetError,
-    apply_import,
-    export_direction_set,
-    load_direction_set,
-    plan_import,
-)
+from model.directions.set_format import JSON_MEMBER, LABELS_MEMBER, VECTORS_MEMBER, DirectionSetError
+from model.directions.set_reader import load_direction_set
+from workflows.exchange import apply_import, export_direction_set, plan_import
 
 
 @pytest.fixture(scope="module")

@@ -22,8 +22,9 @@ from direction_fixtures import (  # noqa: F401
     target,
     untouched,
 )
-from model.directions.direction_set import apply_import, export_direction_set, load_direction_set, plan_import
 from model.directions.importers import detect_kind, load_npy, read_raw
+from model.directions.set_reader import load_direction_set
+from workflows.exchange import apply_import, export_direction_set, plan_import
 
 
 def unit_rows(n: int, w_dim: int = W_DIM, seed: int = 0) -> np.ndarray:

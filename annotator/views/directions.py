@@ -160,9 +160,9 @@ st.header("Import")
 upload = st.file_uploader("Direction set (.zip), GANSpace (.npz), InterFaceGAN (.npy) or SeFa file", key="import.file")
 if upload is not None:
     try:
-        from model.directions.direction_set import apply_import, plan_import
+        from workflows.exchange import apply_import, plan_import
     except ImportError:
-        st.error("Import needs model/directions/direction_set.py, which is not installed.")
+        st.error("Import needs workflows/exchange.py, which is not installed.")
         st.stop()
     force = st.toggle("Import even if the file was made for another model", key="import.force")
     publish = st.toggle("Publish the imported directions", key="import.publish")

@@ -1,7 +1,7 @@
 """Readers for the direction files teams already have: GANSpace, InterFaceGAN and the old notebooks' SeFa.
 
 Each reader turns a file's bytes into :class:`RawDirections` (vectors, σ when the file has it, a method name and
-JSON parameters); :func:`model.directions.direction_set.plan_import` makes them a new component set to review (or, with
+JSON parameters); :func:`workflows.exchange.plan_import` makes them a new component set to review (or, with
 ``publish``, published directions). Nothing here executes code from a file:
 - ``.npy`` / ``.npz`` are parsed by hand from their header (no ``np.load``, so no pickle and no allocation
   bigger than the file);
@@ -27,15 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from model.directions.direction_set import (
-    MAX_DIRECTIONS,
-    MAX_W_DIM,
-    REQUIRED_MEMBERS,
-    DirectionSetError,
-    check_zip_members,
-    open_zip,
-    read_member,
-)
+from model.directions.set_format import MAX_DIRECTIONS, MAX_W_DIM, REQUIRED_MEMBERS, DirectionSetError
+from model.directions.zip_safety import check_zip_members, open_zip, read_member
 
 KINDS = ("atelier", "ganspace", "interfacegan", "sefa-legacy")
 METHODS = {"ganspace": "ganspace", "interfacegan": "interfacegan", "sefa-legacy": "sefa-legacy"}
