@@ -638,10 +638,42 @@ def plan_import(source: Any, target_model_fingerprint: str | None = None, force:
     return plan
 
 
-def _raw_to_set(raw: Any, model: Any, publish: bool, names: Sequence[str] | None, renderer: Any,
-                plan: ImportPlan) -> DirectionSet:
-    """A foreign file's vectors as a one-set DirectionSet for the target model (validated like a file). Pure: σ
-    comes from the file, else from ``renderer`` when it is the target model, else 1.0."""
+def _foreign_sigmas(raw: importers.RawDirections, model: Any, renderer: Any, plan: ImportPlan) -> np.ndarray:
+    """σ per vector: the file's; else measured on ``renderer`` when it is the target model; else 1.0, with a
+    warning. Records which in the set's params."""
+    if raw.sigmas is not None:
+        return raw.sigmas
+    if renderer is not None and renderer.fingerprint == model.fingerprint:
+        sigmas = importers.sigmas_from_model(renderer, raw.vectors)
+        raw.params["sigma_source"] = "model samples"
+        return sigmas
+    raw.params["sigma_source"] = "none (1.0)"
+    plan.warnings.append(f"{plan.source} does not carry σ and the model file is not available, so σ is 1.0: "
+                         f"a slider step of 1 moves w by one unit, not one standard deviation")
+    return np.ones(raw.vectors.shape[0])
+
+
+def _foreign_names(raw: importers.RawDirections, names: Sequence[str] | None, source: str) -> list[str]:
+    """The names given (one per vector, trimmed) or the file's defaults; unique and by the direction-name rule."""
+    n = raw.vectors.shape[0]
+    if names:
+        chosen = [str(x).strip() for x in names]
+        if len(chosen) != n:
+            raise DirectionSetError(f"{len(chosen)} name(s) given for {n} direction(s) in {source}; give one "
+                                    f"name per direction")
+    else:
+        chosen = list(raw.default_names)
+    if len(set(chosen)) != len(chosen):
+        raise DirectionSetError("the names given are not unique")
+    for name in chosen:
+        check_direction_name(name)
+    return chosen
+
+
+def _raw_to_set(raw: importers.RawDirections, model: Any, publish: bool, names: Sequence[str] | None,
+                renderer: Any, plan: ImportPlan) -> DirectionSet:
+    """A foreign file's vectors as a one-set DirectionSet for the target model (validated like a file). Pure (the
+    renderer, if any, only measures σ)."""
     arch = model.architecture
     w_dim, num_ws = int(arch["w_dim"]), int(arch["num_ws"])
     n = raw.vectors.shape[0]
@@ -649,30 +681,11 @@ def _raw_to_set(raw: Any, model: Any, publish: bool, names: Sequence[str] | None
         raise DirectionSetError(f"{plan.source} has vectors of length {raw.vectors.shape[1]}, but model "
                                 f"{model.name!r} has w_dim {w_dim}; the file is for another model")
     plan.warnings.extend(raw.notes)
-    sigmas = raw.sigmas
-    if sigmas is None:
-        if renderer is not None and renderer.fingerprint == model.fingerprint:
-            sigmas = importers.sigmas_from_model(renderer, raw.vectors)
-            raw.params["sigma_source"] = "model samples"
-        else:
-            sigmas = np.ones(n)
-            raw.params["sigma_source"] = "none (1.0)"
-            plan.warnings.append(f"{plan.source} does not carry σ and the model file is not available, so σ is 1.0: "
-                                 f"a slider step of 1 moves w by one unit, not one standard deviation")
-    if names:
-        names = [str(x).strip() for x in names]
-        if len(names) != n:
-            raise DirectionSetError(f"{len(names)} name(s) given for {n} direction(s) in {plan.source}; give one "
-                                    f"name per direction")
-    else:
-        names = list(raw.default_names)
-    if len(set(names)) != len(names):
-        raise DirectionSetError("the names given are not unique")
-    for name in names:
-        check_direction_name(name)
+    sigmas = _foreign_sigmas(raw, model, renderer, plan)
+    chosen = _foreign_names(raw, names, plan.source)
     metas = [
         DirectionMeta(
-            name=names[i], status="published" if publish else "unreviewed", category=None,
+            name=chosen[i], status="published" if publish else "unreviewed", category=None,
             source={"kind": "component", "set": "s1", "method": raw.method, "index": i},
             layer_range=(0, num_ws) if publish else None,
             strength_range=(-3.0, 3.0) if publish else None, sigma=float(sigmas[i]),
@@ -702,7 +715,7 @@ def _raw_to_set(raw: Any, model: Any, publish: bool, names: Sequence[str] | None
             for m in metas
         ],
     }
-    return DirectionSet(names=names, vectors=raw.vectors.astype(np.float32), metadata=doc, directions=metas)
+    return DirectionSet(names=chosen, vectors=raw.vectors.astype(np.float32), metadata=doc, directions=metas)
 
 
 @dataclass(frozen=True)
