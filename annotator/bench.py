@@ -24,6 +24,7 @@ def _stats(samples: list[float]) -> dict[str, float]:
 def bench_app(network: str | Path | None = None, reviews: int = 8, moves: int = 20) -> dict:
     import os
 
+    from workflows import registry
     from annotator import generate, review, services, strips
     from db import queries as q
     from db.engine import read_session, write_session
@@ -38,7 +39,7 @@ def bench_app(network: str | Path | None = None, reviews: int = 8, moves: int = 
             started = time.perf_counter()
             ctx = services.bootstrap(score_in_background=False)
             bootstrap_s = time.perf_counter() - started
-            renderer = services.renderer_for(ctx.model)
+            renderer = registry.renderer_for(ctx.model)
             cset = ctx.component_set
             assert cset is not None
             with write_session(ctx.url) as session:

@@ -54,7 +54,7 @@ class Slider:
 
 def sliders(directions: Sequence[DirectionInfo], sigma_of: Callable[[DirectionInfo], float],
             warnings: Mapping[int, str] | None = None) -> list[Slider]:
-    """``warnings``: direction id → why its slider is marked (model.directions.publishing.direction_flags'
+    """``warnings``: direction id → why its slider is marked (workflows.publishing.direction_flags'
     conflicts)."""
     marks = warnings or {}
     return [Slider(id=d.id, name=d.name, category=d.category or "other", vector=np.asarray(d.vector),
@@ -66,7 +66,7 @@ def sliders(directions: Sequence[DirectionInfo], sigma_of: Callable[[DirectionIn
 def conflict_marks(url: str, model_id: int) -> dict[int, str]:
     """Direction id → the conflict its component is in, for the mark on Generate's slider."""
     from db.engine import read_session
-    from model.directions.publishing import direction_flags
+    from workflows.publishing import direction_flags
 
     with read_session(url) as session:
         return {d: flag.conflict for d, flag in direction_flags(session, model_id).items() if flag.conflict}

@@ -1,15 +1,15 @@
-"""What the pages need from the model and the database, without Streamlit (so it is testable and benchmarkable).
+"""The app's own state and start-up, without Streamlit (so it is testable and benchmarkable).
 
-- one :class:`~model.network.render.Renderer` per model file per process (:func:`get_renderer`);
 - the first-start bootstrap: migrate the database, register the default (demo) model, compute its component
   set so the Review page has every component at once, and score it in the background (:func:`bootstrap`);
-- which model is active (:func:`active_model_id`), stored beside the SQLite file so it survives restarts;
-- the calls into discovery and scoring, each in exactly one function here (:func:`discover_components`,
-  :func:`score_components`), so the pages never care which module provides them.
+- which model and set are active (:func:`active_model`), stored beside the SQLite file so it survives restarts;
+- background scoring threads and their progress for the pages (:func:`start_scoring`, :func:`scoring_state`).
+
+The use cases themselves (register a model, discover and store a set, score and store) are workflows'; the app and
+the `atelier` commands call the same functions there.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -20,19 +20,19 @@ from typing import Any, Callable
 
 import numpy as np
 
-from db import queries as q
-from db.engine import read_session, write_session
-from db.migrate import ensure_current
 from core.errors import AtelierError
 from core.files import atomic_write_bytes
 from core.settings import atelier_home, database_url, default_model_path
+from db import queries as q
+from db.engine import read_session
+from db.records import ComponentSetInfo, DirectionInfo, ModelInfo
+from db.migrate import ensure_current
+from workflows import components, registry
 
 log = logging.getLogger("atelier.annotator")
 
 Progress = Callable[[float, str], None]
 
-_renderers: dict[str, Any] = {}
-_renderers_lock = threading.Lock()
 _state_lock = threading.Lock()
 _migrated: set[str] = set()
 _migrate_lock = threading.Lock()
@@ -43,44 +43,6 @@ _scoring_errors: dict[int, str] = {}
 
 def _url(url: str | None) -> str:
     return url or database_url()
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Renderer: loaded once per process
-
-
-def get_renderer(path: str | Path | None = None):
-    """The process-wide renderer for a model file (loaded on first use, CPU unless a GPU is there)."""
-    from model.network.render import Renderer
-
-    resolved = Path(path or default_model_path()).expanduser().resolve()
-    try:
-        stat = resolved.stat()
-        # Keyed on the file's size and modification time too: a file replaced at the same path is loaded afresh
-        # instead of rendering with the weights that were there before.
-        key = f"{resolved}|{stat.st_size}|{stat.st_mtime_ns}"
-    except OSError:
-        key = str(resolved)  # a missing file: Renderer raises the clear error
-    with _renderers_lock:
-        renderer = _renderers.get(key)
-        if renderer is None:
-            # Device and precision from `atelier app --device/--precision` (ATELIER_DEVICE, ATELIER_PRECISION).
-            renderer = Renderer(resolved, device=None, precision=None)
-            _renderers[key] = renderer
-        return renderer
-
-
-def renderer_for(model: q.ModelInfo):
-    path = Path(model.path)
-    if not path.exists():
-        raise AtelierError(f"The file of model {model.name!r} is missing: {model.path}. Register it again from "
-                           "its new location on the Models page.")
-    return get_renderer(path)
-
-
-def architecture_of(renderer) -> dict[str, Any]:
-    return {"z_dim": renderer.z_dim, "w_dim": renderer.w_dim, "c_dim": renderer.c_dim,
-            "num_ws": renderer.num_ws, "img_resolution": renderer.resolution}
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -101,8 +63,8 @@ class Context:
     """What every page starts from: the active model and its current component set (None while there is none)."""
 
     url: str
-    model: q.ModelInfo
-    component_set: q.ComponentSetInfo | None
+    model: ModelInfo
+    component_set: ComponentSetInfo | None
 
 
 def bootstrap(url: str | None = None, *, score_in_background: bool = True) -> Context:
@@ -113,7 +75,7 @@ def bootstrap(url: str | None = None, *, score_in_background: bool = True) -> Co
         with read_session(url) as session:
             models = q.list_models(session)
         if not models:
-            register_model_file(default_model_path(), None, url)
+            registry.register_model_file(default_model_path(), None, url)
         model = active_model(url)
         with read_session(url) as session:
             sets = q.list_component_sets(session, model.id)
@@ -157,77 +119,7 @@ def _write_state(**values: Any) -> None:
         atomic_write_bytes(_state_file(), json.dumps(state, indent=2).encode())
 
 
-def _upload_target(file_name: str, data: bytes) -> Path:
-    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in Path(file_name).name).lstrip(".") or "network"
-    return atelier_home() / "uploads" / f"{hashlib.sha256(data).hexdigest()[:16]}-{safe}"
-
-
-def store_upload(file_name: str, data: bytes) -> Path:
-    """Keep an uploaded network under ATELIER_HOME/uploads, named by its content: a second upload with the same
-    file name but other weights gets its own file instead of replacing the first model's weights."""
-    if not data:
-        raise AtelierError(f"{file_name} is empty (0 bytes); upload the file again.")
-    target = _upload_target(file_name, data)
-    if not target.exists():
-        atomic_write_bytes(target, data)
-    return target
-
-
-def register_upload(file_name: str, data: bytes, name: str | None, url: str | None = None) -> q.ModelInfo:
-    """Store an uploaded network and register it. A file that is refused (damaged, crafted, not a generator) is
-    deleted again, unless an earlier upload had already stored those exact bytes: refused uploads must not pile up
-    in uploads/."""
-    fresh = not _upload_target(file_name, data).exists()
-    stored = store_upload(file_name, data)
-    try:
-        return register_model_file(stored, name, url)
-    except BaseException:
-        if fresh:
-            stored.unlink(missing_ok=True)
-        raise
-
-
-def register_model_file(path: str | Path, name: str | None, url: str | None = None) -> q.ModelInfo:
-    """Load a generator file (checks it is one) and register it; the same weights again return the same entry."""
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise AtelierError(f"No such file: {path}. Give the path of a .pkl or .safetensors generator.")
-    renderer = get_renderer(path)
-    label = (name or "").strip() or ("demo" if path.resolve() == default_model_path().resolve() else path.stem)
-    with write_session(_url(url)) as session:
-        taken = {m.name for m in q.list_models(session)}
-        existing = q.model_by_fingerprint(session, renderer.fingerprint)
-        if existing is None and label in taken:
-            label = f"{label} ({renderer.fingerprint[:8]})"
-        return q.register_model(session, label, str(path.resolve()), renderer.fingerprint, architecture_of(renderer))
-
-
-def register_run_generator(run_dir: str | Path, which: str = "best", url: str | None = None) -> q.ModelInfo:
-    """Register a training run's best generator (``which="best"``) or its newest snapshot (``"newest"``) as a model.
-
-    The file is copied into ATELIER_HOME/uploads first: the trainer replaces network-best.safetensors when a better
-    snapshot comes and deletes old snapshots, and a registered model must keep the weights it was registered with.
-    """
-    from model.training.runs import read_run
-
-    run = read_run(run_dir)
-    if which == "best":
-        if run.best_path is None:
-            raise AtelierError(f"{run.path} has no best generator yet (it is kept once the trainer measures a "
-                               f"snapshot's Fréchet distance); register the newest snapshot instead")
-        source, kimg = run.best_path, float(run.best.get("kimg", run.kimg))
-    elif which == "newest":
-        if not run.snapshots:
-            raise AtelierError(f"{run.path} has no snapshot yet; the trainer writes the first one after "
-                               f"--snap-minutes or --snap-kimg")
-        kimg, source = run.snapshots[-1]
-    else:
-        raise AtelierError(f"which must be 'best' or 'newest', not {which!r}")
-    return register_upload(f"{run.name}-{int(kimg)}kimg.safetensors", source.read_bytes(),
-                           f"{run.name} · {int(kimg)} kimg", url)
-
-
-def active_model(url: str | None = None) -> q.ModelInfo:
+def active_model(url: str | None = None) -> ModelInfo:
     """The model the team works on: the one chosen on the Models page, else the first registered."""
     url = _url(url)
     chosen = _read_state().get("active_model_id")
@@ -243,7 +135,7 @@ def set_active_model(model_id: int) -> None:
     _write_state(active_model_id=int(model_id))
 
 
-def current_component_set(model_id: int, url: str | None = None) -> q.ComponentSetInfo | None:
+def current_component_set(model_id: int, url: str | None = None) -> ComponentSetInfo | None:
     """The chosen set of this model, else its newest."""
     with read_session(_url(url)) as session:
         sets = q.list_component_sets(session, model_id)
@@ -264,60 +156,34 @@ def set_active_component_set(model_id: int, set_id: int) -> None:
 # Discovery and scoring: the only places that call model.directions.discovery / model.directions.scores
 
 
-def discover_components(renderer, method: str = "sefa", layers: str | tuple[int, int] = "all",
-                        progress: Progress | None = None) -> dict[str, Any]:
-    """Run discovery; returns vectors, sigmas, eigenvalues, params, sample_count for :func:`q.add_component_set`."""
+def create_component_set(model: ModelInfo, url: str | None = None, method: str = "sefa",
+                         layers: str | tuple[int, int] = "all",
+                         progress: Progress | None = None) -> ComponentSetInfo:
+    """Discover and store a set (workflows.components, as `atelier discover` does); it becomes the model's active
+    set."""
     report = progress or (lambda fraction, text: None)
     report(0.05, f"{method}: sampling w and factorising")
-    from model.directions import discovery
-
-    found = discovery.discover(renderer, method, layers if isinstance(layers, str) else f"{layers[0]}-{layers[1] - 1}")
-    report(0.9, "storing")
-    params = dict(found.params)
-    params["fingerprint"] = found.fingerprint
-    return {"vectors": found.vectors, "sigmas": found.sigmas, "eigenvalues": found.values,
-            "params": params, "sample_count": found.sample_count}
-
-
-def create_component_set(model: q.ModelInfo, url: str | None = None, method: str = "sefa",
-                         layers: str | tuple[int, int] = "all",
-                         progress: Progress | None = None) -> q.ComponentSetInfo:
-    renderer = renderer_for(model)
-    found = discover_components(renderer, method, layers, progress)
-    from model.directions.discovery import choose_review_seeds
-
-    seeds = choose_review_seeds(rng_seed=model.id)  # the CLI's rule (distinct, sorted), seeded by the model id
-    with write_session(_url(url)) as session:
-        info = q.add_component_set(session, model.id, method, found["params"], found["sample_count"],
-                                   found["vectors"], found["sigmas"], found["eigenvalues"], seeds)
+    info = components.discover_and_store(registry.renderer_for(model), method, layers, url=_url(url))
     set_active_component_set(model.id, info.id)
-    if progress:
-        progress(1.0, f"{info.component_count} components ready")
+    report(1.0, f"{info.component_count} components ready")
     return info
 
 
-def score_components(set_id: int, model: q.ModelInfo, url: str | None = None,
+def score_components(set_id: int, model: ModelInfo, url: str | None = None,
                      progress: Callable[[int], None] | None = None) -> int:
-    """Compute and store the automatic scores; returns how many components were scored."""
-    from model.directions import scores
+    """Compute and store the automatic scores (workflows.components, as `atelier score` does); returns how many
+    components were scored."""
     from model.network.render import Renderer
 
     # Its own copy of the generator: the interactive renderer's lock stays free for the pages meanwhile.
     renderer = Renderer(Path(model.path), device=None, precision=None)
-    with read_session(_url(url)) as session:
-        vectors = q.component_vectors(session, set_id)
-        sigmas = np.array([c.sigma for c in q.list_components(session, set_id)])
-    # Each batch is stored as it is done: the queue places what is scored at once (db.queries.review_order).
-    found = scores.score_set(renderer, vectors, sigmas, batch=64, progress=progress,
-                             resolution=scores.scoring_resolution(renderer), refine=scores.default_refine(renderer),
-                             on_batch=lambda batch: scores.store_scores(set_id, batch, _url(url)))
-    return len(found)
+    return len(components.score_and_store(set_id, renderer, _url(url), progress=progress))
 
 
 _scored: dict[int, int] = {}
 
 
-def start_scoring(set_id: int, model: q.ModelInfo, url: str | None = None) -> None:
+def start_scoring(set_id: int, model: ModelInfo, url: str | None = None) -> None:
     """Score a set in a background thread (the Review page works meanwhile, in index order)."""
     running = _scoring.get(set_id)
     if running is not None and running.is_alive():
@@ -367,7 +233,7 @@ def layer_presets(renderer) -> dict[str, tuple[int, int]]:
     return presets_of(renderer.G)
 
 
-def direction_sigma(direction: q.DirectionInfo, url: str | None = None) -> float:
+def direction_sigma(direction: DirectionInfo, url: str | None = None) -> float:
     """The σ a published direction's slider counts in: its component's σ; for supervised directions, 1."""
     from workflows.exchange import direction_sigma as shared_sigma
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from workflows import registry
 from annotator import services
 from db import accounts
 from db import queries as q
@@ -44,7 +45,7 @@ def context() -> services.Context:
 
 def renderer(ctx: services.Context):
     try:
-        return services.renderer_for(ctx.model)
+        return registry.renderer_for(ctx.model)
     except AtelierError as exc:
         st.error(str(exc))
         st.stop()

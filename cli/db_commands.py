@@ -79,7 +79,3 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"{_where(url)} is at revision {now or 'base (no tables)'}.")
 
     app.add_typer(db_app, name="db")
-
-    from cli.users_commands import register_users
-
-    register_users(app)

@@ -29,17 +29,12 @@ def _progress(total: int, desc: str):
 
 def _load_set(set_id: int):
     """(set info, vectors, sigmas, model info) from the database."""
-    from db.engine import read_session
     from db.migrate import ensure_current
-    from db.queries import component_vectors, get_component_set, get_model, list_components
+    from workflows.components import load_set
 
     ensure_current()
-    with read_session() as session:
-        info = get_component_set(session, set_id)
-        vectors = component_vectors(session, set_id)
-        sigmas = [c.sigma for c in list_components(session, set_id)]
-        model = get_model(session, info.model_id)
-    return info, vectors, sigmas, model
+    stored = load_set(set_id)
+    return stored.info, stored.vectors, list(stored.sigmas), stored.model
 
 
 def _renderer_for(model, network: Optional[Path], device: str = "cpu", precision: str = "float32"):
@@ -53,28 +48,6 @@ def _renderer_for(model, network: Optional[Path], device: str = "cpu", precision
         raise AtelierError(f"{path} holds different weights than the set was discovered on "
                            f"({renderer.fingerprint[:12]} ≠ {model.fingerprint[:12]}); pass the right --network")
     return renderer
-
-
-def _same_set(cs) -> int | None:
-    """The id of a stored set of the same model and method with the same vectors, if there is one."""
-    from db.engine import read_session
-    from db.migrate import ensure_current
-    from db.queries import component_vectors, list_component_sets, model_by_fingerprint
-
-    import numpy as np
-
-    ensure_current()
-    with read_session() as session:
-        model = model_by_fingerprint(session, cs.fingerprint)
-        if model is None:
-            return None
-        for info in list_component_sets(session, model.id):
-            if info.method != cs.method or info.component_count != len(cs):
-                continue
-            stored = component_vectors(session, info.id)
-            if stored.shape == cs.vectors.shape and np.allclose(stored, cs.vectors, atol=1e-6):
-                return info.id
-    return None
 
 
 @exit_on_user_error
@@ -94,7 +67,9 @@ def discover(
                                                       "components for this model (a second copy to review)."),
 ) -> None:
     """Find directions in W and store them as a component set; prints the set id."""
+    from db.migrate import ensure_current
     from model.directions import discovery as D
+    from workflows.components import same_set, store_component_set
     from model.network.render import Renderer, configure_threads
 
     configure_threads()
@@ -113,12 +88,13 @@ def discover(
         typer.echo(f"map: {D.save_map(renderer.fingerprint, coords, seeds)}", err=True)
     if out:
         cs.save(out)
-    same = _same_set(cs)
+    ensure_current()
+    same = same_set(cs)
     if same is not None and not again:
         raise AtelierError(f"set {same} already holds these {len(cs)} {method} components of this model (same "
                            f"settings, same vectors): review or score that one (atelier score --set {same}), or pass "
                            "--again to store a second copy")
-    set_id = D.store_component_set(cs, renderer, name=name)
+    set_id = store_component_set(cs, renderer, name=name).id
     if same is not None:
         typer.echo(f"note: set {set_id} is a second copy of set {same} (--again)", err=True)
     typer.echo(f"{len(cs)} {method} components in {cs.params['seconds']:.2f} s", err=True)
@@ -190,8 +166,9 @@ def score(
     layer and on each layer group; the review priority and its reason; effect, locality, colour share, category).
     Components are scored in eigenvalue order and stored a batch at a time, so the queue (`atelier queue`, the
     Review page) uses them as they come."""
+    from db.migrate import ensure_current
     from model.network.render import configure_threads
-    from model.directions.scores import default_refine, score_set, scoring_resolution, store_scores
+    from workflows.components import load_set, score_and_store, scoring_steps
 
     if refine is not None and refine < 0:
         raise AtelierError(f"--refine {refine}: use 0 (one full pass) or the number of components to refine")
@@ -199,15 +176,16 @@ def score(
         raise AtelierError(f"--seeds {seeds}: use 2 to 64 (consistency compares seeds, so at least 2; 6 is the "
                            "default)")
     configure_threads()
-    info, vectors, sigmas, model = _load_set(set_id)
-    renderer = _renderer_for(model, network, device, precision)
-    res = resolution or scoring_resolution(renderer)
-    passes = default_refine(renderer) if refine is None else (refine or None)
-    total = len(vectors) + (min(passes, len(vectors)) if passes else 0)
+    ensure_current()
+    stored = load_set(set_id)
+    renderer = _renderer_for(stored.model, network, device, precision)
+    passes = "auto" if refine is None else refine
+    steps = scoring_steps(set_id, renderer, passes)
+    refined = steps - len(stored.vectors)
     t0 = time.perf_counter()
-    with _progress(total, "scoring" if not passes else f"scoring (quick pass, then the top {passes})") as bar:
-        scores = score_set(renderer, vectors, sigmas, seeds=list(range(1000, 1000 + seeds)), resolution=res,
-                           progress=bar.update, on_batch=lambda batch: store_scores(set_id, batch), refine=passes)
+    with _progress(steps, f"scoring (quick pass, then the top {refined})" if refined else "scoring") as bar:
+        scores = score_and_store(set_id, renderer, seeds=range(1000, 1000 + seeds), resolution=resolution,
+                                 refine=passes, batch=128, progress=bar.update)
     dead = sum(s.dead for s in scores)
     typer.echo(f"scored {len(scores)} components in {time.perf_counter() - t0:.1f} s ({dead} invisible, left out "
                f"of the queue); `atelier queue --set {set_id}` shows the review order")

@@ -11,8 +11,8 @@ import typer
 
 from core.errors import guard_commands
 
-COMMAND_MODULES = ("cli.model_commands", "cli.discovery_commands", "cli.db_commands", "cli.scrape_commands",
-                   "cli.app_commands", "cli.export_commands", "cli.publish_commands")
+COMMAND_MODULES = ("cli.model_commands", "cli.discovery_commands", "cli.db_commands", "cli.users_commands",
+                   "cli.scrape_commands", "cli.app_commands", "cli.export_commands", "cli.publish_commands")
 
 app = typer.Typer(
     name="atelier",

@@ -86,7 +86,7 @@ def publish_command(
     from db import queries
     from db.engine import write_session
     from db.migrate import ensure_current
-    from model.directions import publishing
+    from workflows import publishing
 
     ensure_current(database)
     layer_range = _parse_layers(layers) if layers else None
@@ -121,7 +121,7 @@ def unpublish_command(
     from db import queries
     from db.engine import write_session
     from db.migrate import ensure_current
-    from model.directions import publishing
+    from workflows import publishing
 
     ensure_current(database)
     with write_session(database) as session:

@@ -1,4 +1,4 @@
-"""`atelier users …`: the accounts of a team server (db/accounts.py). Registered by cli/db_commands.py.
+"""`atelier users …`: the accounts of a team server (db/accounts.py). Registered by cli/main.py.
 
 Passwords are never arguments (they would land in the shell history and in `ps`): they are typed at a hidden
 prompt, twice, or read from the first line of stdin with ``--password-stdin`` for scripts.
@@ -26,16 +26,13 @@ def _password(from_stdin: bool) -> str:
 
 def _write(url: Optional[str], action: Callable[[Session], T]) -> T:
     """Run ``action(session)`` in one write transaction on a database brought up to date first."""
-    from cli.db_commands import _run
     from db.engine import write_session
     from db.migrate import ensure_current
 
-    def body() -> T:
-        ensure_current(url)
-        with write_session(url) as session:
-            return action(session)
-
-    return _run(body)
+    # An AtelierError raised here becomes its message and exit code 1 in cli.main's one handler (guard_commands).
+    ensure_current(url)
+    with write_session(url) as session:
+        return action(session)
 
 
 def _disabling_command(disabled: bool, outcome: str) -> Callable[..., None]:
@@ -53,7 +50,7 @@ def _disabling_command(disabled: bool, outcome: str) -> Callable[..., None]:
     return command
 
 
-def register_users(app: typer.Typer) -> None:
+def register(app: typer.Typer) -> None:
     users = typer.Typer(name="users", no_args_is_help=True,
                         help="Accounts for a team server: who signs in, and who is admin (publishes, manages models).")
 

@@ -177,15 +177,17 @@ def test_users_commands(db_url: str) -> None:
     from typer.testing import CliRunner
 
     from conftest import assert_clean_user_error
-    from cli.users_commands import register_users
+    from cli.users_commands import register
+    from core.errors import guard_commands
 
     app = typer.Typer()
-    register_users(app)
+    register(app)
 
     @app.command("noop")
     def noop() -> None:  # a second command keeps `users` a sub-command group, as in the real CLI
         pass
 
+    guard_commands(app)  # the real CLI's one error handler (cli.main applies it to every command)
     runner = CliRunner()
 
     def run(*args: str, stdin: str | None = None):  # noqa: ANN202

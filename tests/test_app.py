@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import REFERENCE, REPO
+from workflows import registry
 from core.errors import AtelierError
 
 APP = str(REPO / "annotator" / "app.py")
@@ -241,7 +242,7 @@ def test_publish_then_slider_on_generate_and_save_look(env):
     candidates = directions.candidates(ctx.url, ctx.component_set.id, ctx.model)
     ready = [c for c in candidates if c.component_id == component.id]
     assert ready and ready[0].layer_range == (0, 4) and ready[0].name == "waist"
-    info = directions.publish(ctx.url, services.renderer_for(ctx.model), "Gus", ctx.model.id, component.id, "waist",
+    info = directions.publish(ctx.url, registry.renderer_for(ctx.model), "Gus", ctx.model.id, component.id, "waist",
                               "silhouette", (0, 4), (-2.0, 2.0))
 
     at = _page(_app("Gus"), "generate")
@@ -332,7 +333,7 @@ def test_layer_presets_and_strip_cache(env):
     from annotator import review, services, strips
 
     ctx = services.bootstrap()
-    renderer = services.renderer_for(ctx.model)
+    renderer = registry.renderer_for(ctx.model)
     presets = services.layer_presets(renderer)
     assert presets == {"coarse": (0, 3), "middle": (3, 5), "fine": (5, 8), "all": (0, 8)}
     from db import queries as q
@@ -375,7 +376,7 @@ def test_a_strip_step_and_a_slider_step_at_the_same_sigma_move_w_alike_for_a_non
     from model.network.render import apply_edits
 
     ctx = services.bootstrap()
-    renderer = services.renderer_for(ctx.model)
+    renderer = registry.renderer_for(ctx.model)
     with read_session(ctx.url) as session:
         component = q.list_components(session, ctx.component_set.id)[5]
     vector = np.random.default_rng(11).standard_normal(renderer.w_dim).astype(np.float32)
@@ -430,24 +431,22 @@ def test_uploads_are_kept_by_content_and_a_replaced_file_is_reloaded(env, tmp_pa
     import os
     import shutil
 
-    from annotator import services
-
     tiny = (REFERENCE / "sg2ada_tiny32.pkl").read_bytes()
     cond = (REFERENCE / "sg2ada_tiny32_cond.pkl").read_bytes()
-    first = services.store_upload("network-snapshot.pkl", tiny)
-    second = services.store_upload("network-snapshot.pkl", cond)  # same name, other weights
+    first = registry.store_upload("network-snapshot.pkl", tiny)
+    second = registry.store_upload("network-snapshot.pkl", cond)  # same name, other weights
     assert first != second and first.read_bytes() == tiny and second.read_bytes() == cond
-    assert services.store_upload("../network-snapshot.pkl", tiny) == first  # same content: the same file
+    assert registry.store_upload("../network-snapshot.pkl", tiny) == first  # same content: the same file
     with pytest.raises(AtelierError, match="empty"):
-        services.store_upload("x.pkl", b"")
+        registry.store_upload("x.pkl", b"")
     # A model file replaced in place: the app renders with the new weights, not a cached renderer of the old ones.
     path = tmp_path / "model.pkl"
     shutil.copyfile(first, path)
-    before = services.get_renderer(path)
-    assert services.get_renderer(path) is before  # loaded once while the file stays the same
+    before = registry.get_renderer(path)
+    assert registry.get_renderer(path) is before  # loaded once while the file stays the same
     shutil.copyfile(second, path)
     os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10 ** 9))
-    assert services.get_renderer(path).fingerprint != before.fingerprint
+    assert registry.get_renderer(path).fingerprint != before.fingerprint
 
 
 def test_state_writes_from_many_sessions_lose_nothing(env):

@@ -62,12 +62,13 @@ def _prepare() -> dict:
     """Bootstrap the database as the app would, give the first components a suggested layer group, and measure
     which component is dead on one group and alive on another."""
     from annotator import maps, services
+    from workflows import registry
     from db import queries as q
     from db.engine import read_session, write_session
     from db.records import ComponentScores
 
     ctx = services.bootstrap(score_in_background=False)
-    renderer = services.renderer_for(ctx.model)
+    renderer = registry.renderer_for(ctx.model)
     presets = services.layer_presets(renderer)
     with read_session(ctx.url) as session:
         components = q.list_components(session, ctx.component_set.id)[:8]

@@ -331,7 +331,7 @@ def test_refused_import_does_not_register_its_network(tmp_path, reference_dir):
 
 
 def test_refused_upload_is_not_kept(tmp_path, reference_dir):
-    from annotator import services
+    from workflows import registry
     from core.errors import AtelierError
     from core.settings import atelier_home
 
@@ -342,10 +342,10 @@ def test_refused_upload_is_not_kept(tmp_path, reference_dir):
     uploads = atelier_home() / "uploads"
     crafted = (reference_dir / "sg2ada_tiny32.pkl").read_bytes()[:50_000]
     with pytest.raises(AtelierError):
-        services.register_upload("network-snapshot.pkl", crafted, None, url)
+        registry.register_upload("network-snapshot.pkl", crafted, None, url)
     assert not uploads.exists() or list(uploads.iterdir()) == []
     good = (reference_dir / "sg2ada_tiny32.pkl").read_bytes()
-    info = services.register_upload("network-snapshot.pkl", good, "tiny", url)
+    info = registry.register_upload("network-snapshot.pkl", good, "tiny", url)
     assert info.name == "tiny" and len(list(uploads.iterdir())) == 1
 
 

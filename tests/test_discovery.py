@@ -146,13 +146,14 @@ def test_renderable_samples_follow_the_seed_convention(tiny):
 def test_set_round_trips_through_file_and_database(tiny, tmp_path):
     from db.engine import read_session
     from db.queries import component_vectors, get_component_set, list_components
+    from workflows.components import store_component_set
 
     w, _ = D.sample_w(tiny, 500)
     cs = D.sefa(tiny.G, "fine", w_samples=w, fingerprint=tiny.fingerprint)
     loaded = D.ComponentSet.load(cs.save(tmp_path / "set.npz"))
     np.testing.assert_array_equal(loaded.vectors, cs.vectors)
     assert loaded.params == cs.params and loaded.fingerprint == tiny.fingerprint
-    set_id = D.store_component_set(cs, tiny, review_seeds=[1, 2, 3])
+    set_id = store_component_set(cs, tiny, review_seeds=[1, 2, 3]).id
     with read_session() as session:
         info = get_component_set(session, set_id)
         comps = list_components(session, set_id)

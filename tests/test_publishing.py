@@ -19,6 +19,7 @@ from core.errors import InvalidInput
 from db.engine import dispose_engines, read_session, write_session
 from db.migrate import ensure_current
 from model.directions import publishing
+from workflows import publishing as publish_flow
 from core.settings import DEMO_MODEL_PATH
 
 runner = CliRunner()
@@ -139,18 +140,18 @@ def test_conflict_and_disagreeing_layers_are_refused_with_reasons(db, demo, dead
     _approve(url, "Ana", ids[index], alive)
     _approve(url, "Eve", ids[index], (0, renderer.num_ws))
     with read_session(url) as session:
-        proposal = publishing.propose(session, renderer, model.id, ids[index], layer_range=alive)
+        proposal = publish_flow.propose(session, renderer, model.id, ids[index], layer_range=alive)
     assert len(proposal.refusals) == 1
     assert "disagree on the layers" in proposal.refusals[0] and "Ana" in proposal.refusals[0]
 
     with write_session(url) as session:
         q.record_review(session, "Eve", ids[index], "reject")
     with read_session(url) as session:
-        proposal = publishing.propose(session, renderer, model.id, ids[index], layer_range=alive)
+        proposal = publish_flow.propose(session, renderer, model.id, ids[index], layer_range=alive)
         assert [r for r in proposal.refusals if "in conflict" in r and "Eve rejects" in r]
     with pytest.raises(publishing.PublishRefused, match="in conflict"):
         with write_session(url) as session:
-            publishing.publish(session, proposal, "Ana")
+            publish_flow.publish(session, proposal, "Ana")
     with read_session(url) as session:
         assert q.active_directions(session, model.id) == []
 

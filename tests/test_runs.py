@@ -1,6 +1,6 @@
 """Training runs as the Training page reads them (model.training.runs), the command that continues one, and registering
 a
-run's generator as a model (annotator.services.register_run_generator)."""
+run's generator as a model (annotator.registry.register_run_generator)."""
 from __future__ import annotations
 
 import json
@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
+from workflows import registry
 from core.errors import AtelierError
 from model.training.runs import list_runs, read_run, resume_command, snapshot_rows
 from model.training.config import TrainConfig
@@ -148,8 +149,8 @@ def test_register_a_runs_best_generator_or_newest_snapshot(measured_run, tmp_pat
     run_dir = tmp_path / "measured"
     shutil.copytree(measured_run, run_dir)
     run = read_run(run_dir)
-    best = services.register_run_generator(run_dir, "best", url)
-    newest = services.register_run_generator(run_dir, "newest", url)
+    best = registry.register_run_generator(run_dir, "best", url)
+    newest = registry.register_run_generator(run_dir, "newest", url)
     assert best.name == "measured · 0 kimg"
     assert best.fingerprint == load_network(run_dir / "network-best.safetensors").fingerprint
     assert newest.fingerprint == load_network(run.snapshots[-1][1], "G_ema").fingerprint
@@ -159,15 +160,15 @@ def test_register_a_runs_best_generator_or_newest_snapshot(measured_run, tmp_pat
     shutil.rmtree(run_dir)
     for info in (best, newest):
         assert info.path.startswith(str(tmp_path / "home" / "uploads"))
-        assert services.get_renderer(info.path).fingerprint == info.fingerprint
+        assert registry.get_renderer(info.path).fingerprint == info.fingerprint
 
     empty = tmp_path / "fresh-run"
     empty.mkdir()
     (empty / "config.json").write_text("{}")
     with pytest.raises(AtelierError, match="no best generator yet"):
-        services.register_run_generator(empty, "best", url)
+        registry.register_run_generator(empty, "best", url)
     with pytest.raises(AtelierError, match="no snapshot yet"):
-        services.register_run_generator(empty, "newest", url)
+        registry.register_run_generator(empty, "newest", url)
 
 
 def test_atelier_runs_lists_and_shows_runs(measured_run):

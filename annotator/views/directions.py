@@ -33,7 +33,7 @@ if not ready:
     st.info("No approved components waiting. Approve components (with a label) on the Review page first.")
 
 
-def publish_candidate(candidate: directions.Candidate) -> None:
+def publish_candidate(candidate: directions.publish_flow.Candidate) -> None:
     cid = candidate.component_id
     state = st.session_state
     a, b = st.columns(2)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from workflows import registry
 from annotator import access, services, ui
 from db import queries as q
 from db.engine import read_session
@@ -41,11 +42,11 @@ if go:
             raise AtelierError("Give a path or upload a file.")
         with st.spinner("Loading and checking the generator…"):
             if upload is not None:  # a refused upload is not kept
-                info = services.register_upload(upload.name, upload.getvalue(), label, ctx.url)
+                info = registry.register_upload(upload.name, upload.getvalue(), label, ctx.url)
             else:
                 # A team server opens only paths in its configured folders (annotator/access.py).
                 where = access.server_path(path, team=ui.team())
-                info = services.register_model_file(str(where), label, ctx.url)
+                info = registry.register_model_file(str(where), label, ctx.url)
         st.success(f"Registered {ui.md(info.name)}. Choose it above to work on it.")
     except AtelierError as exc:
         st.error(ui.md(exc))

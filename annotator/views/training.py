@@ -6,7 +6,8 @@ import time
 import pandas as pd
 import streamlit as st
 
-from annotator import access, imaging, services, ui
+from workflows import registry
+from annotator import access, imaging, ui
 from core.errors import AtelierError
 from model.training.runs import RunSummary, list_runs, read_run, resume_command, snapshot_rows
 from core.settings import runs_dir, shipped_runs_dir, shown_path
@@ -118,7 +119,7 @@ def register_buttons(run: RunSummary) -> None:
     elif best or newest:
         try:
             with st.spinner("Copying and checking the generator…"):
-                info = services.register_run_generator(run.path, "best" if best else "newest", ctx.url)
+                info = registry.register_run_generator(run.path, "best" if best else "newest", ctx.url)
             st.success(f"Registered {ui.md(info.name)}. Choose it as the active model on the Models page.")
         except AtelierError as exc:
             st.error(ui.md(exc))

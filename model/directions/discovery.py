@@ -433,30 +433,3 @@ def discover(renderer, method: str, layers: str = "all", samples: int | None = N
         raise AtelierError(f"unknown method {method!r}; use sefa, pca or kmeans")
     cs.params["seconds"] = round(time.perf_counter() - t0, 3)
     return cs
-
-
-def store_component_set(cs: ComponentSet, renderer, name: str | None = None, review_seeds: Sequence[int] | None = None,
-                        url: str | None = None) -> int:
-    """Register the model (idempotent by fingerprint) and store the set through the database layer; returns its id."""
-    from db.engine import write_session
-    from db.migrate import ensure_current
-    from db.queries import add_component_set, register_model
-
-    ensure_current(url)
-    arch = {"z_dim": renderer.z_dim, "w_dim": renderer.w_dim, "num_ws": renderer.num_ws,
-            "img_resolution": renderer.resolution, "c_dim": renderer.c_dim}
-    source = str(getattr(renderer.network, "source", "") or "")
-    model_name = name or (Path(source).stem if source else f"model-{cs.fingerprint[:8]}")
-    params = dict(cs.params)
-    params["fingerprint"] = cs.fingerprint
-    if cs.method == "kmeans":
-        params["centroids"] = [[round(float(x), 5) for x in row] for row in cs.extra.get("centroids", [])]
-    seeds = list(review_seeds) if review_seeds is not None else choose_review_seeds()
-    with write_session(url) as session:
-        try:
-            model = register_model(session, model_name, source, cs.fingerprint, arch)
-        except AtelierError:  # the name is taken by other weights: keep it unique with the fingerprint
-            model = register_model(session, f"{model_name}-{cs.fingerprint[:8]}", source, cs.fingerprint, arch)
-        info = add_component_set(session, model.id, cs.method, params, cs.sample_count, cs.vectors, cs.sigmas,
-                                 eigenvalues=cs.values, review_seeds=seeds)
-    return info.id

@@ -6,8 +6,8 @@ reasons are stored with the direction, so an override is never silent. Before an
 effect is rendered (seeds × its range) and measured, and its default range is the span where the edit stays a
 plausible look (:func:`plausible_span`).
 
-The same module says which published directions no longer match what the team approved (:func:`direction_flags`)
-and mends one in a single transaction (:func:`update_direction`).
+This module is pure (pictures and numbers in, verdicts out); workflows.publishing applies it to what the database
+holds: the reviews' verdicts, proposing, publishing, and which published directions no longer match their approvals.
 """
 from __future__ import annotations
 
@@ -232,43 +232,8 @@ def _plausible_span(renderer, vector: np.ndarray, sigma: float, layer_range: tup
     return Span(low=-low, high=high, low_reason=low_reason, high_reason=high_reason)
 
 
-# --------------------------------------------------------------------------------------------------------------
-# The checks that need the database
-
-
-def _fmt_layers(layers: tuple[int, int] | None) -> str:
+def format_layers(layers: tuple[int, int] | None) -> str:
     return "every layer" if layers is None else f"{layers[0]}–{layers[1] - 1}"
-
-
-def approved_layers(session, component_id: int) -> dict[str, tuple[int, int] | None]:
-    """Reviewer → the layers their current approval records (only reviewers whose latest review approves)."""
-    from db import queries as q
-
-    latest: dict[str, q.ReviewRecord] = {}
-    for record in q.review_history(session, component_id):
-        latest[record.reviewer] = record
-    return {name: r.layer_range for name, r in latest.items() if r.decision == "approve"}
-
-
-def review_refusals(session, component_id: int) -> list[str]:
-    """What the reviews say against publishing this component: not approved, a conflict, or approvals on
-    different layers."""
-    from db import queries as q
-
-    reasons: list[str] = []
-    status = q.component_status(session, component_id)
-    if status.status not in ("approved", "conflict"):
-        reasons.append(f"Component {status.index} is {status.status.replace('_', ' ')}, not approved: approve it "
-                       "on the Review page first.")
-    if status.status == "conflict":
-        sides = ", ".join(f"{who} {decision}s" for who, decision in sorted(status.decisions.items()))
-        reasons.append(f"Component {status.index} is in conflict ({sides}): settle it on the Review page first.")
-    layers = approved_layers(session, component_id)
-    if len(set(layers.values())) > 1:
-        each = ", ".join(f"{who} {_fmt_layers(span)}" for who, span in sorted(layers.items()))
-        reasons.append(f"The approvals of component {status.index} disagree on the layers ({each}): agree on one "
-                       "range on the Review page (approve again on it).")
-    return reasons
 
 
 def effect_refusal(effect: SliderEffect, layer_range: tuple[int, int], strength_range: tuple[float, float],
@@ -277,131 +242,5 @@ def effect_refusal(effect: SliderEffect, layer_range: tuple[int, int], strength_
         return None
     hint = f" (the scores say it acts on the {suggested} layers)" if suggested else ""
     return (f"The slider changes nothing visible: at {strength_range[0]:g}σ and {strength_range[1]:g}σ on layers "
-            f"{_fmt_layers(layer_range)} the image changes by {effect.low_change:.1%} and {effect.high_change:.1%} "
+            f"{format_layers(layer_range)} the image changes by {effect.low_change:.1%} and {effect.high_change:.1%} "
             f"(needs {VISIBLE_CHANGE:.0%}). Choose the layers where the component acts{hint}.")
-
-
-def _measure_seeds(session, component) -> list[int]:
-    from db import queries as q
-
-    seeds = q.get_component_set(session, component.set_id).review_seeds or list(range(MEASURE_SEEDS))
-    return [int(s) for s in seeds[:MEASURE_SEEDS]]
-
-
-def propose(session, renderer, model_id: int, component_id: int, *, name: str | None = None,
-            category: str | None = None, layer_range: tuple[int, int] | None = None,
-            strength_range: tuple[float, float] | None = None, psi: float = DEFAULT_PSI) -> Proposal:
-    """Defaults from the approvals (name, category, layers) and the measured span, then every check.
-
-    Nothing is written; :func:`publish` stores a proposal. ``renderer`` must be the model's generator.
-    """
-    from db import queries as q
-
-    model = q.get_model(session, model_id)
-    if renderer.fingerprint != model.fingerprint:
-        raise AtelierError(f"the generator given is not model {model.name!r}'s (fingerprint "
-                           f"{renderer.fingerprint[:12]} vs {model.fingerprint[:12]}): load the model's own file")
-    component = q.get_component(session, component_id)
-    status = q.component_status(session, component_id)
-    vector = q.component_vector(session, component_id)
-    sigma = float(component.sigma) or 1.0
-    if layer_range is None:
-        agreed = {span for span in approved_layers(session, component_id).values()}
-        layer_range = next(iter(agreed)) if len(agreed) == 1 and None not in agreed else (0, model.num_ws)
-    layer_range = (int(layer_range[0]), int(layer_range[1]))
-    if not 0 <= layer_range[0] < layer_range[1] <= model.num_ws:
-        raise AtelierError(f"layers {layer_range[0]}–{layer_range[1] - 1} are outside this model's "
-                           f"{model.num_ws} ws rows (0–{model.num_ws - 1})")
-    seeds = _measure_seeds(session, component)
-    if strength_range is None:
-        span = plausible_span(renderer, vector, sigma, layer_range, seeds, psi)
-        strength_range = (span.low, span.high)
-    strength_range = (float(strength_range[0]), float(strength_range[1]))
-    effect = measure_effect(renderer, vector, sigma, layer_range, strength_range, seeds, psi)
-    refusals = review_refusals(session, component_id)
-    dead = effect_refusal(effect, layer_range, strength_range, component.layer_sensitivity)
-    if dead:
-        refusals.insert(0, dead)
-    default_name = (name if name is not None else status.latest_label or f"component {component.index}").strip()
-    return Proposal(model_id=model.id, component_id=component.id, component_index=component.index,
-                    name=default_name, category=category if category is not None else status.latest_category,
-                    layer_range=layer_range, strength_range=strength_range, sigma=sigma, effect=effect,
-                    refusals=tuple(refusals))
-
-
-def publish(session, proposal: Proposal, reviewer: str, *, force: bool = False):
-    """Store a checked proposal: refused with every reason unless ``force``, which records the reasons overridden."""
-    from db import queries as q
-
-    if proposal.refusals and not force:
-        raise PublishRefused(proposal.refusals)
-    return q.publish_direction(
-        session, proposal.model_id, proposal.name, reviewer, component_id=proposal.component_id,
-        category=proposal.category or None, layer_range=proposal.layer_range,
-        strength_range=proposal.strength_range, measured_effect=proposal.effect.measured,
-        override_reasons=proposal.refusals,
-    )
-
-
-def unpublish(session, model_id: int, name: str, reviewer: str):
-    """Withdraw the active direction with this name (the row stays, stamped with who and when)."""
-    from db import queries as q
-
-    for direction in q.active_directions(session, model_id):
-        if direction.name == name.strip():
-            return q.unpublish_direction(session, direction.id, reviewer)
-    known = ", ".join(repr(d.name) for d in q.active_directions(session, model_id)) or "none"
-    raise AtelierError(f"no published direction is named {name!r}; published: {known}")
-
-
-# --------------------------------------------------------------------------------------------------------------
-# After publishing: conflicts and out-of-date directions
-
-
-def direction_flags(session, model_id: int) -> dict[int, DirectionFlags]:
-    """Direction id → what needs attention, for every active direction published from a component.
-
-    Out of date: someone approved the component after it was published, on other layers than the direction
-    moves (what they approved is what an update publishes). In conflict: its reviews now disagree.
-    """
-    from db import queries as q
-
-    flags: dict[int, DirectionFlags] = {}
-    for direction in q.active_directions(session, model_id):
-        if direction.component_id is None:
-            continue
-        status = q.component_status(session, direction.component_id)
-        conflict = None
-        if status.status == "conflict":
-            sides = ", ".join(f"{who} {decision}s" for who, decision in sorted(status.decisions.items()))
-            conflict = f"component {status.index} is in conflict ({sides})"
-        history = q.review_history(session, direction.component_id)
-        later = [r for r in history if r.decision == "approve" and r.created_at > direction.published_at
-                 and r.layer_range is not None and tuple(r.layer_range) != tuple(direction.layer_range)]
-        out_of_date, approved = None, None
-        if later:
-            newest = later[-1]
-            approved = tuple(newest.layer_range)  # type: ignore[arg-type]
-            out_of_date = (f"{newest.reviewer} approved layers {_fmt_layers(approved)} after it was published on "
-                           f"{_fmt_layers(direction.layer_range)}")
-        if conflict or out_of_date:
-            flags[direction.id] = DirectionFlags(direction.id, conflict, out_of_date, approved)  # type: ignore[arg-type]
-    return flags
-
-
-def update_direction(session, renderer, direction_id: int, reviewer: str, *, force: bool = False):
-    """Re-publish an out-of-date direction on the layers approved since, under the same name and category, in one
-    transaction (the old row is unpublished, never deleted). The new settings go through every check."""
-    from db import queries as q
-
-    direction = q.get_direction(session, direction_id)
-    if not direction.active or direction.component_id is None:
-        raise AtelierError(f"direction {direction.name!r} is not an active direction from a component; "
-                           "publish it from the Directions page instead")
-    flag = direction_flags(session, direction.model_id).get(direction.id)
-    if flag is None or flag.approved_layers is None:
-        raise AtelierError(f"direction {direction.name!r} already matches its approvals; nothing to update")
-    q.unpublish_direction(session, direction.id, reviewer)
-    proposal = propose(session, renderer, direction.model_id, direction.component_id, name=direction.name,
-                       category=direction.category, layer_range=flag.approved_layers)
-    return publish(session, proposal, reviewer, force=force)

@@ -647,13 +647,5 @@ def score_set(renderer, vectors: np.ndarray, sigmas: np.ndarray, seeds: Sequence
     return scores
 
 
-def store_scores(set_id: int, scores: Sequence[ComponentScore], url: str | None = None) -> int:
-    from db.engine import write_session
-    from db.queries import ComponentScores, update_scores
-
-    with write_session(url) as session:
-        return update_scores(session, set_id, [ComponentScores(**s.db_fields()) for s in scores])
-
-
 def scores_as_dicts(scores: Sequence[ComponentScore]) -> list[dict]:
     return [asdict(s) for s in scores]
