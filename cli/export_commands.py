@@ -86,22 +86,16 @@ def export_directions(
 
 
 def _register_network(network: Path, database: Optional[str]) -> tuple[Any, Any]:
-    """Load a generator and register it (idempotent by fingerprint); returns the renderer and the model this call
-    registered (None when those weights were registered already)."""
-    from db import queries
+    """Load a generator and register it (workflows.registry: idempotent by fingerprint, the app's naming rule);
+    returns the renderer and the model this call registered (None when those weights were registered already)."""
     from db.engine import write_session
     from model.network.render import Renderer
+    from workflows.registry import register_network
 
     renderer = Renderer(network, device="cpu")
-    arch = {"z_dim": renderer.z_dim, "w_dim": renderer.w_dim, "num_ws": renderer.num_ws,
-            "img_resolution": renderer.resolution, "c_dim": renderer.c_dim}
     with write_session(database) as session:
-        if queries.model_by_fingerprint(session, renderer.fingerprint) is not None:
-            return renderer, None
-        name = network.stem
-        if any(m.name == name for m in queries.list_models(session)):
-            name = f"{name}-{renderer.fingerprint[:8]}"
-        return renderer, queries.register_model(session, name, str(network), renderer.fingerprint, arch)
+        registration = register_network(session, renderer, None, network)
+    return renderer, registration.model if registration.created else None
 
 
 def _unregister_unused(model: Any, database: Optional[str]) -> None:

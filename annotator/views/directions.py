@@ -5,9 +5,10 @@ import pandas as pd
 import streamlit as st
 
 from annotator import directions, imaging, ui
+from core.errors import AtelierError
 from db import queries as q
 from db.engine import read_session
-from core.errors import AtelierError
+from workflows.exchange import apply_import, plan_import
 
 ctx = ui.context()
 cset = ui.require_set(ctx)
@@ -159,11 +160,6 @@ elif not active:
 st.header("Import")
 upload = st.file_uploader("Direction set (.zip), GANSpace (.npz), InterFaceGAN (.npy) or SeFa file", key="import.file")
 if upload is not None:
-    try:
-        from workflows.exchange import apply_import, plan_import
-    except ImportError:
-        st.error("Import needs workflows/exchange.py, which is not installed.")
-        st.stop()
     force = st.toggle("Import even if the file was made for another model", key="import.force")
     publish = st.toggle("Publish the imported directions", key="import.publish")
     plan = plan_import(upload.getvalue(), ctx.model.fingerprint, force, url=ctx.url, publish=publish,
