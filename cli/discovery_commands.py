@@ -315,6 +315,7 @@ def bench_discovery(
 ) -> None:
     """Ground truth (factor predictor on synthetic factors) and speed: SeFa, PCA, strips, scoring, peak memory."""
     from model.directions import discovery as D
+    from model.directions.scores import scoring_passes
     from model.benchmarks.bench import peak_rss_mb
     from model.evaluation.benchmark import format_benchmark, ground_truth_benchmark
     from model.evaluation.predictor import Predictor
@@ -352,7 +353,8 @@ def bench_discovery(
         speed["strip_cached_s"] = time.perf_counter() - t0
         if not hit.cached:  # the timing above would then be of a render, not of the cache
             raise AtelierError(f"the strip cache in {tmp} did not keep the strip it just wrote; check the disk")
-    with _progress(len(vectors), "scoring") as bar, _progress(2 * len(vectors), "ground truth") as truth_bar:
+    steps = len(vectors) + (scoring_passes(renderer, len(vectors)) or 0)
+    with _progress(steps, "scoring") as bar, _progress(2 * len(vectors), "ground truth") as truth_bar:
         result = ground_truth_benchmark(renderer, predictor, vectors, sigmas, progress=bar.update,
                                         truth_progress=truth_bar.update, varied_samples=varied_samples)
     speed["scoring_s"] = result["scoring_seconds"]

@@ -88,13 +88,6 @@ def store_scores(set_id: int, batch: Sequence[scores.ComponentScore], url: str |
         return q.update_scores(session, set_id, [ComponentScores(**s.db_fields()) for s in batch])
 
 
-def _passes(renderer, refine: int | None | str, count: int) -> int | None:
-    """How many components the second pass refines; None for one full pass (also when it would refine them all:
-    a quick pass first would only add work)."""
-    passes = scores.default_refine(renderer) if refine == "auto" else (refine or None)
-    return passes if passes and passes < count else None
-
-
 def score_and_store(set_id: int, renderer, url: str | None = None, *, seeds: Sequence[int] | None = None,
                     resolution: int | None = None, refine: int | None | str = "auto", batch: int = 64,
                     progress: Callable[[int], None] | None = None) -> list[scores.ComponentScore]:
@@ -105,7 +98,7 @@ def score_and_store(set_id: int, renderer, url: str | None = None, *, seeds: Seq
     if stored.model.fingerprint != renderer.fingerprint:
         raise AtelierError(f"the generator holds different weights than set {set_id} was discovered on "
                            f"({renderer.fingerprint[:12]} ≠ {stored.model.fingerprint[:12]}); load the right file")
-    passes = _passes(renderer, refine, len(stored.vectors))
+    passes = scores.scoring_passes(renderer, len(stored.vectors), refine)
     return scores.score_set(renderer, stored.vectors, stored.sigmas,
                             seeds=tuple(seeds) if seeds is not None else scores.DEFAULT_SCORE_SEEDS,
                             resolution=resolution or scores.scoring_resolution(renderer), batch=batch,
@@ -117,5 +110,5 @@ def scoring_steps(set_id: int, renderer, refine: int | None | str = "auto", url:
     """How many progress steps :func:`score_and_store` reports (components, plus the refined ones)."""
     with read_session(url) as session:
         count = q.get_component_set(session, set_id).component_count
-    passes = _passes(renderer, refine, count)
+    passes = scores.scoring_passes(renderer, count, refine)
     return count + (passes or 0)

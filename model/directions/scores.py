@@ -613,8 +613,15 @@ def default_refine(renderer) -> int | None:
 
     Measured on the demo model (64 px, 512 components): the two passes take half the time of one full pass and
     order the first 16 of the queue exactly alike (30 of the first 32); at 256 px they are what makes the queue
-    ready in seconds. A set of at most REFINE_TOP components gets one full pass (workflows.components)."""
+    ready in seconds. A set of at most REFINE_TOP components gets one full pass (scoring_passes)."""
     return REFINE_TOP
+
+
+def scoring_passes(renderer, count: int, refine: int | None | str = "auto") -> int | None:
+    """How many of `count` components a scoring refines in its second pass (``"auto"``: default_refine), or None for
+    one full pass — also when it would refine them all, as a quick pass first would only add work."""
+    passes = default_refine(renderer) if refine == "auto" else (refine or None)
+    return passes if passes and passes < count else None
 
 
 def score_set(renderer, vectors: np.ndarray, sigmas: np.ndarray, seeds: Sequence[int] = DEFAULT_SCORE_SEEDS,

@@ -154,7 +154,7 @@ def ground_truth_benchmark(renderer, predictor: Predictor, vectors: np.ndarray, 
     span = S.DEFAULT_SPAN if span is None else span
     t0 = time.perf_counter()
     scores = S.score_set(renderer, vectors, sigmas, seeds=seeds, span=span, resolution=resolution,
-                         progress=progress)
+                         progress=progress, refine=S.scoring_passes(renderer, len(vectors)))  # as `atelier score`
     seconds = time.perf_counter() - t0
     readings = _truth_readings(renderer, predictor, vectors, sigmas, scores, truth_seeds, span, resolution,
                                truth_progress)
