@@ -61,7 +61,7 @@ def unpublish(url: str, reviewer: str, direction_id: int) -> DirectionInfo:
 
 
 def export_bytes(url: str, model_id: int, all_reviewed: bool = False) -> bytes:
-    from workflows.exchange import export_direction_set
+    from workflows.export import export_direction_set
 
     data = export_direction_set(url, model_id, all_reviewed=all_reviewed)
     assert isinstance(data, bytes)

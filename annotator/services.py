@@ -235,7 +235,7 @@ def layer_presets(renderer) -> dict[str, tuple[int, int]]:
 
 def direction_sigma(direction: DirectionInfo, url: str | None = None) -> float:
     """The σ a published direction's slider counts in: its component's σ; for supervised directions, 1."""
-    from workflows.exchange import direction_sigma as shared_sigma
+    from workflows.sliders import direction_sigma as shared_sigma
 
     with read_session(_url(url)) as session:
         return float(shared_sigma(session, direction))

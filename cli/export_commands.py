@@ -66,7 +66,7 @@ def export_directions(
     from db.engine import read_session
     from db.migrate import ensure_current
     from model.directions.set_reader import load_direction_set
-    from workflows.exchange import export_direction_set
+    from workflows.export import export_direction_set
 
     if out.suffix.lower() != ".zip":
         raise AtelierError(f"the output must end in .zip, got {out.name}")
@@ -167,7 +167,7 @@ def _plan_and_apply(data: bytes, label: str, kind: str, renderer: Any, model: Op
                     dry_run: bool, database: Optional[str]) -> bool:
     """Plan the import, show it, and write it when asked; True when something was written."""
     from db.engine import read_session
-    from workflows.exchange import apply_import, plan_import
+    from workflows.imports import apply_import, plan_import
 
     target: str | None = None
     with read_session(database) as session:

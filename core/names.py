@@ -19,7 +19,7 @@ def check_direction_name(name: Any, where: str = "direction name") -> str:
     """A direction name is a safetensors key and shows in file listings: no separators, no '..', no controls.
 
     The one rule for direction names: publishing (``db.queries.publish_direction``) refuses what the export
-    (``workflows.exchange``) would refuse, and importing a file refuses the same names.
+    (``workflows.export``) would refuse, and importing a file refuses the same names.
     """
     if not isinstance(name, str):
         raise InvalidInput(f"{where} must be text, got {type(name).__name__}")

@@ -185,7 +185,7 @@ class DirectionInfo:
     vector: np.ndarray = field(compare=False, repr=False)
     layer_range: tuple[int, int]
     strength_range: tuple[float, float]
-    # The σ its sliders count in, as stored; None means 1.0 (workflows.exchange.direction_sigma resolves it).
+    # The σ its sliders count in, as stored; None means 1.0 (workflows.sliders.direction_sigma resolves it).
     sigma: float | None
     source: str  # "component" or "supervised"
     component_id: int | None

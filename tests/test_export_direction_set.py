@@ -25,7 +25,9 @@ from model.directions.set_format import (
     labels_csv,
 )
 from model.directions.set_reader import load_direction_set
-from workflows.exchange import apply_import, direction_edit, export_direction_set, plan_import
+from workflows.export import export_direction_set
+from workflows.imports import apply_import, plan_import
+from workflows.sliders import direction_edit
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "docs" / "direction-set.schema.json"

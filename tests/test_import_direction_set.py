@@ -29,7 +29,8 @@ from direction_fixtures import (  # noqa: F401
 )
 from model.directions.set_format import JSON_MEMBER, LABELS_MEMBER, VECTORS_MEMBER, DirectionSetError
 from model.directions.set_reader import load_direction_set
-from workflows.exchange import apply_import, export_direction_set, plan_import
+from workflows.export import export_direction_set
+from workflows.imports import apply_import, plan_import
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,8 @@ from direction_fixtures import (  # noqa: F401
 )
 from model.directions.importers import detect_kind, load_npy, read_raw
 from model.directions.set_reader import load_direction_set
-from workflows.exchange import apply_import, export_direction_set, plan_import
+from workflows.export import export_direction_set
+from workflows.imports import apply_import, plan_import
 
 
 def unit_rows(n: int, w_dim: int = W_DIM, seed: int = 0) -> np.ndarray:

@@ -221,7 +221,7 @@ def test_plausible_span_on_the_demo_model_keeps_the_figure(demo):
 
 def test_saved_look_keeps_its_direction_after_republishing(db, demo, dead_and_alive):
     from annotator import directions as page, generate
-    from workflows.exchange import direction_sigma
+    from workflows.sliders import direction_sigma
 
     renderer = demo[0]
     url, model, ids = db

@@ -8,7 +8,7 @@ from annotator import directions, imaging, ui
 from core.errors import AtelierError
 from db import queries as q
 from db.engine import read_session
-from workflows.exchange import apply_import, plan_import
+from workflows.imports import apply_import, plan_import
 
 ctx = ui.context()
 cset = ui.require_set(ctx)

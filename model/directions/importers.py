@@ -1,7 +1,7 @@
 """Readers for the direction files teams already have: GANSpace, InterFaceGAN and the old notebooks' SeFa.
 
 Each reader turns a file's bytes into :class:`RawDirections` (vectors, σ when the file has it, a method name and
-JSON parameters); :func:`workflows.exchange.plan_import` makes them a new component set to review (or, with
+JSON parameters); :func:`workflows.imports.plan_import` makes them a new component set to review (or, with
 ``publish``, published directions). Nothing here executes code from a file:
 - ``.npy`` / ``.npz`` are parsed by hand from their header (no ``np.load``, so no pickle and no allocation
   bigger than the file);

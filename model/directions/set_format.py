@@ -10,7 +10,7 @@ One ``.zip`` (format "atelier-direction-set", see ``docs/direction-set.md``) hol
 This module is pure (no database): the document's constants, :class:`DirectionSet`, :func:`pack_direction_set`
 (deterministic bytes: fixed zip dates and member order) and the previews. Reading and validating a file is
 :mod:`model.directions.set_reader`; exporting from and importing into the database are the use cases in
-:mod:`workflows.exchange`.
+:mod:`workflows.export` and :mod:`workflows.imports`.
 
 Sliders: a value ``v`` in σ on a direction with vector ``d`` and σ ``s`` moves the ws rows of its layer range by
 ``float32(v * s) * d``: :func:`edit_for`. The Generate page and :meth:`DirectionSet.edits` both use it, so a
