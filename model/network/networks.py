@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from model.network.ops import (WeightCache, activation_gain, bias_act, conv2d_resample, modulated_conv2d,
-                       normalize_2nd_moment, setup_filter, upsample2d)
+                               modulated_pointwise, normalize_2nd_moment, setup_filter, upsample2d)
 
 RESAMPLE_TAPS = (1, 3, 3, 1)
 NOISE_MODES = ("const", "random", "none")
@@ -147,6 +147,8 @@ class ToRGBLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         styles = self.affine(w) * self.weight_gain
+        if x.device.type == "cpu" and not torch.is_grad_enabled():  # rendering on a CPU (see modulated_pointwise)
+            return modulated_pointwise(x, self.weight, styles, bias=self.bias, clamp=self.conv_clamp)
         return modulated_conv2d(x, self.weight, styles, bias=self.bias, clamp=self.conv_clamp, demodulate=False,
                                 cache=self.cache)
 
