@@ -175,3 +175,27 @@ def test_cached_weights_follow_weights_changed_in_place():
     scale(fresh.module)
     assert not np.array_equal(after, before)
     assert np.array_equal(after, Renderer(fresh, device="cpu").render_seeds([1, 2]))
+
+
+def test_cached_offsets_follow_noise_strength_and_bias_changed_in_place():
+    """The bias plus constant noise of each layer is cached too (model.network.ops.conv_offset); a noise strength or
+    bias changed in place must be rendered with its new value, in a batch (where the cache is used) as alone."""
+    shape = RandomShape(16, 16, channel_base=256)
+    network = random_network(shape)
+    renderer = Renderer(network, device="cpu")
+    before = renderer.render_seeds([1, 2])
+
+    def change(G) -> None:
+        with torch.no_grad():
+            for name, param in G.named_parameters():
+                if name.endswith("noise_strength"):
+                    param.fill_(0.5)
+                elif name.startswith("synthesis") and name.endswith("conv1.bias"):
+                    param.add_(0.3)
+
+    change(network.module)
+    after = renderer.render_seeds([1, 2])
+    fresh = random_network(shape)
+    change(fresh.module)
+    assert not np.array_equal(after, before)
+    assert np.array_equal(after, Renderer(fresh, device="cpu").render_seeds([1, 2]))

@@ -120,16 +120,17 @@ class SynthesisLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "random", gain: float = 1.0) -> torch.Tensor:
         styles = self.affine(w)  # [N, in_channels]
-        noise = None
+        noise = noise_sources = None
         if self.use_noise and noise_mode == "random":
             shape = [x.shape[0], 1, self.resolution, self.resolution]
             noise = torch.randn(shape, device=x.device) * self.noise_strength
         elif self.use_noise and noise_mode == "const":
             noise = self.noise_const * self.noise_strength
+            noise_sources = (self.noise_const, self.noise_strength)  # the same noise at every call: cacheable
         clamp = None if self.conv_clamp is None else self.conv_clamp * gain
         return modulated_conv2d(x, self.weight, styles, noise=noise, bias=self.bias, activation=self.activation,
                                 gain=self.act_gain * gain, clamp=clamp, up=self.up, padding=self.padding,
-                                resample_filter=self.resample_filter, cache=self.cache)
+                                resample_filter=self.resample_filter, cache=self.cache, noise_sources=noise_sources)
 
 
 class ToRGBLayer(nn.Module):

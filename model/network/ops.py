@@ -136,26 +136,56 @@ def normalize_2nd_moment(x: torch.Tensor, dim: int = 1, eps: float = 1e-8) -> to
 
 
 class WeightCache:
-    """Tensors derived from one weight alone (its cast to the compute dtype, its demodulation sums), kept between
-    calls without autograd: rendering otherwise recomputes them for every batch, and on a busy CPU these small
-    operations cost more than their size. An entry is remade when the weight changes (its version counter moves,
-    as with an EMA update or load_state_dict), the dtype or the device; one entry per name, so nothing piles up."""
+    """Tensors derived from parameters alone (a weight's cast to the compute dtype and layout, its demodulation
+    sums; the bias plus constant noise), kept between calls without autograd: rendering otherwise recomputes them for
+    every batch, and on a busy CPU these small operations cost more than their size. An entry is remade when one of
+    its parameters changes (its version counter moves, as with an EMA update or load_state_dict), the dtype or the
+    device; one entry per name, so nothing piles up."""
 
     def __init__(self) -> None:
         self._entries: dict[str, tuple[tuple, torch.Tensor]] = {}
 
-    def get(self, name: str, weight: torch.Tensor, dtype: torch.dtype, make) -> torch.Tensor:
+    def get(self, name: str, weight: torch.Tensor | tuple[torch.Tensor, ...], dtype: torch.dtype,
+            make) -> torch.Tensor:
         if torch.is_grad_enabled():
             return make()
-        key = (weight.data_ptr(), weight._version, weight.device, dtype)
+        sources = weight if isinstance(weight, tuple) else (weight,)
+        key = (tuple((t.data_ptr(), t._version, t.device) for t in sources), dtype)
         found = self._entries.get(name)
         if found is None or found[0] != key:
             found = self._entries[name] = (key, make())
         return found[1]
 
 
-def cached(cache: WeightCache | None, name: str, weight: torch.Tensor, dtype: torch.dtype, make) -> torch.Tensor:
+def cached(cache: WeightCache | None, name: str, weight: torch.Tensor | tuple[torch.Tensor, ...], dtype: torch.dtype,
+           make) -> torch.Tensor:
     return make() if cache is None else cache.get(name, weight, dtype, make)
+
+
+def conv_layout(weight: torch.Tensor, up: int, device: torch.device) -> torch.Tensor:
+    """A convolution weight [O, I, k, k] laid out as oneDNN reads it beside channels-last activations (on a CPU),
+    so that the convolution does not copy it at every call: channels-last itself, or for the transposed convolution
+    of upsampling, which reads weight.transpose(0, 1), channels-last [I, O, k, k] seen through that transpose."""
+    if device.type != "cpu":
+        return weight
+    if up > 1:
+        return weight.transpose(0, 1).contiguous(memory_format=torch.channels_last).transpose(0, 1)
+    return weight.contiguous(memory_format=torch.channels_last)
+
+
+def conv_offset(bias: torch.Tensor | None, noise: torch.Tensor | None, gain: float, dtype: torch.dtype,
+                channels_last: bool) -> torch.Tensor | None:
+    """(bias + noise) × gain, what a modulated convolution adds to its output. A per-image offset [O, H, W] added to
+    channels-last activations is laid out as they are, so that the broadcast over the batch reads it in order."""
+    offset = None if bias is None else bias.to(dtype).reshape(-1, 1, 1)
+    if noise is not None:
+        noise = noise.to(dtype)
+        offset = noise if offset is None else offset + noise
+    if offset is not None and gain != 1:
+        offset = offset * gain
+    if offset is not None and offset.dim() == 3 and channels_last:
+        offset = offset.unsqueeze(0).contiguous(memory_format=torch.channels_last)
+    return offset
 
 
 def modulated_pointwise(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, bias: torch.Tensor | None = None,
@@ -181,10 +211,13 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
                      bias: torch.Tensor | None = None, activation: str = "linear", gain: float = 1.0,
                      clamp: float | None = None, up: int = 1, padding: int = 0,
                      resample_filter: torch.Tensor | None = None, demodulate: bool = True,
-                     cache: WeightCache | None = None) -> torch.Tensor:
+                     cache: WeightCache | None = None,
+                     noise_sources: tuple[torch.Tensor, ...] | None = None) -> torch.Tensor:
     """StyleGAN2 modulated convolution followed by noise, bias, activation, gain and clamp.
 
     x: [N, I, H, W], weight: [O, I, k, k], styles: [N, I], noise: broadcastable to [N, O, H', W'], bias: [O].
+    `noise_sources`: the parameters a constant `noise` is made of (noise mode const); with a cache, the bias plus
+    that noise is then kept between calls, laid out as the batch reads it.
     One sample: the style and demodulation scale the small weight tensor. Several samples: they scale the
     activations around one dense convolution that the whole batch shares, which stays fast as the batch grows
     (a grouped per-sample convolution gets slower per image). Both are the same arithmetic.
@@ -212,25 +245,23 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
         if x.device.type == "cpu":
             # oneDNN's CPU convolutions run ~20% faster on channels-last batches (no layout reorders).
             x = x.contiguous(memory_format=torch.channels_last)
-        w = cached(cache, "cast", source, x.dtype, lambda: weight.to(x.dtype))
+        w = cached(cache, "cast", source, x.dtype, lambda: conv_layout(weight.to(x.dtype), up, x.device))
         x = conv2d_resample(x, w, f=resample_filter, up=up, padding=padding)
     inplace = not torch.is_grad_enabled()
-    offset = None
-    if bias is not None:
-        offset = bias.to(x.dtype).reshape(-1, 1, 1)
-    if noise is not None:
-        noise = noise.to(x.dtype)
-        offset = noise if offset is None else offset + noise
-    if offset is not None:
-        offset = offset * gain if gain != 1 else offset
+    channels_last = batch != 1 and x.is_contiguous(memory_format=torch.channels_last)
+
+    def make_offset() -> torch.Tensor | None:
+        return conv_offset(bias, noise, gain, x.dtype, channels_last)
+
+    if noise_sources is not None and bias is not None:
+        offset = cached(cache, f"offset {gain} {channels_last}", (bias, *noise_sources), x.dtype, make_offset)
+    else:
+        offset = make_offset()
     fits = offset is not None and torch.broadcast_shapes(x.shape, offset.shape) == x.shape  # x keeps its shape
     if batch != 1:
         scale = out_scale.to(x.dtype).reshape(batch, -1, 1, 1)
         if inplace and fits:
-            # x * scale + offset in one pass over x instead of two. A per-image offset [O, H, W] is laid out as x
-            # is (channels-last on a CPU) so that the broadcast over the batch reads it in order.
-            if offset.dim() == 3 and x.is_contiguous(memory_format=torch.channels_last):
-                offset = offset.unsqueeze(0).contiguous(memory_format=torch.channels_last)
+            # x * scale + offset in one pass over x instead of two.
             x, offset = torch.addcmul(offset, x, scale, out=x), None
         else:
             x = x.mul_(scale) if inplace else x * scale
