@@ -118,7 +118,9 @@ class SynthesisLayer(nn.Module):
         self.bias = nn.Parameter(torch.zeros([out_channels]))
         self.cache = WeightCache()
 
-    def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "random", gain: float = 1.0) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "random", gain: float = 1.0,
+                own_input: bool = False) -> torch.Tensor:
+        """`own_input`: x is the caller's temporary, which rendering may overwrite (see modulated_conv2d)."""
         styles = self.affine(w)  # [N, in_channels]
         noise = noise_sources = None
         if self.use_noise and noise_mode == "random":
@@ -130,7 +132,8 @@ class SynthesisLayer(nn.Module):
         clamp = None if self.conv_clamp is None else self.conv_clamp * gain
         return modulated_conv2d(x, self.weight, styles, noise=noise, bias=self.bias, activation=self.activation,
                                 gain=self.act_gain * gain, clamp=clamp, up=self.up, padding=self.padding,
-                                resample_filter=self.resample_filter, cache=self.cache, noise_sources=noise_sources)
+                                resample_filter=self.resample_filter, cache=self.cache, noise_sources=noise_sources,
+                                own_input=own_input)
 
 
 class ToRGBLayer(nn.Module):
@@ -230,8 +233,9 @@ class SynthesisBlock(nn.Module):
         if self.in_channels == 0:
             x = self.const.to(dtype).unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])
         else:
-            x = self.conv0(x.to(dtype), next(w_rows), noise_mode=noise_mode)
-        x = self.conv1(x, next(w_rows), noise_mode=noise_mode)
+            # The previous block's x is read by nothing after this (its toRGB already ran): conv0 may overwrite it.
+            x = self.conv0(x.to(dtype), next(w_rows), noise_mode=noise_mode, own_input=True)
+        x = self.conv1(x, next(w_rows), noise_mode=noise_mode, own_input=True)
         if img is not None:
             img = upsample2d(img, self.resample_filter)
         y = self.torgb(x, next(w_rows)).to(torch.float32)

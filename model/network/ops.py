@@ -211,13 +211,14 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
                      bias: torch.Tensor | None = None, activation: str = "linear", gain: float = 1.0,
                      clamp: float | None = None, up: int = 1, padding: int = 0,
                      resample_filter: torch.Tensor | None = None, demodulate: bool = True,
-                     cache: WeightCache | None = None,
-                     noise_sources: tuple[torch.Tensor, ...] | None = None) -> torch.Tensor:
+                     cache: WeightCache | None = None, noise_sources: tuple[torch.Tensor, ...] | None = None,
+                     own_input: bool = False) -> torch.Tensor:
     """StyleGAN2 modulated convolution followed by noise, bias, activation, gain and clamp.
 
     x: [N, I, H, W], weight: [O, I, k, k], styles: [N, I], noise: broadcastable to [N, O, H', W'], bias: [O].
     `noise_sources`: the parameters a constant `noise` is made of (noise mode const); with a cache, the bias plus
-    that noise is then kept between calls, laid out as the batch reads it.
+    that noise is then kept between calls, laid out as the batch reads it. `own_input`: x is the caller's temporary,
+    which a batch without autograd may modulate in place (one fewer large allocation).
     One sample: the style and demodulation scale the small weight tensor. Several samples: they scale the
     activations around one dense convolution that the whole batch shares, which stays fast as the batch grows
     (a grouped per-sample convolution gets slower per image). Both are the same arithmetic.
@@ -241,7 +242,8 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
         w = weight * styles.reshape(1, -1, 1, 1) * out_scale.reshape(-1, 1, 1, 1)
         x = conv2d_resample(x, w.to(x.dtype), f=resample_filter, up=up, padding=padding)
     else:
-        x = x * styles.to(x.dtype).reshape(batch, -1, 1, 1)
+        modulation = styles.to(x.dtype).reshape(batch, -1, 1, 1)
+        x = x.mul_(modulation) if own_input and not torch.is_grad_enabled() else x * modulation
         if x.device.type == "cpu":
             # oneDNN's CPU convolutions run ~20% faster on channels-last batches (no layout reorders).
             x = x.contiguous(memory_format=torch.channels_last)
