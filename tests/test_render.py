@@ -113,7 +113,7 @@ def _page_faults_of_a_filled_tensor(nbytes: int) -> int:
 
 def test_a_cpu_renderer_reuses_freed_large_blocks(renderer):
     """A block freed by one layer is reused by the next instead of being faulted in again page by page (glibc gives
-    blocks over 32 MiB back to the kernel unless told otherwise; that cost a 256-px network a fifth of its speed)."""
+    blocks over 32 MiB back to the kernel unless told otherwise; that cost a 256-px network a sixth of its speed)."""
     if not reuse_freed_memory():  # the renderer fixture already asked; False where the C library is not glibc
         pytest.skip("this C library has no mallopt to keep freed blocks (glibc has)")
     nbytes = 96 * 2 ** 20

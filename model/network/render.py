@@ -237,9 +237,9 @@ def synthesis_flops(G, batch: int, max_resolution: int | None = None) -> float:
 # glibc's malloc gives every block above 32 MiB (the most M_MMAP_THRESHOLD may be raised to) straight back to the
 # kernel when it is freed, so each large activation of a high-resolution block is faulted in again, page by page, at
 # every layer: on a 2-core machine a fresh [8, 64, 256, 256] product took 178 ms, the same product into an existing
-# tensor 36 ms, and a 256-px / 512-channel network at batch 8 reached 63 % of `atelier bench render`'s 3×3-conv limit
-# instead of 80 %. Serving large blocks from the heap and keeping freed memory there lets the next layer reuse it;
-# the process keeps its peak memory instead of returning it.
+# tensor 36 ms, and a 256-px / 512-channel network at batch 8 reached 72 % of `atelier bench render`'s 3×3-conv limit
+# instead of 85 %. Serving large blocks from the heap and keeping freed memory there lets the next layer reuse it;
+# the process keeps what it freed instead of returning it (its peak memory measured within 3 % of before).
 M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # mallopt parameters (malloc.h)
 KEEP_FREED_BYTES = 2 ** 31 - 1  # the most mallopt takes; more free memory than this at the heap's top is returned
 
