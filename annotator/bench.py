@@ -125,7 +125,7 @@ STRIP_SEEDS, STRIP_STEPS = 6, 7
 @dataclass
 class ScoringTimes:
     """When each batch of `atelier score`'s scorer finished: (components scored so far, seconds since the start).
-    A two-pass scorer (large models) counts the quick pass over every component, then the refined ones again."""
+    A two-pass scorer counts the quick pass over every component, then the refined ones again."""
     batches: list[tuple[int, float]] = field(default_factory=list)
 
     def seconds_until(self, count: int) -> float:
@@ -134,7 +134,7 @@ class ScoringTimes:
 
 
 def time_scoring(renderer, vectors: np.ndarray, sigmas: np.ndarray, refine: int | None) -> ScoringTimes:
-    """Score as `atelier score` does (its resolution rule, its two passes on large models), timing each batch."""
+    """Score as `atelier score` does (its resolution rule, its two passes), timing each batch."""
     from model.directions import scores
 
     times, done, started = ScoringTimes(), 0, time.perf_counter()
@@ -208,7 +208,7 @@ def _generate_times(renderer, vector: np.ndarray, sigma: float, repeats: int = 3
 def bench_review(network: str | Path | None = None, device: str | None = "auto", precision: str | None = "auto",
                  components: int | None = None, sigma_samples: int = 20_000) -> dict:
     """What a reviewer waits for on `network` (a file, None for the demo model, or random:RESxCH): the queue ready
-    (32 components with scores, scored as `atelier score` scores: eigenvalue order, two passes on large models),
+    (32 components with scores, scored as `atelier score` scores: eigenvalue order, two passes when the set has more than 64 components),
     every component scored, a strip cold and cached, a Generate image, and the process's peak memory. `components`
     scores only the first N and extrapolates the whole set."""
     import torch
@@ -227,7 +227,7 @@ def bench_review(network: str | Path | None = None, device: str | None = "auto",
     total = len(cs.vectors)
     count = total if not components else min(components, total)
     first = min(QUEUE_READY, count)
-    refine = scores.default_refine(renderer)
+    refine = scores.scoring_passes(renderer, total)  # what `atelier score` does with the whole set
     times = time_scoring(renderer, cs.vectors[:count], cs.sigmas[:count], refine)
     resolution = scores.scoring_resolution(renderer)
     result = {"network": str(renderer.network.source), "resolution": renderer.resolution,
