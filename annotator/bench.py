@@ -208,9 +208,9 @@ def _generate_times(renderer, vector: np.ndarray, sigma: float, repeats: int = 3
 def bench_review(network: str | Path | None = None, device: str | None = "auto", precision: str | None = "auto",
                  components: int | None = None, sigma_samples: int = 20_000) -> dict:
     """What a reviewer waits for on `network` (a file, None for the demo model, or random:RESxCH): the queue ready
-    (32 components with scores, scored as `atelier score` scores: eigenvalue order, two passes when the set has more than 64 components),
-    every component scored, a strip cold and cached, a Generate image, and the process's peak memory. `components`
-    scores only the first N and extrapolates the whole set."""
+    (32 components with scores, scored as `atelier score` scores: eigenvalue order, two passes when the set has more
+    than 64 components), every component scored, a strip cold and cached, a Generate image, and the process's peak
+    memory. `components` scores only the first N and extrapolates the whole set."""
     import torch
 
     from model.directions import discovery as D, scores
