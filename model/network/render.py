@@ -239,7 +239,8 @@ def synthesis_flops(G, batch: int, max_resolution: int | None = None) -> float:
 # every layer: on a 2-core machine a fresh [8, 64, 256, 256] product took 178 ms, the same product into an existing
 # tensor 36 ms, and a 256-px / 512-channel network at batch 8 reached 72 % of `atelier bench render`'s 3×3-conv limit
 # instead of 85 %. Serving large blocks from the heap and keeping freed memory there lets the next layer reuse it;
-# the process keeps what it freed instead of returning it (its peak memory measured within 3 % of before).
+# the process keeps what it freed instead of returning it. Peak memory measured 3–24 % above before (a batch size's
+# freed blocks do not always fit the next size's: `atelier bench render` 1, 8, 32 at 256 px, float32: 3.2 GB, was 2.6).
 M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # mallopt parameters (malloc.h)
 KEEP_FREED_BYTES = 2 ** 31 - 1  # the most mallopt takes; more free memory than this at the heap's top is returned
 
