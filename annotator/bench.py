@@ -209,7 +209,7 @@ def bench_review(network: str | Path | None = None, device: str | None = "auto",
                  components: int | None = None, sigma_samples: int = 20_000) -> dict:
     """What a reviewer waits for on `network` (a file, None for the demo model, or random:RESxCH): the queue ready
     (32 components with scores, scored as `atelier score` scores: eigenvalue order, two passes when the set has more
-    than 64 components), every component scored, a strip cold and cached, a Generate image, and the process's peak
+    than 128 components), every component scored, a strip cold and cached, a Generate image, and the process's peak
     memory. `components` scores only the first N and extrapolates the whole set."""
     import torch
 

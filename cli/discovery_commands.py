@@ -157,7 +157,7 @@ def score(
     resolution: Optional[int] = typer.Option(None, help="Render size (default: preview size for large models)."),
     refine: Optional[int] = typer.Option(None, help="Score every component quickly first (both sides, 2 seeds), "
                                                     "then fully only the N the quick pass ranks highest; 0: one full "
-                                                    "pass. Default: 64 (one full pass for a set of 64 or fewer)."),
+                                                    "pass. Default: 128 (one full pass for a set of 128 or fewer)."),
     network: Optional[Path] = _network_option(),
     device: str = device_option(),
     precision: str = precision_option(),

@@ -17,7 +17,7 @@ def test_bench_review_json_on_a_small_random_network():
     data = json.loads(result.output)
     assert data["network"] == "random:32x32" and data["resolution"] == 32 and data["precision"] == "float32"
     assert data["components"] == 512 and data["queue_ready_components"] == 32 and data["scored_components"] == 36
-    assert data["refined_components"] == 64  # two passes for a set of 512, as `atelier score` scores it
+    assert data["refined_components"] == 128  # two passes for a set of 512, as `atelier score` scores it
     assert data["all_scored_estimated"] and data["all_scored_s"] > data["queue_ready_s"] > 0
     strip = data["strip"]
     assert strip["resolution"] == 32 and strip["first_view_s"] is None  # a cheap strip needs no first view

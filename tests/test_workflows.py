@@ -114,6 +114,6 @@ def test_a_set_no_larger_than_the_refined_top_is_scored_in_one_full_pass(url, ti
     info = components.store_component_set(_sefa(tiny, keep=4), tiny, url=url)
     assert components.scoring_steps(info.id, tiny, refine=3, url=url) == 4 + 3
     assert components.scoring_steps(info.id, tiny, refine=4, url=url) == 4
-    assert components.scoring_steps(info.id, tiny, url=url) == 4  # the default refines 64: more than the set holds
+    assert components.scoring_steps(info.id, tiny, url=url) == 4  # the default refines 128: more than the set holds
     found = components.score_and_store(info.id, tiny, url, seeds=range(1000, 1003), batch=4)
     assert all(reading.seeds == 3 for score in found for reading in score.readings if reading.layers == "all")
