@@ -182,7 +182,7 @@ def _strip_times(renderer, vector: np.ndarray, sigma: float) -> dict:
         views = []
         for view in cache.render_progressively(renderer, vector, sigma, spec):
             views.append((view, time.perf_counter() - started))
-        hit, cached_s = _timed(lambda: cache.lookup(renderer.fingerprint, spec))
+        hit, cached_s = _timed(lambda: cache.lookup(renderer.picture_identity, spec))
         if hit is None:
             raise RuntimeError(f"the strip cache in {tmp} did not keep the strip it just wrote")
     first = views[0][1] if len(views) > 1 else None

@@ -81,7 +81,7 @@ def strip_request(ctx: services.Context, component: ComponentInfo, vector, setti
         centred=settings.centred, resolution=strip_resolution(renderer), psi=settings.psi,
         class_index=0 if renderer.c_dim else None,
     )
-    return StripRequest(fingerprint=ctx.model.fingerprint, spec=spec, sigma=float(component.sigma) or 1.0,
+    return StripRequest(identity=renderer.picture_identity, spec=spec, sigma=float(component.sigma) or 1.0,
                         vector=vector)
 
 

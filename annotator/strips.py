@@ -36,13 +36,13 @@ SUFFIXES = (".review.jpg", ".review-heat.jpg")  # beside the CLI's .jpg and -hea
 class StripRequest:
     """One component's strip as the page asks for it: what decides the pixels, and the direction to render it."""
 
-    fingerprint: str
+    identity: str  # the renderer's picture_identity: its weights, and its precision unless float32
     spec: StripSpec
     sigma: float
     vector: np.ndarray | None = field(default=None, compare=False, hash=False, repr=False)
 
     def key(self) -> str:
-        return self.spec.key(self.fingerprint)
+        return self.spec.key(self.identity)
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ _inflight_lock = threading.Lock()
 
 
 def cached(request: StripRequest) -> StripImages | None:
-    hit = strip_cache().lookup(request.fingerprint, request.spec)
+    hit = strip_cache().lookup(request.identity, request.spec)
     if hit is None:
         return None
     try:

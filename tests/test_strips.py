@@ -1,6 +1,8 @@
 """Review strips: equal to direct rendering with apply_edits, cached on disk, cache hits render nothing."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -128,3 +130,17 @@ def test_sigma_labels_are_drawn_with_a_font_that_has_sigma():
                     "DejaVu Sans is not installed here (Debian: fonts-dejavu-core), so σ labels read 'sd'")
     font = label_font(12)
     assert can_draw(font, "σ−") and [sigma_label(v, font) for v in (-3, 1.5, 0)] == ["−3σ", "+1.5σ", "0σ"]
+
+
+def test_a_strip_rendered_in_bfloat16_is_cached_apart_from_the_float32_one(tiny, direction, tmp_path):
+    """bfloat16 pixels differ from float32 ones by a few levels: a strip cached by one precision is never shown
+    for the other, and float32 keeps the keys that caches already hold."""
+    assert tiny.precision == "float32" and tiny.picture_identity == tiny.fingerprint
+    cache = StripCache(tmp_path / "strips")
+    spec = StripSpec("7", 3, (1, 2), sigma_steps(5, 2.0))
+    assert not cache.get_or_render(tiny, direction, 1.0, spec).cached
+    assert cache.lookup(tiny.picture_identity, spec) is not None
+    # The same weights rendering in bfloat16 (read through the same property; no bfloat16 hardware needed).
+    in_bfloat16 = SimpleNamespace(fingerprint=tiny.fingerprint, precision="bfloat16")
+    identity = type(tiny).picture_identity.fget(in_bfloat16)
+    assert identity != tiny.picture_identity and cache.lookup(identity, spec) is None

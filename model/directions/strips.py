@@ -1,10 +1,10 @@
 """Review strips: one component shown on S seeds × T σ-steps, rendered in one batch and cached on disk.
 
-A strip is keyed by everything that decides its pixels (model fingerprint, set, component, seeds, steps, layer
-range, centring, truncation, resolution, class). The cache stores a display-size JPEG of the grid and a heat-map PNG
-(where in the image the component acts), written via temp file + rename so a page never sees half a file; a cache
-may draw them differently (the Review page does) under its own file suffixes. A cache hit is a stat of two files:
-no model, no rendering.
+A strip is keyed by everything that decides its pixels (model fingerprint and rendering precision, set, component,
+seeds, steps, layer range, centring, truncation, resolution, class). The cache stores a display-size JPEG of the
+grid and a heat-map PNG (where in the image the component acts), written via temp file + rename so a page never sees
+half a file; a cache may draw them differently (the Review page does) under its own file suffixes. A cache hit is a
+stat of two files: no model, no rendering.
 """
 from __future__ import annotations
 
@@ -78,8 +78,9 @@ class StripSpec:
         if not 1 <= len(self.steps) <= MAX_STEPS:
             raise AtelierError(f"a strip has 1 to {MAX_STEPS} steps, not {len(self.steps)}")
 
-    def key(self, fingerprint: str) -> str:
-        payload = {"fingerprint": fingerprint, "drawing": DRAWING_VERSION, **asdict(self)}
+    def key(self, identity: str) -> str:
+        """The cache key; `identity` is the renderer's picture_identity (weights, and precision unless float32)."""
+        payload = {"fingerprint": identity, "drawing": DRAWING_VERSION, **asdict(self)}
         payload["seeds"], payload["steps"] = list(self.seeds), [float(s) for s in self.steps]
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
@@ -173,9 +174,9 @@ class StripCache:
         folder = self.root / key[:2]
         return folder / f"{key}{self.suffixes[0]}", folder / f"{key}{self.suffixes[1]}"
 
-    def lookup(self, fingerprint: str, spec: StripSpec) -> CachedStrip | None:
-        """The cached strip, or None; needs no model."""
-        key = spec.key(fingerprint)
+    def lookup(self, identity: str, spec: StripSpec) -> CachedStrip | None:
+        """The cached strip, or None; needs no model (`identity`: the renderer's picture_identity)."""
+        key = spec.key(identity)
         image, heat = self.paths(key)
         if image.exists() and heat.exists():
             return CachedStrip(image, heat, key, True)
@@ -183,11 +184,11 @@ class StripCache:
 
     def get_or_render(self, renderer, vector: np.ndarray, sigma: float, spec: StripSpec) -> CachedStrip:
 
-        hit = self.lookup(renderer.fingerprint, spec)
+        hit = self.lookup(renderer.picture_identity, spec)
         if hit is not None:
             return hit
         grid, heatmap = self.draw(render_strip(renderer, vector, sigma, spec), spec)
-        key = spec.key(renderer.fingerprint)
+        key = spec.key(renderer.picture_identity)
         image, heat = self.paths(key)
         atomic_write_bytes(heat, heatmap)
         atomic_write_bytes(image, grid)  # image last: lookup needs both
@@ -198,7 +199,7 @@ class StripCache:
         """The strip in views that sharpen: where the full strip is not cached and costs enough to make a reviewer
         wait, first a cheap low-resolution view (:func:`first_view_spec`, cached under its own key), then the full
         strip. Yields one or two strips; the last is always the full one."""
-        hit = self.lookup(renderer.fingerprint, spec)
+        hit = self.lookup(renderer.picture_identity, spec)
         if hit is not None:
             yield hit
             return

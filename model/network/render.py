@@ -288,6 +288,12 @@ class Renderer:
         self._lock = threading.Lock()
         self.fingerprint = network.fingerprint
 
+    @property
+    def picture_identity(self) -> str:
+        """What a cached picture of this generator depends on besides what was asked: its weights and, unless
+        float32, the precision it renders in (bfloat16 pixels differ from float32 ones by a few levels)."""
+        return self.fingerprint if self.precision == "float32" else f"{self.fingerprint}-{self.precision}"
+
     # Architecture facts pages and commands need.
     @property
     def z_dim(self) -> int:
