@@ -76,7 +76,9 @@ def discover(
     if method not in ("sefa", "pca", "kmeans"):
         raise AtelierError(f"--method must be sefa, pca or kmeans, not {method!r}")
     renderer = Renderer(network, device="cpu")
-    total = samples or (D.DEFAULT_PCA_SAMPLES if method == "pca" else D.SIGMA_SAMPLES)
+    if samples is not None and samples < 1:
+        raise AtelierError(f"--samples {samples}: sample at least 1 latent (or leave it out for the default)")
+    total = samples if samples is not None else (D.DEFAULT_PCA_SAMPLES if method == "pca" else D.SIGMA_SAMPLES)
     with _progress(total, f"{method}: sampling W") as bar:
         cs = D.discover(renderer, method, layers=layers, samples=samples, k=k, seed=seed, progress=bar.update)
     if map_points is None:

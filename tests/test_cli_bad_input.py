@@ -254,6 +254,12 @@ def test_discover_negative_samples():
     assert_clean_user_error(runner.invoke(app, ["discover", "--samples", "-5"]), "at least 1")
 
 
+@pytest.mark.parametrize("method", ["sefa", "pca", "kmeans"])
+def test_discover_zero_samples_is_refused_not_the_default(method):
+    """0 used to mean "the default" (100,000 samples for PCA) without a word; it is a count, and too few."""
+    assert_clean_user_error(runner.invoke(app, ["discover", "--method", method, "--samples", "0"]), "--samples 0")
+
+
 def test_generate_truncation_and_cutoff(tmp_path):
     for args, phrase in [(["--trunc", "nan"], "--trunc nan: give a finite number"),
                          (["--trunc", "inf"], "--trunc inf: give a finite number"),

@@ -422,13 +422,14 @@ def discover(renderer, method: str, layers: str = "all", samples: int | None = N
              sigma_samples: int = SIGMA_SAMPLES, progress: Callable[[int], None] | None = None) -> ComponentSet:
     """Run one method and record timing in params."""
     t0 = time.perf_counter()
+    # None means each method's default; 0 is a count like any other (and refused below), never "the default".
     if method == "sefa":
-        w, _ = sample_w(renderer, samples or sigma_samples, seed=seed)
+        w, _ = sample_w(renderer, sigma_samples if samples is None else samples, seed=seed)
         cs = sefa(renderer.G, layers, w_samples=w, fingerprint=renderer.fingerprint)
     elif method == "pca":
-        cs = pca(renderer, n=samples or DEFAULT_PCA_SAMPLES, seed=seed, progress=progress)
+        cs = pca(renderer, n=DEFAULT_PCA_SAMPLES if samples is None else samples, seed=seed, progress=progress)
     elif method == "kmeans":
-        cs = kmeans_looks(renderer, k=k, n=samples or sigma_samples, seed=seed)
+        cs = kmeans_looks(renderer, k=k, n=sigma_samples if samples is None else samples, seed=seed)
     else:
         raise AtelierError(f"unknown method {method!r}; use sefa, pca or kmeans")
     cs.params["seconds"] = round(time.perf_counter() - t0, 3)
