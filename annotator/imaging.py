@@ -2,8 +2,7 @@
 
 Pages show these bytes directly, so nothing is re-encoded on a rerun. Strip grids and heat maps are drawn by
 model.directions.drawing (one drawing for the app, the CLI and exported previews); its names are re-exported here for
-the pages.
-"""
+the pages. """
 from __future__ import annotations
 
 import base64

@@ -1,12 +1,10 @@
 """Review strips for the Review page: model.directions.strips' cache drawn for the page, and prefetch of the next
 components.
 
-A strip is seeds × steps: each seed's w moved along the component by each step (in σ of that component), on the
-chosen ws rows. Rendering, the key and the folder are model.directions.strips.StripCache's, shared with `atelier
-strip`; this
-module encodes the grid and the change heat map (drawn by model.directions.drawing, as everywhere) as display-size
-JPEGs under
-their own suffixes, so moving back and forth, and every teammate, reuses them.
+A strip is seeds × steps: each seed's w moved along the component by each step (in σ of that component), on the chosen
+ws rows. Rendering, the key and the folder are model.directions.strips.StripCache's, shared with `atelier strip`; this
+module encodes the grid and the change heat map (drawn by model.directions.drawing, as everywhere) as display-size JPEGs
+under their own suffixes, so moving back and forth, and every teammate, reuses them.
 
 The direction is rendered as stored, never normalised: a step of t σ moves w by float32(t · σ) · vector, exactly
 what the Generate slider and an exported direction set do (docs/direction-set.md, "Sliders"), so a strip and a

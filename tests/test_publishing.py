@@ -1,6 +1,5 @@
-"""Publishing is checked (model/directions/publishing.py): dead sliders, conflicts and disagreeing approvals are
-refused with
-the reason unless forced (and the override is recorded), from the app's functions and from `atelier publish`;
+"""Publishing is checked (model/directions/publishing.py): dead sliders, conflicts and disagreeing approvals are refused
+with the reason unless forced (and the override is recorded), from the app's functions and from `atelier publish`;
 out-of-date and conflicted directions are flagged; looks keep the directions they were made with.
 
 The demo generator (64 px) and its real SeFa components: a slider on layers where a component acts must pass and

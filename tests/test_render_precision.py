@@ -156,8 +156,7 @@ def test_renderers_of_different_precision_share_one_network(reference_dir):
 
 def test_cached_weights_follow_weights_changed_in_place():
     """Rendering keeps weight-derived tensors between calls (model.network.ops.WeightCache); weights changed in place,
-    as
-    an EMA update or load_state_dict changes them, must be rendered with their new values."""
+    as an EMA update or load_state_dict changes them, must be rendered with their new values."""
     shape = RandomShape(16, 16, channel_base=256)
     network = random_network(shape)
     renderer = Renderer(network, device="cpu")

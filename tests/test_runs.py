@@ -1,6 +1,5 @@
 """Training runs as the Training page reads them (model.training.runs), the command that continues one, and registering
-a
-run's generator as a model (annotator.registry.register_run_generator)."""
+a run's generator as a model (annotator.registry.register_run_generator)."""
 from __future__ import annotations
 
 import json

@@ -134,8 +134,7 @@ def _encode(array: np.ndarray, fmt: str) -> bytes:
 
 def draw_strip(result: StripResult, spec: StripSpec) -> tuple[bytes, bytes]:
     """The grid (model.directions.drawing's, as on the Review page) as a JPEG with cells of at least DISPLAY_CELL px,
-    and the
-    heat map as a PNG of about the same size."""
+    and the heat map as a PNG of about the same size."""
     from model.directions.drawing import heat_image, strip_grid
 
     cell = max(result.images.shape[2], DISPLAY_CELL)

@@ -196,8 +196,8 @@ def run_record(run: RunSummary) -> dict:
 
 
 def snapshot_rows(run: RunSummary) -> list[dict]:
-    """Newest first: kimg, file name and size of each snapshot still on disk (the trainer prunes old ones, maybe
-    while this reads)."""
+    """Newest first: kimg, file name and size of each snapshot still on disk (the trainer prunes old ones, maybe while
+    this reads)."""
     rows = []
     for kimg, path in reversed(run.snapshots):
         try:
