@@ -27,16 +27,6 @@ def _progress(total: int, desc: str):
     return tqdm(total=total, desc=desc, unit="", leave=False)
 
 
-def _load_set(set_id: int):
-    """(set info, vectors, sigmas, model info) from the database."""
-    from db.migrate import ensure_current
-    from workflows.components import load_set
-
-    ensure_current()
-    stored = load_set(set_id)
-    return stored.info, stored.vectors, list(stored.sigmas), stored.model
-
-
 def _renderer_for(model, network: Optional[Path], device: str = "cpu", precision: str = "float32"):
     from model.network.render import Renderer
 
@@ -127,12 +117,16 @@ def strip(
     from core.files import atomic_write_bytes, image_format, write_image
     from model.network.render import configure_threads, parse_seeds
     from model.directions.strips import StripCache, StripSpec, sigma_steps, strip_resolution
+    from db.migrate import ensure_current
+    from workflows.components import load_set
 
     image_format(out)  # a name Atelier cannot write is refused before anything is rendered
     if not 0 <= trunc <= 2:
         raise AtelierError(f"--trunc {trunc}: use a ψ from 0 (the average look) to 2; 0.7 is the app's, 1 is none")
     configure_threads()
-    info, vectors, sigmas, model = _load_set(set_id)
+    ensure_current()
+    stored = load_set(set_id)
+    info, vectors, sigmas, model = stored.info, stored.vectors, stored.sigmas, stored.model
     if not 0 <= component < len(vectors):
         raise AtelierError(f"component {component} is not in set {set_id} (it has 0 … {len(vectors) - 1})")
     renderer = _renderer_for(model, network, device, precision)

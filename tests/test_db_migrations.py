@@ -37,6 +37,13 @@ def tables(url: str) -> set[str]:
         engine.dispose()
 
 
+def insert_old_model(connection) -> None:
+    """Model 1 ('old', w_dim 4, 3 ws rows), written with plain SQL as an older revision's code would have."""
+    connection.execute(text("INSERT INTO models (id, name, path, fingerprint, architecture, added_at) VALUES "
+                            "(1, 'old', '/old.pkl', :fp, :arch, CURRENT_TIMESTAMP)"),
+                       {"fp": "0f" * 32, "arch": '{"w_dim": 4, "num_ws": 3, "c_dim": 0}'})
+
+
 def run_sql(url: str, *statements: str) -> None:
     """Plain SQL in one transaction, as an older Atelier (or a hand edit) would have left the database."""
     engine = make_engine(url)
@@ -98,9 +105,7 @@ def test_database_made_by_first_revision_upgrades_with_data_intact(empty_url: st
     try:
         # Plain SQL, as the code of revision 0001's time would have written it (the ORM now knows newer columns).
         with engine.begin() as c:
-            c.execute(text("INSERT INTO models (id, name, path, fingerprint, architecture, added_at) VALUES "
-                           "(1, 'old', '/old.pkl', :fp, :arch, CURRENT_TIMESTAMP)"),
-                      {"fp": "0f" * 32, "arch": '{"w_dim": 4, "num_ws": 3, "c_dim": 0}'})
+            insert_old_model(c)
             c.execute(text("INSERT INTO component_sets (id, model_id, method, params, sample_count, review_seeds, "
                            "created_at) VALUES (1, 1, 'sefa', '{}', 0, '[5, 6]', CURRENT_TIMESTAMP)"))
             for i in range(2):
@@ -148,9 +153,7 @@ def test_database_at_0002_upgrades_to_0003_with_data_intact(empty_url: str) -> N
     try:
         # Plain SQL, as the code of revision 0002's time would have written it.
         with engine.begin() as c:
-            c.execute(text("INSERT INTO models (id, name, path, fingerprint, architecture, added_at) VALUES "
-                           "(1, 'old', '/old.pkl', :fp, :arch, CURRENT_TIMESTAMP)"),
-                      {"fp": "0f" * 32, "arch": '{"w_dim": 4, "num_ws": 3, "c_dim": 0}'})
+            insert_old_model(c)
             c.execute(text("INSERT INTO component_sets (id, model_id, method, params, sample_count, review_seeds, "
                            "created_at) VALUES (1, 1, 'sefa', '{}', 0, '[5]', CURRENT_TIMESTAMP)"))
             c.execute(text("INSERT INTO components (id, set_id, component_index, w_dim, vector, sigma, dead) "
@@ -362,9 +365,7 @@ def test_database_at_0003_upgrades_to_0004_and_back_with_data_intact(empty_url: 
     engine = make_engine(url)
     try:
         with engine.begin() as c:
-            c.execute(text("INSERT INTO models (id, name, path, fingerprint, architecture, added_at) VALUES "
-                           "(1, 'old', '/old.pkl', :fp, :arch, CURRENT_TIMESTAMP)"),
-                      {"fp": "0f" * 32, "arch": '{"w_dim": 4, "num_ws": 3, "c_dim": 0}'})
+            insert_old_model(c)
             c.execute(text("INSERT INTO reviewers (id, name, created_at) VALUES (1, 'ana', CURRENT_TIMESTAMP)"))
             c.execute(text("INSERT INTO looks (model_id, name, seed, psi, edits, reviewer_id, created_at) VALUES "
                            "(1, 'gown', 7, 0.7, :edits, 1, CURRENT_TIMESTAMP)"),
